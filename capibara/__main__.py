@@ -1,0 +1,5 @@
+"""``python -m capibara`` is the ``capibara`` command."""
+
+from capibara.cli import main
+
+raise SystemExit(main())

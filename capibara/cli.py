@@ -1,0 +1,160 @@
+"""The ``capibara`` command line.
+
+Exit status: 0 when clean or only warnings, 1 when a configuration has
+errors, 2 for usage errors, 70 for an internal error (a bug in capibara: the
+message says so and names the exception, never a bare traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence, TextIO
+
+from capibara.diagnostics import ConfigError, Diagnostic, render, to_json
+
+EXIT_OK = 0
+EXIT_ERRORS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2 with a hint, like argparse
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_config_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="TOML config files, layered in order (later files win key by key)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override one field (TOML value syntax), e.g. --set sparsity.ratio=0.5")
+    parser.add_argument("--no-env", action="store_true",
+                        help="ignore CAPIBARA_* environment variables (reproducible builds)")
+    parser.add_argument("--target", metavar="NAME",
+                        help="check against a target (e.g. tpu_v4-32, gpu-h100, cpu, auto)")
+
+
+def _add_message_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--message-format", choices=("human", "json"), default="human",
+                        help="how diagnostics are printed (json: one object per line)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="capibara", description=__doc__.split("\n")[0].strip("."))
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    check = verbs.add_parser("check", help="parse and check configs; print diagnostics")
+    _add_config_inputs(check)
+    _add_message_format(check)
+    check.set_defaults(run=_run_check)
+
+    explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101)")
+    explain.add_argument("code")
+    explain.set_defaults(run=_run_explain)
+
+    targets = verbs.add_parser("targets", help="list the target catalog; mark the detected host")
+    targets.set_defaults(run=_run_targets)
+    return parser
+
+
+# --------------------------------------------------------------------------- verbs
+
+
+def _print_diagnostics(diagnostics: Sequence[Diagnostic], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        for d in diagnostics:
+            out.write(to_json(d) + "\n")
+        return
+    for d in diagnostics:
+        out.write(render(d) + "\n\n")
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if errors or warnings:
+        parts = [f"{n} {word}{'' if n == 1 else 's'}"
+                 for n, word in ((errors, "error"), (warnings, "warning")) if n]
+        out.write(f"{' and '.join(parts)} emitted\n")
+
+
+def _run_check(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara import pipeline
+
+    try:
+        diagnostics = pipeline.check(args.files, env=None if args.no_env else pipeline.ENVIRON,
+                                     overrides=args.overrides, target=args.target)
+    except ConfigError as error:
+        _print_diagnostics(error.diagnostics, args.message_format, out)
+        return EXIT_ERRORS
+    _print_diagnostics(diagnostics, args.message_format, out)
+    if args.message_format == "human" and not diagnostics:
+        out.write(f"ok: {', '.join(args.files)}\n")
+    return EXIT_ERRORS if any(d.is_error for d in diagnostics) else EXIT_OK
+
+
+def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.codes import CODES, explain
+
+    code = args.code.upper()
+    if code not in CODES:
+        import difflib
+
+        near = difflib.get_close_matches(code, CODES, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        sys.stderr.write(f"error: unknown diagnostic code `{args.code}`{hint}\n")
+        return EXIT_USAGE
+    out.write(explain(code))
+    return EXIT_OK
+
+
+def _run_targets(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.targets import CATALOG, detect_host
+
+    host = detect_host()
+    rows = [("", "name", "platform", "devices", "memory/device", "native dtypes")]
+    entries = list(CATALOG.values())
+    if host.name not in CATALOG or CATALOG[host.name] != host:
+        entries = [host] + [t for t in entries if t.name != host.name]
+    for target in entries:
+        memory = f"{target.memory_per_device_gib:g} GiB" if target.memory_per_device_gib else "host"
+        mark = "*" if target is host else ""
+        rows.append((mark, target.name, target.platform, str(target.device_count), memory,
+                     ",".join(target.native_dtypes)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+    out.write(f"\n* detected host: {host.name} ({host.doc})\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    out = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        run: Callable[[argparse.Namespace, TextIO], int] = args.run
+        return run(args, out)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the last line of defence: a bug, reported as one
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in capibara, not in your configuration; please report it with the "
+            "input that caused it (rerun with CAPIBARA_TRACEBACK=1 for the traceback)\n")
+        import os
+
+        if os.environ.get("CAPIBARA_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        return EXIT_INTERNAL
