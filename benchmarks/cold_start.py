@@ -1,0 +1,57 @@
+"""Cold-process cost of `capibara check` against the cheapest possible TOML load.
+
+Anchor: a `python -c` process that imports tomllib and msgspec and loads the
+same file. Goal (issue 2): `capibara check configs/production/tpu_v4.toml` at
+most 2x that. Both commands run interleaved, N times each; medians and the
+ratio are printed.
+
+    python benchmarks/cold_start.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/production/tpu_v4.toml"
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    capibara = str(Path(sys.executable).with_name("capibara"))
+    commands = {
+        "anchor: python -c tomllib+msgspec": [
+            sys.executable, "-c",
+            f"import tomllib, msgspec; tomllib.load(open({CONFIG!r}, 'rb'))"],
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "capibara check": [capibara, "check", "--no-env", CONFIG],
+    }
+    for cmd in commands.values():  # warm the page cache and .pyc files
+        timed(cmd)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.runs):
+        for name, cmd in commands.items():
+            samples[name].append(timed(cmd))
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    anchor = medians["anchor: python -c tomllib+msgspec"]
+    for name, median in medians.items():
+        print(f"{name:40s} median {median * 1e3:7.1f} ms   {median / anchor:5.2f}x anchor")
+    ratio = medians["capibara check"] / anchor
+    print(f"\ncapibara check / anchor = {ratio:.2f}x (goal <= 2.0x)")
+
+
+if __name__ == "__main__":
+    main()
