@@ -140,7 +140,7 @@ def save_tree(directory: str | os.PathLike, step: int, tree: Any, *, compress: b
 
 def _damaged(path: Path, reason: str) -> ConfigError:
     return ConfigError([Diagnostic.error(
-        "R102", f"checkpoint `{path}` cannot be read: {reason}",
+        "R202", f"checkpoint `{path}` cannot be read: {reason}",
         help="restore an earlier step, or delete this directory and save again")])
 
 
@@ -170,7 +170,7 @@ def load_tree(path: str | os.PathLike, like: Any) -> Any:
     problems = _mismatches(manifest, expected)
     if problems:
         raise ConfigError([Diagnostic.error(
-            "R101", f"checkpoint `{path}` does not match the model",
+            "R201", f"checkpoint `{path}` does not match the model",
             notes=problems,
             help="restore into a model built from the same configuration, "
                  "or train from scratch in a new checkpoint directory")])
@@ -289,7 +289,7 @@ class CheckpointManager:
             step = self.latest_step()
             if step is None:
                 raise ConfigError([Diagnostic.error(
-                    "R103", f"no checkpoint in `{self.directory}`",
+                    "R203", f"no checkpoint in `{self.directory}`",
                     help="check the directory, or start training to create one")])
         return load_tree(self.path(step), like)
 

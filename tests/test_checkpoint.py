@@ -137,7 +137,7 @@ def test_refuses_a_checkpoint_with_other_shapes(tmp_path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_tree(tmp_path / "step_00000001", make_state(width=16))
     text = str(caught.value)
-    assert text.startswith("error[R101]: checkpoint")
+    assert text.startswith("error[R201]: checkpoint")
     assert "`['params']['embed']` has shape (16, 8) in the checkpoint, the model expects (16, 16)" in text
     assert "help: restore into a model built from the same configuration" in text
 
@@ -159,13 +159,13 @@ def test_refuses_a_damaged_checkpoint(tmp_path) -> None:
     data = bytearray((path / checkpoint.ARRAYS).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (path / checkpoint.ARRAYS).write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match=r"error\[R102\].*does not match the digest"):
+    with pytest.raises(ConfigError, match=r"error\[R202\].*does not match the digest"):
         load_tree(path, make_state())
     (path / checkpoint.MANIFEST).write_text("{")
-    with pytest.raises(ConfigError, match=r"error\[R102\].*malformed"):
+    with pytest.raises(ConfigError, match=r"error\[R202\].*malformed"):
         load_tree(path, make_state())
 
 
 def test_restore_from_an_empty_directory_says_so(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"error\[R103\]: no checkpoint in"):
+    with pytest.raises(ConfigError, match=r"error\[R203\]: no checkpoint in"):
         CheckpointManager(tmp_path, save_every=1, keep_max=1).restore(make_state())
