@@ -281,7 +281,7 @@ class Float(FieldType):
             raise ValueProblem(OUT_OF_RANGE, f"`{name}` must be a finite number, found "
                                f"{format_value(number)}", "expected a finite number",
                                self._range_help())
-        if not self._within(number):
+        if not self.contains(number):
             raise ValueProblem(OUT_OF_RANGE, f"`{name}` must be {self._bounds()}, found "
                                f"{_number(value)}", f"expected {self._bounds()}",
                                self._range_help())
@@ -294,7 +294,8 @@ class Float(FieldType):
             raise ValueProblem(WRONG_TYPE, f"`{name}` must be a number, found `{text}`",
                                "expected a number", "write a decimal number such as `0.5` or `1e-4`")
 
-    def _within(self, x: float) -> bool:
+    def contains(self, x: float) -> bool:
+        """Whether ``x`` lies within the bounds."""
         lo, hi = self.minimum, self.maximum
         if lo is not None and (x <= lo if self.exclusive_minimum else x < lo):
             return False

@@ -140,3 +140,45 @@ def test_to_toml_writes_explicit_fields_in_canonical_layout() -> None:
         '[training]\ngradient_clip_norm = "none"\n')
     full = c.to_toml(full=True)
     assert full.count(" = ") == 127
+
+
+# ------------------------------------------------------------------- runtime updates (§c, C57)
+
+
+def test_the_seeds_runtime_update_works_verbatim() -> None:
+    c = ModularModelConfig()
+    c.update_runtime_settings({"batch_size": 16, "temperature": 0.8, "use_vq": True,
+                               "vq_adaptive_threshold": 0.6})
+    assert (c.batch_size, c.temperature, c.use_vq, c.vq_adaptive_threshold) == (16, 0.8, True, 0.6)
+    p = c.provenance("temperature")
+    assert (p.kind, p.detail) == ("runtime", "update_runtime_settings")
+    assert "temperature" in c.explicit_fields
+
+
+def test_immutable_and_unknown_keys_are_refused_all_at_once_and_nothing_changes() -> None:
+    c = ModularModelConfig(hidden_size=1024)
+    before = c.to_dict()
+    with pytest.raises(KeyError) as info:
+        c.update_runtime_settings({"temperature": 0.5, "num_layers": 24, "temperatur": 1.0,
+                                   "log_level": "loud"})
+    codes = [d.code for d in info.value.diagnostics]
+    assert codes == ["S501", "S103", "S203"]
+    assert "`num_layers` cannot change at run time" in str(info.value)
+    assert c.to_dict() == before and c.provenance("temperature").kind == "default"
+
+
+def test_an_update_that_fails_revalidation_changes_nothing() -> None:
+    c = ModularModelConfig()
+    with pytest.raises(ConfigError) as info:
+        c.update_runtime_settings({"temperature": 0.5, "batch_size": 64})  # C41: > max_batch_size
+    assert all(d.is_error for d in info.value.diagnostics)
+    assert any("batch_size" in d.message for d in info.value.diagnostics)
+    assert any("nothing was changed" in n for d in info.value.diagnostics for n in d.notes)
+    assert (c.temperature, c.batch_size) == (1.0, "auto")
+    c.update_runtime_settings({"batch_size": 64, "max_batch_size": 64})  # together, they fit
+    assert c.batch_size == 64
+
+
+def test_update_requires_a_mapping() -> None:
+    with pytest.raises(TypeError, match="mapping"):
+        ModularModelConfig().update_runtime_settings([("batch_size", 16)])  # type: ignore[arg-type]
