@@ -54,6 +54,175 @@ Fix: re-save the file as UTF-8."""),
     Code("P003", "file cannot be read",
          """The file exists but reading it failed (a directory, no permission,
 an I/O error). The message carries the operating system's reason."""),
+    # ------------------------------------------------------------------ S: schema (fields, sources)
+    Code("S101", "unknown section",
+         """A TOML table names no section of the configuration. Sections are the
+canonical ones (`[model]`, `[jax_config]`, `[performance]`,
+`[vector_quantization]`, `[tpu_v4_optimizations]`, `[sparsity]`,
+`[quantization]`, `[hardware]`, `[arm_optimizations]`, `[deployment]`,
+`[enterprise]`, `[training]`, `[testing]`, `[generation]`) and the alias
+section `[tpu_v6_features]`. Also emitted for a `--set` path whose section is
+unknown. A misspelled section would otherwise be ignored silently, and the
+values in it would never take effect.
+
+Example:
+    [vector_quantisation]
+    codes = 128
+
+Fix: `[vector_quantization]` (the help suggests the nearest section)."""),
+    Code("S102", "unknown key",
+         """A key inside a known section spells no field there. Silently ignoring
+it would leave the setting at its default while the file claims otherwise.
+The help names the most useful fix: the nearest key, the section the key
+belongs to, or how a flat field name is written in TOML (inside a section the
+section's prefix is dropped: `vq_codes` is `codes` in `[vector_quantization]`).
+
+Example:
+    [vector_quantization]
+    vq_codes = 128
+
+Fix: `codes = 128` (or move a key to the section that owns it)."""),
+    Code("S103", "unknown field name",
+         """A flat field name given as a Python keyword argument
+(`ModularModelConfig(hiden_size=768)`), a `--set` path without a section, or
+a key of `update_runtime_settings` names no field. In Python the error is a
+`ConfigError` that is also a `TypeError` and a `KeyError`.
+
+Example:
+    capibara check config.toml --set hiden_size=1024
+
+Fix: `--set hidden_size=1024` (the help suggests the nearest field name;
+`capibara explain FIELD` describes one)."""),
+    Code("S104", "unknown environment variable",
+         """A `CAPIBARA_*` environment variable is not one capibara reads. It is a
+warning, not an error (the environment is shared with other programs), but it
+is never ignored silently: a misspelled variable is the classic reason a
+setting "does not work". The variables are the seed's twenty plus the
+systematic spellings `CAPIBARA_USE_SPARSE`, `CAPIBARA_JAX_DEBUG_MODE`,
+`CAPIBARA_USE_ARM_OPTIMIZATIONS` and `CAPIBARA_TPU_MESH_SHAPE`; other fields
+have no variable.
+
+Example:
+    export CAPIBARA_VQ_CODE=128
+
+Fix: `export CAPIBARA_VQ_CODES=128`, or pass `--no-env` to ignore the
+environment."""),
+    Code("S105", "value outside any section",
+         """Every field lives in a section. This is a key written above the first
+`[section]` header, or a section name given a plain value instead of a table.
+
+Example:
+    hidden_size = 1024
+    [model]
+    num_layers = 24
+
+Fix: move the key below `[model]` (the help names the section and the key as
+it is written there)."""),
+    Code("S201", "value has the wrong type",
+         """A value's type does not match its field. Types are strict: a boolean
+field takes only `true`/`false` (not 0/1 or the string "true"), an integer
+field refuses floats such as `768.0`, a float field takes integers. In an
+environment variable, the text must parse as the field's type (booleans:
+true/false/1/0/yes/no/on/off; the mesh: "4,8").
+
+Example:
+    [vector_quantization]
+    enabled = "yes"
+
+Fix: `enabled = true`."""),
+    Code("S202", "value out of range",
+         """A number lies outside its field's range (PARAMS.md §b): for example
+ratios in [0.0, 0.95], `vq_adaptive_threshold` in [0, 1], `gpu_memory_fraction`
+in (0, 1], β in [0, 1), ports 1–65535, counts at least 1, mesh axes at
+least 1. NaN and infinities are never accepted.
+
+Example:
+    [sparsity]
+    ratio = 2.0
+
+Fix: `ratio = 0.65` (any value from 0.0 to 0.95)."""),
+    Code("S203", "value is not one of the allowed values",
+         """A field with a closed set of values got another one: string enums
+(matched in any case; `mixture_of_rookies` is accepted for `mor`, `1.58b` for
+`1.58bit`), the integer sets `vq_codes` ∈ {64, 128} and `affine_bits` ∈
+{4, 8, 16}, `kernel_categories` entries, and "auto" fields given another word.
+
+Example:
+    [vector_quantization]
+    codes = 96
+
+Fix: `codes = 64` (or 128, which TPU v6 enterprise mode uses)."""),
+    Code("S204", "string has the wrong form",
+         """A string field has a required form: `version` looks like `v3.0.0`
+(optionally with a `-` or `+` suffix), `metrics_endpoint` is a URL path
+starting with `/`, `model_name` is not empty.
+
+Example:
+    [enterprise]
+    metrics_endpoint = "metrics"
+
+Fix: `metrics_endpoint = "/metrics"`."""),
+    Code("S205", "list entry repeated",
+         """`kernel_categories` is a set: listing a category twice is a mistake
+(usually a copy-paste slip hiding a category that was meant instead).
+
+Example:
+    kernel_categories = ["linalg", "fft", "fft"]
+
+Fix: list each category once."""),
+    Code("S301", "one field set twice with different values",
+         """Some fields have more than one spelling (PARAMS.md §0.3.5):
+`[vector_quantization] codes` and `[tpu_v6_features] vq_codes`,
+`[performance] cache_optimized` and `cache_compiled_functions`,
+`[tpu_v6_features] enabled` and `adaptive_ml`, or two environment variables
+such as `CAPIBARA_USE_SPARSITY` and `CAPIBARA_USE_SPARSE`. Within one file
+(or in the environment) they may repeat a value, but different values leave
+the intent ambiguous, so capibara refuses to pick one. Later files and
+higher-precedence sources still override earlier ones without conflict.
+
+Example:
+    [vector_quantization]
+    codes = 64
+    [tpu_v6_features]
+    vq_codes = 128
+
+Fix: keep one spelling (the canonical `[vector_quantization] codes`)."""),
+    Code("S401", "a derived value cannot be derived",
+         """A field left unset is derived from others, and the derivation is
+impossible. `num_heads` defaults to `hidden_size // 64` (head dimension 64,
+which fits every documented tier); a hidden size that is not a multiple of 64
+has no such head count.
+
+Example:
+    [model]
+    hidden_size = 1000
+
+Fix: set `num_heads` to a divisor of the hidden size (`num_heads = 8`), or use
+a multiple of 64 such as 1024."""),
+    Code("S501", "field cannot change at run time",
+         """`update_runtime_settings` may change only the runtime-mutable fields
+(PARAMS.md §c): batch sizes, sampling temperature, the VQ bypass and
+threshold, logging, monitoring, safety filters and debug switches. Every other
+field changes parameter shapes, devices, the mesh, services or compilation, so
+it needs a new config and a new model. The update is refused as a whole:
+nothing is changed.
+
+Example:
+    config.update_runtime_settings({"num_layers": 24})
+
+Fix: `config.replace(num_layers=24)` and build a new model from it."""),
+    Code("S601", "malformed `--set` argument",
+         """A `--set` argument is `PATH=VALUE`: PATH is a flat field name
+(`hidden_size`) or `section.key` (`model.hidden_size`, aliases allowed), and
+VALUE is written as in a TOML file (`0.5`, `true`, `[4, 4]`, `"text"`). A
+single bare word such as `topk` is taken as a string, so the shell's quote
+removal does no harm. Anything else that does not parse is this error, shown
+under the argument's own text.
+
+Example:
+    capibara check config.toml --set sparsity.ratio=0.5.1
+
+Fix: `--set sparsity.ratio=0.5`."""),
 )
 
 

@@ -100,11 +100,13 @@ def decode_document(doc: Any, rewritten: Mapping[str, Any],
             diagnostics.append(_top_level_problem(doc, origin, section, table))
             continue
         if not isinstance(table, dict):
-            span, _ = locate(doc, origin, (section,))
+            # a plain value has a value span; `[[section]]` (an array of tables) only a key span
+            span = locate(doc, origin, (section,))[0] or locate(doc, origin, (section,), "key")[0]
             diagnostics.append(Diagnostic.error(
                 OUTSIDE_SECTION, f"`{section}` must be a table, found {describe_kind(table)}",
                 span, label="expected a table",
-                help=f"write `[{section}]` on its own line and put its keys below it"))
+                help=f"`[{section}]` is one table: write `[{section}]` once and put its keys "
+                     "below it"))
             continue
         for key, value in table.items():
             path = (section, key)
@@ -122,7 +124,8 @@ def decode_document(doc: Any, rewritten: Mapping[str, Any],
                 provenance = Provenance("legacy", span, f"legacy `{'.'.join(map(str, legacy))}`")
             else:
                 provenance = Provenance("file", span, _spelled(section, key))
-            result = check_value(field.name, value, provenance)
+            result = check_value(field.name, value, provenance,
+                                 lambda i, p=path: locate(doc, origin, p + (i,))[0])
             if isinstance(result, Diagnostic):
                 diagnostics.append(result)
                 continue

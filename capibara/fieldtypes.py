@@ -63,12 +63,15 @@ class ValueProblem(Exception):
     places.
     """
 
-    def __init__(self, code: str, message: str, label: str, help: str | None = None) -> None:
+    def __init__(self, code: str, message: str, label: str, help: str | None = None, *,
+                 item: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.label = label
         self.help = help
+        #: index of the offending element of a list value (its span is the smallest one)
+        self.item = item
 
 
 # --------------------------------------------------------------------------- helpers
@@ -196,6 +199,8 @@ class Bool(FieldType):
         hint = None
         if isinstance(value, str) and value.lower() in ("true", "false"):
             hint = f"write `{value.lower()}` without quotes"
+        elif isinstance(value, str):
+            hint = "write `true` or `false`, without quotes"
         elif isinstance(value, int) and value in (0, 1):
             hint = f"write `{'true' if value else 'false'}`; 0 and 1 are not booleans here"
         raise _wrong_type(name, "a boolean (`true` or `false`)", value, hint)
@@ -243,7 +248,7 @@ class Int(FieldType):
         if lo is not None and hi is not None:
             return f"from {lo} to {hi}"
         if lo is not None:
-            return "positive" if lo == 1 else f"at least {lo}"
+            return f"at least {lo}"
         if hi is not None:
             return f"at most {hi}"
         return "an integer"
@@ -252,7 +257,7 @@ class Int(FieldType):
         bounds = self._bounds()
         if bounds == "an integer":
             return bounds
-        return "a positive integer" if bounds == "positive" else f"an integer {bounds}"
+        return "a positive integer" if bounds == "at least 1" else f"an integer {bounds}"
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "integer"}
@@ -283,7 +288,7 @@ class Float(FieldType):
                                self._range_help())
         if not self.contains(number):
             raise ValueProblem(OUT_OF_RANGE, f"`{name}` must be {self._bounds()}, found "
-                               f"{_number(value)}", f"expected {self._bounds()}",
+                               f"{_number(value)}", f"expected {self.describe()}",
                                self._range_help())
         return number
 
@@ -554,15 +559,15 @@ class IntList(FieldType):
         if not value:
             raise ValueProblem(OUT_OF_RANGE, f"`{name}` must not be empty", "expected at least one axis",
                                "give one size per mesh axis, e.g. `[4, 4]`")
-        for item in value:
+        for index, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, int):
                 raise ValueProblem(WRONG_TYPE, f"`{name}` must contain integers, found "
-                                   f"{describe_kind(item)}", "expected integers",
-                                   "for example `[4, 4]`")
+                                   f"{describe_kind(item)}", "expected an integer",
+                                   "for example `[4, 4]`", item=index)
             if item < self.minimum:
                 raise ValueProblem(OUT_OF_RANGE, f"every axis of `{name}` must be at least "
                                    f"{self.minimum}, found {item}",
-                                   f"expected sizes of at least {self.minimum}", None)
+                                   f"expected at least {self.minimum}", None, item=index)
         return list(value)
 
     def parse_env(self, text: str, name: str) -> list[int]:
@@ -596,20 +601,21 @@ class Subset(FieldType):
             raise _wrong_type(name, "an array of strings", value,
                               "for example `[" + ", ".join(f'"{v}"' for v in self.values[:2]) + "]`")
         seen: list[str] = []
-        for item in value:
+        for index, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueProblem(WRONG_TYPE, f"`{name}` must contain strings, found "
-                                   f"{describe_kind(item)}", "expected strings", None)
+                                   f"{describe_kind(item)}", "expected a string", None, item=index)
             canonical = next((v for v in self.values if v == item.lower()), None)
             if canonical is None:
                 near = closest(item, self.values)
                 listing = ", ".join(f"`{v}`" for v in self.values)
                 raise ValueProblem(NOT_ALLOWED, f"`{name}` may contain only {listing}, found "
                                    f"{format_value(item)}", "not a known category",
-                                   f"did you mean `{near}`?" if near else f"use some of {listing}")
+                                   f"did you mean `{near}`?" if near else f"use some of {listing}",
+                                   item=index)
             if canonical in seen:
                 raise ValueProblem(DUPLICATE_ITEM, f"`{name}` lists {format_value(canonical)} twice",
-                                   "listed again", "list each category once")
+                                   "listed again", "list each category once", item=index)
             seen.append(canonical)
         return seen
 

@@ -35,12 +35,12 @@ import copy as _copy
 import os
 import warnings
 from dataclasses import dataclass, replace as _dc_replace
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic, Span
-from capibara.fieldtypes import ValueProblem, closest, format_value
+from capibara.fieldtypes import OUT_OF_RANGE, ValueProblem, closest, format_value
 from capibara.schema import FIELD_BY_NAME, FIELDS, RUNTIME_MUTABLE
 
 __all__ = [
@@ -129,14 +129,25 @@ def unknown_field(name: str, span: Span | None = None, *, what: str = "field") -
              "the fields are listed in PARAMS.md §1")
 
 
-def check_value(name: str, value: Any, provenance: Provenance) -> Assignment | Diagnostic:
-    """Check one value of field ``name``; an :class:`Assignment` or the diagnostic."""
+def check_value(name: str, value: Any, provenance: Provenance,
+                item_span: Callable[[int], Span | None] | None = None) -> Assignment | Diagnostic:
+    """Check one value of field ``name``; an :class:`Assignment` or the diagnostic.
+
+    The diagnostic points at ``provenance.span``, or at the offending element
+    of a list when ``item_span`` can locate it.
+    """
     field = FIELD_BY_NAME[name]
     try:
         checked = field.type.check(value, name)
     except ValueProblem as problem:
-        return Diagnostic.error(problem.code, problem.message, provenance.span, label=problem.label,
-                                help=problem.help)
+        span = provenance.span
+        if problem.item is not None and item_span is not None:
+            span = item_span(problem.item) or span
+        help = problem.help
+        if problem.code == OUT_OF_RANGE and field.default is not None:
+            default = f"the default is {format_value(field.type.to_toml(field.default))}"
+            help = f"{help}; {default}" if help else default
+        return Diagnostic.error(problem.code, problem.message, span, label=problem.label, help=help)
     return Assignment(name, checked, provenance)
 
 

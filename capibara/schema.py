@@ -32,6 +32,7 @@ __all__ = [
     "RUNTIME_MUTABLE",
     "field_at",
     "keys_of",
+    "all_paths",
     "explain_field",
 ]
 
