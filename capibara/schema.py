@@ -435,8 +435,10 @@ def explain_field(name: str) -> str:
     if f.env:
         lines.append(f"  env       {', '.join(f.env)}")
     lines.append(f"  type      {f.type.describe()}")
-    default = "none" if f.default is None else format_value(f.type.to_toml(f.default))
-    lines.append(f"  default   {default}")
+    if f.default is not None:
+        lines.append(f"  default   {format_value(f.type.to_toml(f.default))}")
+    elif not f.derived:
+        lines.append("  default   none")
     if f.derived:
         lines.append(f"  derived   {f.derived}")
     lines.append(f"  runtime   {'may change at run time (update_runtime_settings)' if f.runtime else 'fixed once built'}")

@@ -233,3 +233,10 @@ def test_explain_field_reads_the_table() -> None:
     assert explain_field("sparsity.method") == explain_field("sparsity_method")
     with pytest.raises(KeyError):
         explain_field("no_such_field")
+
+
+def test_explain_field_shows_derivations_and_runtime() -> None:
+    heads = explain_field("num_heads")
+    assert "derived   `hidden_size // 64`" in heads and "default" not in heads
+    assert "default   none" in explain_field("memory_limit_gb")
+    assert "may change at run time" in explain_field("temperature")
