@@ -21,7 +21,7 @@ from capibara.fieldtypes import closest, describe_kind, format_value
 from capibara.model_config import Assignment, Provenance, check_value
 from capibara.schema import (ALIAS_SECTIONS, FIELD_BY_NAME, SECTIONS, Field, field_at, keys_of)
 
-__all__ = ["DecodedFile", "decode_document", "locate", "suggest_key", "suggest_section"]
+__all__ = ["DecodedSource", "decode_document", "locate", "suggest_key", "suggest_section"]
 
 UNKNOWN_SECTION = "S101"
 UNKNOWN_KEY = "S102"
@@ -30,8 +30,9 @@ ALIAS_CONFLICT = "S301"
 
 
 @dataclass(frozen=True, slots=True)
-class DecodedFile:
-    """What one file contributes: checked values by field name, and its diagnostics."""
+class DecodedSource:
+    """What one source (a file, the environment, the `--set` arguments) contributes:
+    checked values by field name, and its diagnostics."""
 
     assignments: dict[str, Assignment]
     diagnostics: tuple[Diagnostic, ...]
@@ -83,7 +84,7 @@ def _spelled(section: str, key: str) -> str:
 
 
 def decode_document(doc: Any, rewritten: Mapping[str, Any],
-                    origin: Mapping[tuple, tuple] | None = None) -> DecodedFile:
+                    origin: Mapping[tuple, tuple] | None = None) -> DecodedSource:
     """Check a document's values against the field table.
 
     ``doc`` is the parsed :class:`capibara.toml.Document` (for spans),
@@ -141,7 +142,7 @@ def decode_document(doc: Any, rewritten: Mapping[str, Any],
         canonical = _spelled(FIELD_BY_NAME[name].section, FIELD_BY_NAME[name].key)
         chosen = next((a for a, _, s in spellings if s == canonical), spellings[0][0])
         assignments[name] = chosen
-    return DecodedFile(assignments, tuple(diagnostics))
+    return DecodedSource(assignments, tuple(diagnostics))
 
 
 def _top_level_problem(doc: Any, origin: Mapping, name: str, value: Any) -> Diagnostic:

@@ -25,7 +25,7 @@ from lark.exceptions import UnexpectedInput
 
 from capibara._toml_builder import DocumentBuilder
 from capibara._toml_scalars import CONVERTERS, TomlProblem
-from capibara.decode import DecodedFile, suggest_key, suggest_section
+from capibara.decode import DecodedSource, suggest_key, suggest_section
 from capibara.diagnostics import Diagnostic, Label, Source, Span
 from capibara.fieldtypes import closest
 from capibara.model_config import Assignment, Provenance, check_value, unknown_field
@@ -165,7 +165,7 @@ def _field_for(override: Override) -> Field | Diagnostic:
     return unknown_field(override.path, span, what="field")
 
 
-def read_overrides(arguments: Sequence[str]) -> DecodedFile:
+def read_overrides(arguments: Sequence[str]) -> DecodedSource:
     """Decode ``--set`` arguments into assignments (later ones win) and diagnostics."""
     assignments: dict[str, Assignment] = {}
     diagnostics: list[Diagnostic] = []
@@ -186,4 +186,4 @@ def read_overrides(arguments: Sequence[str]) -> DecodedFile:
             diagnostics.append(result)
         else:
             assignments[field.name] = result
-    return DecodedFile(assignments, tuple(diagnostics))
+    return DecodedSource(assignments, tuple(diagnostics))

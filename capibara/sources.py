@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from capibara.decode import ALIAS_CONFLICT, DecodedFile, decode_document
+from capibara.decode import ALIAS_CONFLICT, DecodedSource, decode_document
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Source
 from capibara.fieldtypes import ValueProblem, closest, format_value
 from capibara.model_config import (Assignment, ModularModelConfig, Provenance, build_config,
@@ -93,7 +93,7 @@ def resolve_path(path: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]
     return None, tried
 
 
-def read_file(path: str | os.PathLike[str]) -> DecodedFile:
+def read_file(path: str | os.PathLike[str]) -> DecodedSource:
     """Parse, legacy-rewrite and decode one file; never raises for bad input."""
     from capibara import toml
     from capibara.legacy import rewrite_document
@@ -101,17 +101,17 @@ def read_file(path: str | os.PathLike[str]) -> DecodedFile:
     found, tried = resolve_path(path)
     if found is None:
         places = ", ".join(f"`{p}`" for p in tried)
-        return DecodedFile({}, (Diagnostic.error(
+        return DecodedSource({}, (Diagnostic.error(
             FILE_NOT_FOUND, f"file `{os.fspath(path)}` not found", None,
             help=f"tried {places}; check the spelling, or name a bundled preset such as "
                  "`production/tpu_v4.toml`"),))
     try:
         doc = toml.parse_file(found)
     except ConfigError as error:
-        return DecodedFile({}, error.diagnostics)
+        return DecodedSource({}, error.diagnostics)
     rewrite = rewrite_document(doc)
     decoded = decode_document(doc, rewrite.value, rewrite.origin)
-    return DecodedFile(decoded.assignments, tuple(rewrite.diagnostics) + decoded.diagnostics)
+    return DecodedSource(decoded.assignments, tuple(rewrite.diagnostics) + decoded.diagnostics)
 
 
 # --------------------------------------------------------------------------- environment
@@ -121,7 +121,7 @@ def _env_source(name: str, text: str) -> Source:
     return Source(f"${name}", f"{name}={text}")
 
 
-def read_env(env: Mapping[str, str]) -> DecodedFile:
+def read_env(env: Mapping[str, str]) -> DecodedSource:
     """Decode the ``CAPIBARA_*`` variables of ``env`` (other names are ignored)."""
     diagnostics: list[Diagnostic] = []
     by_field: dict[str, list[tuple[str, Assignment]]] = {}
@@ -162,7 +162,7 @@ def read_env(env: Mapping[str, str]) -> DecodedFile:
         # the seed's spelling is the one recorded when both agree
         seed_name = FIELD_BY_NAME[field_name].env[0]
         assignments[field_name] = next((a for n, a in found if n == seed_name), first)
-    return DecodedFile(assignments, tuple(diagnostics))
+    return DecodedSource(assignments, tuple(diagnostics))
 
 
 def _unknown_env(name: str, source: Source) -> Diagnostic:
@@ -199,7 +199,7 @@ def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
     diagnostics: list[Diagnostic] = []
     layers: list[Mapping[str, Assignment]] = []
 
-    def add(decoded: DecodedFile) -> None:
+    def add(decoded: DecodedSource) -> None:
         diagnostics.extend(decoded.diagnostics)
         layers.append(decoded.assignments)
 
@@ -209,7 +209,7 @@ def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
         add(read_env(env))
     if keywords:
         assignments, problems = check_keywords(keywords)
-        add(DecodedFile(assignments, tuple(problems)))
+        add(DecodedSource(assignments, tuple(problems)))
     if overrides:
         from capibara.overrides import read_overrides
 
