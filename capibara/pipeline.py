@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
-from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.diagnostics import Diagnostic
 
 #: The process environment, as the CLI passes it (``--no-env`` passes None).
 ENVIRON: Mapping[str, str] = os.environ
@@ -20,15 +20,17 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
           overrides: Sequence[str] = (), target: str | None = None) -> list[Diagnostic]:
     """Run every check on layered config files; return all diagnostics.
 
-    Raises :class:`ConfigError` when a stage fails so badly that later stages
-    cannot run (the error carries that stage's diagnostics).
+    Stages: parse and schema-check each source (with the legacy rewrite), then
+    the cross-field rules, then, when ``target`` names a machine, the hardware
+    rules against it. Raises :class:`ConfigError` when the sources cannot be
+    turned into a config at all (the error carries every diagnostic found).
     """
-    from capibara import toml
+    from capibara.sources import resolve_config
+    from capibara.validate import check_hardware_compatibility, get_validation_errors
 
-    diagnostics: list[Diagnostic] = []
-    for path in files:
-        try:
-            toml.parse_file(path)
-        except ConfigError as error:
-            diagnostics.extend(error.diagnostics)
+    resolved = resolve_config(files, env=env, overrides=overrides)
+    diagnostics: list[Diagnostic] = list(resolved.diagnostics)
+    diagnostics += get_validation_errors(resolved.config)
+    if target is not None:
+        diagnostics += check_hardware_compatibility(resolved.config, target).diagnostics
     return diagnostics
