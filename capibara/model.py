@@ -1,0 +1,844 @@
+"""CapibaraGPT: the decoder-only language model a plan describes, computed by capibara kernels.
+
+    model = Model.from_plan("dev.plan.json")
+    logits = model.forward(tokens)                    # [batch, seq, vocab]
+    parts = model.loss({"tokens": tokens})            # total and each part
+    tokens = model.generate(prompt, max_new_tokens=32)
+    metrics = model.train_step({"tokens": tokens})
+    config.update_runtime_settings({"temperature": 0.8})
+    model.apply_config_updates(config)                # re-JITs only what changed
+
+The network is a set of pure functions of a parameter tree whose blocks are
+stacked along a leading layer axis, so one ``lax.scan`` runs them (one block
+to compile, however deep the model). Each block is RMSNorm → causal
+attention (rotary positions, grouped KV heads) → RMSNorm → a feed-forward:
+Mixture of Rookies through the ``moe`` kernel when the spec has experts, a
+dense GELU MLP otherwise. With VQ, the hidden state after the first half of
+the blocks is replaced by its nearest codebook vectors (the ``vq`` kernel);
+the second half and the tied output projection read the quantized stream.
+
+What the network computes *with* is a :class:`Kernels` bundle of four
+callables (attention, vq, moe, matmul). :meth:`Kernels.from_specs` binds the
+capibara kernel variants a plan chose; :meth:`Kernels.plain` is the same
+network in straightforward JAX (``jax.nn.dot_product_attention``, dense
+all-experts evaluation), the baseline the benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.kernels.vq import VQResult
+
+__all__ = [
+    "ModelSpec",
+    "Kernels",
+    "LossParts",
+    "RuntimeSettings",
+    "Model",
+    "init_params",
+    "param_partition_specs",
+    "make_mesh",
+]
+
+#: Rotary position base (RoPE's usual 10 000).
+ROPE_BASE = 10_000.0
+#: Weight init standard deviation (GPT-2's 0.02); output projections are
+#: further scaled by 1/sqrt(2·layers) so the residual stream's variance does
+#: not grow with depth.
+INIT_STD = 0.02
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything fixed about a model once it is built: shapes, dtypes, loss weights.
+
+    ``vq_codes`` is ``None`` for a model without a VQ bottleneck and
+    ``num_experts`` ``None`` for a dense feed-forward. ``param_dtype`` is the
+    dtype parameters are stored (and trained) in; ``compute_dtype`` the one
+    matmul and attention operands are rounded to (accumulation is float32).
+    """
+
+    vocab_size: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    ffn_dim: int
+    max_seq_len: int
+    vq_codes: int | None = None
+    num_experts: int | None = None
+    top_k: int = 2
+    expert_ffn_dim: int | None = None
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+    vq_commitment_weight: float = 0.25
+    vq_diversity_weight: float = 0.0
+    load_balancing_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        d, h, kv = self.d_model, self.num_heads, self.num_kv_heads
+        if d % h:
+            raise ValueError(f"d_model={d} must be a multiple of num_heads={h}")
+        if h % kv:
+            raise ValueError(f"num_heads={h} must be a multiple of num_kv_heads={kv}")
+        if (d // h) % 2:
+            raise ValueError(f"head_dim={d // h} must be even for rotary positions")
+        if self.num_experts is not None and not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def use_vq(self) -> bool:
+        return self.vq_codes is not None
+
+    @property
+    def use_moe(self) -> bool:
+        return self.num_experts is not None
+
+    @property
+    def vq_after_layer(self) -> int:
+        """Blocks before the VQ bottleneck: the first half (rounded up)."""
+        return (self.num_layers + 1) // 2
+
+    @classmethod
+    def from_config(cls, config: Any, *, param_dtype: str = "float32",
+                    compute_dtype: str = "float32") -> "ModelSpec":
+        """The spec a ``ModularModelConfig`` describes (PARAMS.md §1.1, §1.3, §1.5).
+
+        Heads share no KV projections (``num_kv_heads == num_heads``), the
+        feed-forward is 4× wide and each Rookie expert is as wide as the dense
+        MLP it replaces. Dtypes are the plan's choice; pass them in.
+        """
+        mor = config.use_sparse and config.sparsity_method == "mor"
+        return cls(
+            vocab_size=config.vocab_size, d_model=config.hidden_size,
+            num_layers=config.num_layers, num_heads=config.num_heads,
+            num_kv_heads=config.num_heads, ffn_dim=4 * config.hidden_size,
+            max_seq_len=config.max_seq_length,
+            vq_codes=config.vq_codes if config.use_vq else None,
+            num_experts=config.mor_num_experts if mor else None,
+            top_k=config.mor_top_k, expert_ffn_dim=4 * config.hidden_size if mor else None,
+            param_dtype=param_dtype, compute_dtype=compute_dtype,
+            vq_commitment_weight=config.vq_commitment_weight,
+            vq_diversity_weight=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
+            load_balancing_weight=LOAD_BALANCING_WEIGHT if mor and config.mor_load_balancing else 0.0,
+        )
+
+    def parameter_count(self) -> int:
+        """Number of scalars in :func:`init_params`'s tree."""
+        d, L, dh = self.d_model, self.num_layers, self.head_dim
+        attn = d * dh * (2 * self.num_heads + 2 * self.num_kv_heads)
+        if self.use_moe:
+            ffn = d * self.num_experts + 2 * self.num_experts * d * self.expert_ffn_dim
+        else:
+            ffn = 2 * d * self.ffn_dim
+        codebook = self.vq_codes * d if self.use_vq else 0
+        return self.vocab_size * d + L * (attn + ffn + 2 * d) + d + codebook
+
+
+#: Weight of the Mixture-of-Rookies load-balancing loss when
+#: ``mor_load_balancing`` is on: the Switch Transformer's α = 0.01, small enough
+#: not to fight the language-model loss, large enough to keep experts in use.
+LOAD_BALANCING_WEIGHT = 0.01
+#: Weight of the codebook-usage (diversity) term when
+#: ``vq_diversity_regularization`` is on.
+DIVERSITY_WEIGHT = 0.1
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The four callables the network computes with.
+
+    - ``attention(q, k, v, *, causal, mask)``: ``q [B, Sq, H, D]``, ``k``/``v``
+      ``[B, Skv, KV, D]`` → ``[B, Sq, H, D]``; ``mask`` (``[B, Skv]`` bool, or
+      ``None``) marks the keys a query may see, on top of ``causal``.
+    - ``vq(x, codebook, *, threshold)``: ``x [N, D]``, ``codebook [K, D]`` →
+      :class:`~capibara.kernels.vq.VQResult` (commitment already weighted);
+      ``threshold`` is the adaptive threshold, a Python float or ``None``.
+    - ``moe(x, router, experts, *, top_k)``: ``x [N, D]`` → ``(y [N, D], load_balancing_loss)``.
+    - ``matmul(x, w)``: ``x [..., k] @ w [k, n]`` under the precision policy, float32 out.
+    """
+
+    attention: Callable[..., jax.Array]
+    vq: Callable[..., VQResult]
+    moe: Callable[..., tuple[jax.Array, jax.Array]]
+    matmul: Callable[..., jax.Array]
+    name: str = field(default="", compare=False)
+
+    @classmethod
+    def plain(cls, spec: ModelSpec) -> "Kernels":
+        """Straightforward JAX: what a user would write without capibara's kernels."""
+        return cls(_plain_attention,
+                   partial(_plain_vq, commitment_weight=spec.vq_commitment_weight),
+                   _plain_moe,
+                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), "plain")
+
+
+def _plain_matmul(x, w, *, compute_dtype):
+    return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype),
+                      preferred_element_type=jnp.float32)
+
+
+def _plain_attention(q, k, v, *, causal, mask=None):
+    mask = None if mask is None else mask[:, None, None, :]
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+
+
+def _plain_vq(x, codebook, *, threshold, commitment_weight):
+    # The same definitions as capibara.kernels.vq (VQResult's docstring), written
+    # the obvious way: one distance matrix, one-hot counts.
+    sg = lax.stop_gradient
+    x = x.astype(jnp.float32)
+    codebook = codebook.astype(jnp.float32)
+    distances = (jnp.sum(x * x, -1, keepdims=True) - 2 * x @ codebook.T
+                 + jnp.sum(codebook * codebook, -1))
+    indices = jnp.argmin(distances, -1).astype(jnp.int32)
+    chosen = codebook[indices]
+    errors = jnp.sum(jnp.square(x - sg(chosen)), -1)
+    bypassed = (jnp.zeros(x.shape[0], bool) if threshold is None
+                else sg(errors) > threshold * sg(jnp.sum(x * x, -1)))
+    quantized = jnp.where(bypassed[:, None], x, sg(chosen) + (x - sg(x)))
+    commitment = commitment_weight * jnp.mean(jnp.square(x - sg(chosen)))
+    codebook_loss = jnp.mean(jnp.square(sg(x) - chosen))
+    usage = jnp.mean(jax.nn.softmax(-distances / x.shape[1], -1), 0)
+    diversity = math.log(codebook.shape[0]) + jnp.sum(usage * jnp.log(usage))
+    frequencies = jnp.mean(jax.nn.one_hot(indices, codebook.shape[0]), 0)
+    perplexity = jnp.exp(-jnp.sum(jnp.where(frequencies > 0, frequencies * jnp.log(
+        jnp.where(frequencies > 0, frequencies, 1.0)), 0.0)))
+    return VQResult(quantized, indices, commitment, codebook_loss, diversity, perplexity, bypassed)
+
+
+def _plain_moe(x, router, experts, *, top_k):
+    # Every expert on every token, weighted by the renormalized top-k gates.
+    probs = jax.nn.softmax(x.astype(jnp.float32) @ router.astype(jnp.float32), -1)
+    top_p, top_i = lax.top_k(probs, top_k)
+    num_experts = probs.shape[-1]
+    chosen = jax.nn.one_hot(top_i, num_experts, dtype=probs.dtype)       # [N, k, E]
+    gates = jnp.einsum("nk,nke->ne", top_p / jnp.sum(top_p, -1, keepdims=True), chosen)
+    hidden = jax.nn.gelu(jnp.einsum("nd,edf->nef", x, experts["w_in"]))
+    out = jnp.einsum("nef,efd->ned", hidden, experts["w_out"])
+    y = jnp.einsum("ne,ned->nd", gates, out)
+    fraction = jnp.mean(jnp.sum(chosen, 1), 0) / top_k
+    balance = num_experts * jnp.sum(fraction * jnp.mean(probs, 0))
+    return y, balance
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def init_params(spec: ModelSpec, key: jax.Array) -> dict[str, Any]:
+    """A fresh parameter tree for ``spec`` from ``key``, in ``spec.param_dtype``.
+
+    Blocks are stacked: every leaf under ``"blocks"`` has a leading
+    ``num_layers`` axis.
+    """
+    d, L, dh = spec.d_model, spec.num_layers, spec.head_dim
+    keys = iter(jax.random.split(key, 12))
+    out_std = INIT_STD / math.sqrt(2 * L)
+
+    def normal(shape, std=INIT_STD):
+        return std * jax.random.normal(next(keys), shape, jnp.float32)
+
+    blocks: dict[str, Any] = {
+        "attn_norm": jnp.ones((L, d)),
+        "wq": normal((L, d, spec.num_heads * dh)),
+        "wk": normal((L, d, spec.num_kv_heads * dh)),
+        "wv": normal((L, d, spec.num_kv_heads * dh)),
+        "wo": normal((L, spec.num_heads * dh, d), out_std),
+        "ffn_norm": jnp.ones((L, d)),
+    }
+    if spec.use_moe:
+        e, f = spec.num_experts, spec.expert_ffn_dim
+        blocks["router"] = normal((L, d, e))
+        blocks["experts"] = {"w_in": normal((L, e, d, f)), "w_out": normal((L, e, f, d), out_std)}
+    else:
+        blocks["w_in"] = normal((L, d, spec.ffn_dim))
+        blocks["w_out"] = normal((L, spec.ffn_dim, d), out_std)
+    params: dict[str, Any] = {
+        "embed": normal((spec.vocab_size, d)),
+        "blocks": blocks,
+        "final_norm": jnp.ones((d,)),
+    }
+    if spec.use_vq:
+        params["codebook"] = normal((spec.vq_codes, d))
+    return jax.tree.map(lambda x: x.astype(spec.param_dtype), params)
+
+
+def param_partition_specs(spec: ModelSpec) -> dict[str, Any]:
+    """How each parameter is split over a ``("data", "model")`` mesh.
+
+    Tensor parallelism in the Megatron layout: the vocabulary, attention heads
+    and feed-forward width are split over ``"model"`` (column-parallel into a
+    block, row-parallel out of it), so each block needs one reduction per
+    sublayer; norms, the router and the codebook are replicated.
+    """
+    blocks: dict[str, Any] = {
+        "attn_norm": P(), "ffn_norm": P(),
+        "wq": P(None, None, "model"), "wk": P(None, None, "model"), "wv": P(None, None, "model"),
+        "wo": P(None, "model", None),
+    }
+    if spec.use_moe:
+        blocks["router"] = P()
+        blocks["experts"] = {"w_in": P(None, None, None, "model"),
+                             "w_out": P(None, None, "model", None)}
+    else:
+        blocks["w_in"] = P(None, None, "model")
+        blocks["w_out"] = P(None, "model", None)
+    specs: dict[str, Any] = {"embed": P("model", None), "blocks": blocks, "final_norm": P()}
+    if spec.use_vq:
+        specs["codebook"] = P()
+    return specs
+
+
+def make_mesh(shape: tuple[int, int] = (1, 1), devices: Any = None) -> Mesh:
+    """A ``("data", "model")`` mesh over the first ``data·model`` devices."""
+    devices = np.asarray(devices if devices is not None else jax.devices())
+    count = shape[0] * shape[1]
+    if count > devices.size:
+        raise ValueError(f"mesh {shape} needs {count} devices, {devices.size} present")
+    return Mesh(devices.reshape(-1)[:count].reshape(shape), ("data", "model"))
+
+
+def _fit(partition: P, shape: tuple[int, ...], mesh: Mesh) -> P:
+    """``partition`` without the mesh axes that do not divide their dimension evenly
+    (a 12-head model on a 8-wide model axis keeps that dimension whole)."""
+    axes = list(partition) + [None] * (len(shape) - len(partition))
+    return P(*(axis if axis is None or shape[i] % mesh.shape[axis] == 0 else None
+               for i, axis in enumerate(axes)))
+
+
+def param_shardings(spec: ModelSpec, params: Any, mesh: Mesh) -> Any:
+    """A ``NamedSharding`` per parameter (see :func:`param_partition_specs`)."""
+    return jax.tree.map(lambda part, leaf: NamedSharding(mesh, _fit(part, leaf.shape, mesh)),
+                        param_partition_specs(spec), params,
+                        is_leaf=lambda x: isinstance(x, P))
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def _rms_norm(x: jax.Array, scale: jax.Array) -> jax.Array:
+    x = x.astype(jnp.float32)
+    return x * lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6) * scale.astype(jnp.float32)
+
+
+def _rope(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """Rotary positions for ``x [B, S, heads, D]`` at ``positions [S]``."""
+    half = x.shape[-1] // 2
+    freqs = ROPE_BASE ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions.astype(jnp.float32)[:, None] * freqs
+    sin, cos = jnp.sin(angles)[:, None, :], jnp.cos(angles)[:, None, :]
+    a, b = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    return jnp.concatenate([a * cos - b * sin, b * cos + a * sin], -1)
+
+
+class _Net:
+    """The network's pure functions, closed over a spec and a kernel bundle."""
+
+    def __init__(self, spec: ModelSpec, kernels: Kernels) -> None:
+        self.spec = spec
+        self.kernels = kernels
+        self.compute = jnp.dtype(spec.compute_dtype)
+
+    def qkv(self, x, layer, positions):
+        s, mm = self.spec, self.kernels.matmul
+        b, t, _ = x.shape
+        q = mm(x, layer["wq"]).reshape(b, t, s.num_heads, s.head_dim)
+        k = mm(x, layer["wk"]).reshape(b, t, s.num_kv_heads, s.head_dim)
+        v = mm(x, layer["wv"]).reshape(b, t, s.num_kv_heads, s.head_dim)
+        c = self.compute
+        return _rope(q, positions).astype(c), _rope(k, positions).astype(c), v.astype(c)
+
+    def feed_forward(self, h, layer):
+        s, mm = self.spec, self.kernels.matmul
+        x = _rms_norm(h, layer["ffn_norm"])
+        b, t, d = x.shape
+        flat = x.reshape(b * t, d)
+        if s.use_moe:
+            y, balance = self.kernels.moe(flat, layer["router"], layer["experts"], top_k=s.top_k)
+        else:
+            y, balance = mm(jax.nn.gelu(mm(flat, layer["w_in"])), layer["w_out"]), jnp.zeros(())
+        return h + y.reshape(b, t, d).astype(jnp.float32), balance
+
+    def block(self, h, layer, positions):
+        """One block over a whole sequence (causal); also returns its keys and values."""
+        b, t, _ = h.shape
+        q, k, v = self.qkv(_rms_norm(h, layer["attn_norm"]), layer, positions)
+        a = self.kernels.attention(q, k, v, causal=True, mask=None)
+        h = h + self.kernels.matmul(a.reshape(b, t, -1), layer["wo"]).astype(jnp.float32)
+        h, balance = self.feed_forward(h, layer)
+        return h, (k, v, balance)
+
+    def blocks(self, h, blocks, positions, *, remat: bool):
+        if not jax.tree.leaves(blocks) or jax.tree.leaves(blocks)[0].shape[0] == 0:
+            return h, None, None, jnp.zeros(())
+        body = partial(self.block, positions=positions)
+        if remat:
+            # Keep only each block's input; recompute its insides in the backward pass.
+            body = jax.checkpoint(body)
+        h, (k, v, balance) = lax.scan(body, h, blocks)
+        return h, k, v, jnp.sum(balance)
+
+    def bottleneck(self, h, codebook, threshold):
+        b, t, d = h.shape
+        out = self.kernels.vq(h.reshape(b * t, d), codebook, threshold=threshold)
+        quantized = out.quantized.reshape(b, t, d).astype(jnp.float32)
+        return quantized, out
+
+    def hidden(self, params, tokens, *, use_vq: bool, threshold: float | None,
+               remat: bool = False):
+        """Final hidden states, per-layer keys/values and the auxiliary losses."""
+        s = self.spec
+        h = params["embed"][tokens].astype(jnp.float32)
+        positions = jnp.arange(tokens.shape[1])
+        first, second = _split_layers(params["blocks"], s.vq_after_layer if s.use_vq else s.num_layers)
+        h, k1, v1, balance1 = self.blocks(h, first, positions, remat=remat)
+        vq = None
+        if use_vq:
+            h, vq = self.bottleneck(h, params["codebook"], threshold)
+        h, k2, v2, balance2 = self.blocks(h, second, positions, remat=remat)
+        keys = _concat_layers(k1, k2)
+        values = _concat_layers(v1, v2)
+        return _rms_norm(h, params["final_norm"]), keys, values, vq, balance1 + balance2
+
+    def before_bottleneck(self, params, tokens):
+        """Hidden states where the VQ bottleneck reads them: after the first half of the blocks."""
+        h = params["embed"][tokens].astype(jnp.float32)
+        first, _ = _split_layers(params["blocks"], self.spec.vq_after_layer)
+        h, *_ = self.blocks(h, first, jnp.arange(tokens.shape[1]), remat=False)
+        return h
+
+    def logits(self, params, h):
+        return self.kernels.matmul(h, params["embed"].T).astype(jnp.float32)
+
+    def forward(self, params, tokens, *, use_vq: bool, threshold: float | None):
+        h, *_ = self.hidden(params, tokens, use_vq=use_vq, threshold=threshold)
+        return self.logits(params, h)
+
+    def loss(self, params, batch, *, use_vq: bool, threshold: float | None,
+             remat: bool = False) -> "LossParts":
+        s = self.spec
+        tokens = batch["tokens"]
+        h, _, _, vq, balance = self.hidden(params, tokens, use_vq=use_vq, threshold=threshold,
+                                           remat=remat)
+        logits = self.logits(params, h[:, :-1])
+        log_probs = jax.nn.log_softmax(logits, -1)
+        target_log_probs = jnp.take_along_axis(log_probs, tokens[:, 1:, None], -1)[..., 0]
+        weights = batch.get("mask")
+        weights = (jnp.ones_like(target_log_probs) if weights is None
+                   else weights[:, 1:].astype(jnp.float32))
+        cross_entropy = -jnp.sum(target_log_probs * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+        zero = jnp.zeros(())
+        commitment, codebook, diversity = ((vq.commitment, vq.codebook, vq.diversity)
+                                           if vq is not None else (zero, zero, zero))
+        diversity = s.vq_diversity_weight * diversity
+        balance = s.load_balancing_weight * balance / s.num_layers
+        total = cross_entropy + commitment + codebook + diversity + balance
+        return LossParts(total, cross_entropy, commitment, codebook, diversity, balance)
+
+    # ----------------------------------------------------------------- generation
+
+    def decode_blocks(self, h, blocks, cache, first_layer, position):
+        """One new token through ``blocks``, reading and extending the KV cache in place."""
+        if not jax.tree.leaves(blocks) or jax.tree.leaves(blocks)[0].shape[0] == 0:
+            return h, cache
+        b = h.shape[0]
+        length = cache[0].shape[2]
+        visible = jnp.broadcast_to(jnp.arange(length) <= position, (b, length))
+
+        def body(carry, layer):
+            h, (keys, values), index = carry
+            q, k, v = self.qkv(_rms_norm(h, layer["attn_norm"]), layer, position[None])
+            keys = lax.dynamic_update_slice(keys, k[None], (index, 0, position, 0, 0))
+            values = lax.dynamic_update_slice(values, v[None], (index, 0, position, 0, 0))
+            a = self.kernels.attention(q, keys[index], values[index], causal=False, mask=visible)
+            h = h + self.kernels.matmul(a.reshape(b, 1, -1), layer["wo"]).astype(jnp.float32)
+            h, _ = self.feed_forward(h, layer)
+            return (h, (keys, values), index + 1), None
+
+        (h, cache, _), _ = lax.scan(body, (h, cache, first_layer), blocks)
+        return h, cache
+
+    def decode(self, params, token, position, cache, *, use_vq: bool, threshold: float | None):
+        s = self.spec
+        h = params["embed"][token][:, None, :].astype(jnp.float32)
+        split = s.vq_after_layer if s.use_vq else s.num_layers
+        first, second = _split_layers(params["blocks"], split)
+        h, cache = self.decode_blocks(h, first, cache, 0, position)
+        if use_vq:
+            h, _ = self.bottleneck(h, params["codebook"], threshold)
+        h, cache = self.decode_blocks(h, second, cache, split, position)
+        h = _rms_norm(h, params["final_norm"])
+        return self.logits(params, h)[:, 0], cache
+
+    def generate(self, params, prompt, key, temperature, *, use_vq: bool,
+                 threshold: float | None, max_new_tokens: int):
+        """``prompt`` followed by ``max_new_tokens`` tokens: a prefill, then one scan step per token."""
+        prompt_len = prompt.shape[1]
+        h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold)
+        pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
+        cache = (jnp.pad(keys, pad), jnp.pad(values, pad))
+        key, sub = jax.random.split(key)
+        first = _pick(self.logits(params, h[:, -1]), sub, temperature)
+
+        def step(carry, _):
+            token, position, cache, key = carry
+            logits, cache = self.decode(params, token, position, cache, use_vq=use_vq,
+                                        threshold=threshold)
+            key, sub = jax.random.split(key)
+            token = _pick(logits, sub, temperature)
+            return (token, position + 1, cache, key), token
+
+        carry = (first, jnp.asarray(prompt_len, jnp.int32), cache, key)
+        _, rest = lax.scan(step, carry, None, length=max_new_tokens - 1)
+        generated = jnp.concatenate([first[:, None], rest.T.astype(first.dtype)], 1)
+        return jnp.concatenate([prompt, generated.astype(prompt.dtype)], 1)
+
+
+def _split_layers(blocks: Any, at: int) -> tuple[Any, Any]:
+    return jax.tree.map(lambda x: x[:at], blocks), jax.tree.map(lambda x: x[at:], blocks)
+
+
+def _concat_layers(a: jax.Array | None, b: jax.Array | None) -> jax.Array:
+    if a is None:
+        return b
+    return a if b is None else jnp.concatenate([a, b], 0)
+
+
+def _pick(logits: jax.Array, key: jax.Array, temperature: jax.Array) -> jax.Array:
+    """Next token: argmax at temperature 0, else a sample from softmax(logits / temperature).
+
+    Temperature is a traced value, so changing it (even to or from 0) never recompiles.
+    """
+    greedy = jnp.argmax(logits, -1)
+    sampled = jax.random.categorical(key, logits / jnp.maximum(temperature, 1e-6), -1)
+    return jnp.where(temperature > 0, sampled, greedy)
+
+
+class LossParts(NamedTuple):
+    """The training loss and each term as it enters it: ``total`` is the sum of the others.
+
+    ``vq_commitment`` carries ``vq_commitment_weight``, ``vq_diversity`` the
+    diversity weight and ``load_balancing`` its weight (averaged over layers).
+    """
+
+    total: jax.Array
+    cross_entropy: jax.Array
+    vq_commitment: jax.Array
+    vq_codebook: jax.Array
+    vq_diversity: jax.Array
+    load_balancing: jax.Array
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The runtime-mutable fields the compiled functions read (PARAMS.md §c).
+
+    ``temperature`` is passed as a traced value (changing it compiles
+    nothing); ``use_vq`` (a bypass of the bottleneck, A34) and
+    ``vq_adaptive_threshold`` change the traced program and are static
+    arguments, so changing them compiles each function once more on its next
+    call. The other runtime fields (logging, monitoring, batch size) live in
+    the config only: the network does not read them.
+    """
+
+    temperature: float
+    use_vq: bool
+    vq_adaptive_threshold: float
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RuntimeSettings":
+        return cls(float(config.temperature), bool(config.use_vq),
+                   float(config.vq_adaptive_threshold))
+
+
+class Model:
+    """A CapibaraGPT model: parameters on a device mesh plus compiled forward,
+    loss, generation and training functions (see the module docstring).
+
+    Build one with :meth:`from_plan` (kernels, dtypes and mesh as compiled) or
+    :meth:`build` (an explicit spec and kernel bundle).
+    """
+
+    spec: ModelSpec
+    kernels: Kernels
+    mesh: Mesh
+    params: Any
+    step: int
+
+    @classmethod
+    def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,
+              seed: int = 0) -> "Model":
+        """A model for ``spec`` computed with ``kernels``, parameters initialized from ``seed``.
+
+        ``config`` is the ``ModularModelConfig`` it was built from: its
+        runtime fields and ``[training]`` section drive generation and
+        training, and :meth:`apply_config_updates` compares against it.
+        """
+        self = cls.__new__(cls)
+        self._setup(spec, kernels, config, mesh if mesh is not None else make_mesh(), seed)
+        return self
+
+    def _setup(self, spec: ModelSpec, kernels: Kernels, config: Any, mesh: Mesh, seed: int) -> None:
+        from capibara import training
+
+        if config.use_vq and not spec.use_vq:
+            raise _vq_without_codebook()
+        self.spec, self.kernels, self.mesh = spec, kernels, mesh
+        self._config = copy.copy(config)
+        self._runtime = RuntimeSettings.from_config(config)
+        net = self._net = _Net(spec, kernels)
+        abstract = jax.eval_shape(partial(init_params, spec), jax.random.key(0))
+        self._param_shardings = param_shardings(spec, abstract, mesh)
+        # Initialize straight into the sharded layout: no device ever holds the whole tree.
+        self.params = jax.jit(partial(init_params, spec),
+                              out_shardings=self._param_shardings)(jax.random.key(seed))
+        self.step = 0
+        self._forward = jax.jit(net.forward, static_argnames=("use_vq", "threshold"))
+        self._loss = jax.jit(net.loss, static_argnames=("use_vq", "threshold", "remat"))
+        self._generate = jax.jit(net.generate,
+                                 static_argnames=("use_vq", "threshold", "max_new_tokens"))
+        self._optimizer = training.make_optimizer(config)
+        # Optimizer moments are laid out like the parameters they track; the step
+        # returns both in the same layout it got them, so it compiles once.
+        self._state_shardings = optax.tree_map_params(
+            self._optimizer, lambda _, sharding: sharding,
+            jax.eval_shape(self._optimizer.init, abstract), self._param_shardings,
+            transform_non_params=lambda _: NamedSharding(mesh, P()))
+        self._train = jax.jit(
+            training.make_train_step(net.loss, self._optimizer,
+                                     training.learning_rate_schedule(config)),
+            static_argnames=("use_vq", "threshold", "remat"), donate_argnums=(0, 1),
+            out_shardings=(self._param_shardings, self._state_shardings, None))
+        self._opt_state = None
+        self._checkpoints = None
+
+    # ----------------------------------------------------------------- inputs
+
+    def _place(self, array: Any) -> jax.Array:
+        """Put a batch-major array on the mesh, split over ``data`` when it divides evenly."""
+        array = jnp.asarray(array)
+        data = self.mesh.shape["data"]
+        batch_axis = "data" if array.ndim and array.shape[0] % data == 0 else None
+        return jax.device_put(array, NamedSharding(self.mesh, P(batch_axis)))
+
+    def _tokens(self, tokens: Any, what: str = "tokens") -> jax.Array:
+        tokens = jnp.asarray(tokens)
+        if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"{what} must be an integer array [batch, seq], got "
+                             f"{tokens.dtype}{list(tokens.shape)}")
+        if tokens.shape[1] > self.spec.max_seq_len:
+            raise ValueError(f"{what} length {tokens.shape[1]} exceeds "
+                             f"max_seq_length={self.spec.max_seq_len}")
+        return self._place(tokens)
+
+    def _batch(self, batch: Any) -> dict[str, jax.Array]:
+        if not isinstance(batch, Mapping):
+            batch = {"tokens": batch}
+        placed = {"tokens": self._tokens(batch["tokens"])}
+        if batch.get("mask") is not None:
+            placed["mask"] = self._place(batch["mask"])
+        return placed
+
+    def _static(self) -> dict[str, Any]:
+        return {"use_vq": self._runtime.use_vq,
+                "threshold": self._runtime.vq_adaptive_threshold if self._runtime.use_vq else None}
+
+    # ----------------------------------------------------------------- computing
+
+    def forward(self, tokens: Any) -> jax.Array:
+        """Logits ``[batch, seq, vocab]`` (float32) for integer ``tokens [batch, seq]``."""
+        return self._forward(self.params, self._tokens(tokens), **self._static())
+
+    def loss(self, batch: Any) -> LossParts:
+        """The training loss on ``batch`` (``{"tokens": [B, S], "mask": [B, S]}``
+        or a token array), with each of its parts; see :class:`LossParts`."""
+        return self._loss(self.params, self._batch(batch), **self._static())
+
+    def generate(self, prompt: Any, max_new_tokens: int, *, seed: int = 0) -> jax.Array:
+        """``prompt [batch, len]`` followed by ``max_new_tokens`` generated tokens.
+
+        Uses a KV cache: one prefill over the prompt, then one cached step per
+        token. The config's ``temperature`` picks the token: 0 takes the
+        argmax, otherwise a sample from ``softmax(logits / temperature)``
+        drawn from ``seed`` (the same seed gives the same tokens).
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"{max_new_tokens=} must be at least 1")
+        prompt = self._tokens(prompt, "prompt")
+        if prompt.shape[1] + max_new_tokens > self.spec.max_seq_len:
+            raise ValueError(f"prompt length {prompt.shape[1]} + {max_new_tokens=} exceeds "
+                             f"max_seq_length={self.spec.max_seq_len}")
+        temperature = jnp.asarray(self._runtime.temperature, jnp.float32)
+        return self._generate(self.params, prompt, jax.random.key(seed), temperature,
+                              max_new_tokens=max_new_tokens, **self._static())
+
+    def init_codebook(self, batch: Any, *, seed: int = 0) -> None:
+        """Set the VQ codebook to hidden states of ``batch`` at the bottleneck.
+
+        Randomly initialized codes lie far from every hidden state, so the
+        adaptive threshold bypasses all of them until the codebook loss has
+        pulled codes close; codes drawn from real hidden states are used from
+        the first step (the data initialization VQ codecs use).
+        """
+        if not self.spec.use_vq:
+            raise ValueError("this model has no VQ codebook (built with use_vq = false)")
+        tokens = self._batch(batch)["tokens"]
+        rows = jax.jit(self._net.before_bottleneck)(self.params, tokens).reshape(-1, self.spec.d_model)
+        codes = self.spec.vq_codes
+        chosen = jax.random.choice(jax.random.key(seed), rows.shape[0], (codes,),
+                                   replace=rows.shape[0] < codes)
+        codebook = rows[chosen].astype(self.params["codebook"].dtype)
+        self.params = {**self.params,
+                       "codebook": jax.device_put(codebook, self._param_shardings["codebook"])}
+
+    # ----------------------------------------------------------------- training
+
+    @property
+    def opt_state(self) -> Any:
+        """The optimizer state (created on first use)."""
+        if self._opt_state is None:
+            self._opt_state = jax.jit(self._optimizer.init,
+                                      out_shardings=self._state_shardings)(self.params)
+        return self._opt_state
+
+    def train_step(self, batch: Any) -> dict[str, jax.Array]:
+        """One optimizer step on ``batch``; returns the loss parts, gradient norm and
+        learning rate. With :meth:`checkpoint_to` set, saves every
+        ``save_checkpoint_steps`` steps. ``gradient_checkpointing`` recomputes
+        each block's activations in the backward pass instead of storing them."""
+        params, opt_state, metrics = self._train(
+            self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32),
+            remat=bool(self._config.gradient_checkpointing), **self._static())
+        self.params, self._opt_state = params, opt_state
+        self.step += 1
+        if self._checkpoints is not None:
+            self._checkpoints.maybe_save(self.step, self._state())
+        return metrics
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def checkpoint_to(self, directory: Any) -> None:
+        """Save checkpoints into ``directory`` as the config's ``[training]`` says:
+        every ``save_checkpoint_steps``, keeping ``keep_checkpoint_max``,
+        compressed if ``checkpoint_compression``, in the background if
+        ``async_checkpointing``."""
+        from capibara.checkpoint import CheckpointManager
+
+        c = self._config
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+        self._checkpoints = CheckpointManager(
+            directory, save_every=c.save_checkpoint_steps, keep_max=c.keep_checkpoint_max,
+            compress=c.checkpoint_compression, asynchronous=c.async_checkpointing)
+
+    def _state(self) -> dict[str, Any]:
+        return {"params": self.params, "opt_state": self.opt_state,
+                "step": np.asarray(self.step, np.int64)}
+
+    def _manager(self):
+        if self._checkpoints is None:
+            raise ValueError("no checkpoint directory: call model.checkpoint_to(directory) first")
+        return self._checkpoints
+
+    def save_checkpoint(self) -> None:
+        """Save parameters, optimizer state and step now (see :meth:`checkpoint_to`)."""
+        self._manager().save(self.step, self._state())
+
+    def restore_checkpoint(self, step: int | None = None) -> int:
+        """Load a checkpoint (default: the newest) into this model; return its step.
+
+        A checkpoint whose arrays differ from this model's (another shape,
+        dtype or structure) is refused with a :class:`ConfigError` naming them.
+        """
+        state = self._manager().restore(self._state(), step)
+        self.params, self._opt_state = state["params"], state["opt_state"]
+        self.step = int(state["step"])
+        return self.step
+
+    def wait_for_checkpoints(self) -> None:
+        """Block until a background checkpoint write has finished."""
+        if self._checkpoints is not None:
+            self._checkpoints.wait()
+
+    # ----------------------------------------------------------------- configuration
+
+    def get_current_config(self) -> Any:
+        """A snapshot copy of the model's configuration; changing it changes nothing here."""
+        return copy.copy(self._config)
+
+    def apply_config_updates(self, config: Any) -> None:
+        """Adopt ``config``'s runtime-mutable fields, all or nothing (PARAMS.md §c).
+
+        ``config`` is validated first (cross-field rules, C1–C58) and refused
+        if it has errors. Every field that differs from the model's current
+        config must be runtime-mutable: a changed shape, device or training
+        field is refused with an error naming each, since only a rebuilt model
+        can honour it. Turning ``use_vq`` on for a model built without a
+        codebook is refused too (A34). Only what the change touches is
+        compiled again: a new ``temperature`` compiles nothing.
+        """
+        from capibara.schema import FIELDS, RUNTIME_MUTABLE
+        from capibara.validate import check_config
+
+        check_config(config)
+        current = self._config
+        changed = [f.name for f in FIELDS if getattr(config, f.name) != getattr(current, f.name)]
+        fixed = [name for name in changed if name not in RUNTIME_MUTABLE]
+        if fixed:
+            raise _immutable_change(fixed, current, config)
+        if config.use_vq and not self.spec.use_vq:
+            raise _vq_without_codebook()
+        runtime = RuntimeSettings.from_config(config)
+        self._config, self._runtime = copy.copy(config), runtime
+
+    def compiled_counts(self) -> dict[str, int]:
+        """How many programs each compiled function holds (one per static setting and shape)."""
+        return {name: fn._cache_size() for name, fn in (
+            ("forward", self._forward), ("loss", self._loss), ("generate", self._generate),
+            ("train_step", self._train))}
+
+
+def _immutable_change(names: list[str], old: Any, new: Any) -> ConfigError:
+    from capibara.fieldtypes import format_value
+
+    listed = ", ".join(f"`{n}`" for n in names)
+    return ConfigError([Diagnostic.error(
+        "R211", f"{listed} cannot change on a built model",
+        notes=tuple(f"`{n}` is {format_value(getattr(old, n))} in the model, "
+                    f"{format_value(getattr(new, n))} in the new config" for n in names)
+        + ("apply_config_updates changed nothing",),
+        help="build a new model from this config (`Model.from_plan` after "
+             "`capibara compile`); only runtime-mutable fields change in place")])
+
+
+def _vq_without_codebook() -> ConfigError:
+    return ConfigError([Diagnostic.error(
+        "R212", "`use_vq` cannot be turned on for a model built without VQ codebooks",
+        notes=("at run time `use_vq` only bypasses an existing bottleneck (A34)",),
+        help="build the model with `use_vq = true`; set it to false at run time to bypass it")])

@@ -1,0 +1,276 @@
+"""The CapibaraGPT model: forward, loss, generation with a KV cache, runtime updates.
+
+Tiny shapes (d_model 64, 2 layers, vocab 128, seq 32) keep compilation short;
+models are shared per module, since compiling dominates the time here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from capibara.diagnostics import ConfigError
+from capibara.model import Kernels, Model, ModelSpec
+from capibara.model_config import ModularModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = dict(hidden_size=64, num_layers=2, num_heads=4, vocab_size=128, max_seq_length=32,
+            mor_num_experts=4, warmup_steps=0, decay_steps=1000, learning_rate=3e-3)
+
+
+def tiny_config(**changes) -> ModularModelConfig:
+    return ModularModelConfig(**{**TINY, **changes})
+
+
+def build(config: ModularModelConfig, seed: int = 0) -> Model:
+    spec = ModelSpec.from_config(config)
+    return Model.build(spec, Kernels.plain(spec), config, seed=seed)
+
+
+def tokens(batch: int = 2, length: int = 32, seed: int = 1) -> jax.Array:
+    return jax.random.randint(jax.random.key(seed), (batch, length), 0, 128)
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    """VQ bottleneck and Mixture of Rookies both on (the config defaults), with a
+    codebook drawn from hidden states so the bottleneck quantizes from the start."""
+    m = build(tiny_config(temperature=0.0))
+    m.init_codebook(tokens(batch=4, seed=9))
+    return m
+
+
+@pytest.fixture(scope="module")
+def dense_model() -> Model:
+    return build(tiny_config(use_vq=False, use_sparse=False, temperature=0.0))
+
+
+def test_spec_follows_the_config() -> None:
+    spec = ModelSpec.from_config(tiny_config())
+    assert (spec.d_model, spec.num_layers, spec.num_heads, spec.vocab_size) == (64, 2, 4, 128)
+    assert spec.vq_codes == 64 and spec.num_experts == 4 and spec.top_k == 2
+    dense = ModelSpec.from_config(tiny_config(use_vq=False, sparsity_method="topk"))
+    assert dense.vq_codes is None and dense.num_experts is None
+
+
+def test_parameter_count_matches_the_tree(model, dense_model) -> None:
+    for m in (model, dense_model):
+        assert sum(x.size for x in jax.tree.leaves(m.params)) == m.spec.parameter_count()
+
+
+def test_forward_gives_finite_logits(dense_model) -> None:
+    logits = dense_model.forward(tokens())
+    assert logits.shape == (2, 32, 128) and logits.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_parameters_come_from_the_seed(dense_model) -> None:
+    config = dense_model.get_current_config()
+    same, other = build(config, seed=0), build(config, seed=1)
+    for a, b, c in zip(*(jax.tree.leaves(m.params) for m in (dense_model, same, other))):
+        np.testing.assert_array_equal(a, b)
+        assert bool(jnp.all(a == 1)) or not np.array_equal(a, c)  # norm scales start at 1
+
+
+@pytest.mark.parametrize("which", ["model", "dense_model"])
+def test_forward_is_causal(which, request) -> None:
+    m = request.getfixturevalue(which)
+    a = tokens()
+    b = a.at[:, 20:].set((a[:, 20:] + 7) % 128)
+    la, lb = m.forward(a), m.forward(b)
+    np.testing.assert_allclose(la[:, :20], lb[:, :20], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(la[:, 20:], lb[:, 20:])
+
+
+def test_loss_parts_add_up_and_cross_entropy_matches_the_logits(model) -> None:
+    batch = tokens()
+    parts = model.loss(batch)
+    assert math.isclose(float(parts.total), float(sum(parts[1:])), rel_tol=1e-5)
+    assert float(parts.vq_commitment) > 0 and float(parts.vq_codebook) > 0
+    assert float(parts.load_balancing) > 0
+    log_probs = jax.nn.log_softmax(model.forward(batch)[:, :-1], -1)
+    expected = -jnp.mean(jnp.take_along_axis(log_probs, batch[:, 1:, None], -1))
+    assert math.isclose(float(parts.cross_entropy), float(expected), rel_tol=1e-5)
+    # an untrained model is close to uniform over the vocabulary
+    assert abs(float(parts.cross_entropy) - math.log(128)) < 0.5
+
+
+def test_loss_mask_drops_positions(dense_model) -> None:
+    batch = tokens()
+    mask = jnp.zeros((2, 32), bool).at[:, :11].set(True)
+    masked = dense_model.loss({"tokens": batch, "mask": mask})
+    log_probs = jax.nn.log_softmax(dense_model.forward(batch)[:, :10], -1)
+    expected = -jnp.mean(jnp.take_along_axis(log_probs, batch[:, 1:11, None], -1))
+    assert math.isclose(float(masked.cross_entropy), float(expected), rel_tol=1e-5)
+
+
+def greedy_by_recomputing(m: Model, prompt: jax.Array, new: int) -> jax.Array:
+    """Greedy decoding without a cache: the full forward pass for every token.
+
+    The sequence is padded to a fixed length so the forward compiles once; the
+    padding cannot leak into earlier positions (the model is causal, tested above).
+    """
+    length = prompt.shape[1]
+    sequence = jnp.zeros((prompt.shape[0], m.spec.max_seq_len), prompt.dtype).at[:, :length].set(prompt)
+    for position in range(length, length + new):
+        nxt = jnp.argmax(m.forward(sequence)[:, position - 1], -1)
+        sequence = sequence.at[:, position].set(nxt.astype(sequence.dtype))
+    return sequence[:, :length + new]
+
+
+@pytest.mark.parametrize("which", ["model", "dense_model"])
+def test_cached_greedy_generation_equals_recomputing_the_forward(which, request) -> None:
+    m = request.getfixturevalue(which)
+    prompt = tokens(length=5)
+    generated = m.generate(prompt, max_new_tokens=10)
+    assert generated.shape == (2, 15)
+    np.testing.assert_array_equal(generated[:, :5], prompt)
+    np.testing.assert_array_equal(generated, greedy_by_recomputing(m, prompt, 10))
+
+
+def test_generation_refuses_to_run_past_max_seq_length(dense_model) -> None:
+    with pytest.raises(ValueError, match="exceeds max_seq_length=32"):
+        dense_model.generate(tokens(length=30), max_new_tokens=5)
+
+
+def test_sampling_is_seeded_and_temperature_changes_compile_nothing() -> None:
+    m = build(tiny_config(use_vq=False, use_sparse=False, temperature=0.0))
+    prompt = tokens(length=4)
+    greedy = m.generate(prompt, 12)
+    counts = m.compiled_counts()
+    config = m.get_current_config()
+    config.update_runtime_settings({"temperature": 1.5})
+    m.apply_config_updates(config)
+    first, again, other = (m.generate(prompt, 12, seed=s) for s in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(first, greedy)
+    config.update_runtime_settings({"temperature": 0.0})
+    m.apply_config_updates(config)
+    np.testing.assert_array_equal(m.generate(prompt, 12, seed=5), greedy)
+    assert m.compiled_counts() == counts
+
+
+def test_the_seed_runtime_update_example_runs_verbatim(model) -> None:
+    config = model.get_current_config()
+    config.update_runtime_settings({
+        "batch_size": 16,
+        "temperature": 0.8,
+        "use_vq": True,
+        "vq_adaptive_threshold": 0.6
+    })
+    model.apply_config_updates(config)
+    current_config = model.get_current_config()
+    assert current_config.use_vq is True
+    assert current_config.temperature == 0.8 and current_config.batch_size == 16
+    assert current_config.use_tpu_v4_optimizations is True
+    config.update_runtime_settings({"temperature": 0.0, "vq_adaptive_threshold": 0.5})
+    model.apply_config_updates(config)
+
+
+def test_vq_bypass_recompiles_only_the_forward_it_runs(model) -> None:
+    batch = tokens()
+    with_vq = model.forward(batch)
+    before = model.compiled_counts()
+    config = model.get_current_config()
+    config.update_runtime_settings({"use_vq": False})
+    model.apply_config_updates(config)
+    try:
+        bypassed = model.forward(batch)
+        after = model.compiled_counts()
+        assert after == {**before, "forward": before["forward"] + 1}
+        assert not np.allclose(with_vq, bypassed)
+        assert float(model.loss(batch).vq_commitment) == 0.0
+    finally:
+        config.update_runtime_settings({"use_vq": True})
+        model.apply_config_updates(config)
+    np.testing.assert_array_equal(model.forward(batch), with_vq)
+    assert model.compiled_counts()["forward"] == before["forward"] + 1
+
+
+def test_current_config_is_a_snapshot(model) -> None:
+    snapshot = model.get_current_config()
+    snapshot.update_runtime_settings({"temperature": 1.7})
+    assert model.get_current_config().temperature == 0.0
+
+
+def test_immutable_changes_are_refused_and_change_nothing(model) -> None:
+    batch = tokens()
+    before = model.forward(batch)
+    changed = model.get_current_config().replace(num_layers=3, learning_rate=0.1, temperature=0.9)
+    with pytest.raises(ConfigError) as caught:
+        model.apply_config_updates(changed)
+    text = str(caught.value)
+    assert text.startswith(
+        "error[R211]: `num_layers`, `learning_rate` cannot change on a built model")
+    assert "`num_layers` is 2 in the model, 3 in the new config" in text
+    assert "help: build a new model from this config" in text
+    assert model.get_current_config().temperature == 0.0
+    np.testing.assert_array_equal(model.forward(batch), before)
+
+
+def test_invalid_configs_are_refused(model) -> None:
+    before = model.get_current_config()
+    invalid = before.replace(batch_size=64, max_batch_size=32)
+    with pytest.raises(ConfigError, match=r"batch_size"):
+        model.apply_config_updates(invalid)
+    assert model.get_current_config() == before
+
+
+def test_vq_cannot_be_turned_on_without_a_codebook(dense_model) -> None:
+    config = dense_model.get_current_config().replace(use_vq=True)
+    with pytest.raises(ConfigError, match=r"error\[R212\]: `use_vq` cannot be turned on"):
+        dense_model.apply_config_updates(config)
+    assert dense_model.get_current_config().use_vq is False
+
+
+SHARDED = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import jax, numpy as np
+    from jax.sharding import PartitionSpec as P
+    from capibara.model import Kernels, Model, ModelSpec, make_mesh
+    from test_model import tiny_config, tokens
+    assert jax.device_count() == 8
+    config = tiny_config(temperature=0.0)
+    spec = ModelSpec.from_config(config)
+    model = Model.build(spec, Kernels.plain(spec), config, mesh=make_mesh((2, 4)))
+    model.init_codebook(tokens(batch=4, seed=9))
+    blocks = model.params["blocks"]
+    specs = {{"embed": model.params["embed"].sharding.spec, "wq": blocks["wq"].sharding.spec,
+             "wo": blocks["wo"].sharding.spec, "w_in": blocks["experts"]["w_in"].sharding.spec}}
+    assert specs == {{"embed": P("model", None), "wq": P(None, None, "model"),
+                     "wo": P(None, "model", None), "w_in": P(None, None, None, "model")}}, specs
+    assert len(model.params["embed"].sharding.device_set) == 8
+    batch = tokens(batch=4)
+    logits = model.forward(batch)
+    assert logits.sharding.mesh.shape == {{"data": 2, "model": 4}}
+    loss = model.train_step(batch)["total"]
+    assert blocks["wq"].sharding == model.params["blocks"]["wq"].sharding
+    np.savez({out!r}, logits=np.asarray(logits), loss=np.asarray(loss))
+""")
+
+
+@pytest.mark.slow
+def test_parameters_shard_over_a_2x4_mesh_and_compute_the_same(model, tmp_path) -> None:
+    out = tmp_path / "sharded.npz"
+    script = SHARDED.format(root=str(ROOT), tests=str(Path(__file__).parent), out=str(out))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sharded = np.load(out)
+    batch = tokens(batch=4)
+    # same seed, same codebook data: the sharded program computes what one device does
+    np.testing.assert_allclose(sharded["logits"], model.forward(batch), rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(sharded["loss"], model.loss(batch).total, rtol=1e-5)
