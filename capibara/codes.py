@@ -54,6 +54,162 @@ Fix: re-save the file as UTF-8."""),
     Code("P003", "file cannot be read",
          """The file exists but reading it failed (a directory, no permission,
 an I/O error). The message carries the operating system's reason."""),
+    # ------------------------------------------------------------------ P1: TOML syntax and structure
+    Code("P101", "syntax error",
+         """The text is not TOML: something stands where TOML expects something
+else. The message says what was expected and what was found, and the
+help line suggests the usual fix (a missing `=`, a key with spaces that
+needs quotes, `True` instead of `true`, text after a value on the same
+line, an unclosed `[` or `{`).
+
+Example:
+    hidden size = 768
+
+Fix: a key with a space must be quoted, and most keys use `_`:
+    hidden_size = 768"""),
+    Code("P102", "unterminated string",
+         """A string has no closing quote. Basic (`"..."`) and literal (`'...'`)
+strings must end on the line where they start; multi-line strings
+(`\"\"\"...\"\"\"`, `'''...'''`) must end before the file does.
+
+Example:
+    model_name = "capibara
+
+Fix: `model_name = "capibara"`; for text over several lines use `\"\"\"`."""),
+    Code("P103", "invalid escape sequence",
+         """A backslash in a basic string starts an escape TOML does not have, or
+a `\\u`/`\\U` escape has the wrong number of hex digits or names no
+Unicode character (a surrogate, or beyond U+10FFFF). TOML 1.0 escapes
+are `\\b \\t \\n \\f \\r \\" \\\\ \\uXXXX \\UXXXXXXXX`; in a multi-line basic
+string a backslash may also end a line.
+
+Example (a Windows path in a basic string: `\\d` is no escape):
+    checkpoint_dir = "C:\\data\\runs"
+
+Fix: use a literal string, where backslashes are plain text:
+    checkpoint_dir = 'C:\\data\\runs'"""),
+    Code("P104", "control character",
+         """A control character (U+0000 to U+001F other than tab, or U+007F) sits
+in a comment, a string or between statements, or a carriage return is
+not followed by a line feed. They are invisible in most editors and
+TOML forbids them outside escapes.
+
+Example: a form feed pasted before a key, or `name = "a<U+0007>b"`.
+
+Fix: delete the character; in a basic string write it as an escape
+(`\\u0007`)."""),
+    Code("P105", "invalid number",
+         """A number is malformed: leading zeros (`0123`), an underscore that is
+not between two digits (`1__000`, `_1`, `1_`), a float without digits
+on both sides of the point (`1.`, `.5`), an exponent without digits, an
+uppercase or signed base prefix (`0X1F`, `-0x1F`), a digit the base does
+not have (`0o8`), or a special float in the wrong case (`Inf`, `NaN`).
+
+Example:
+    warmup_steps = 02000
+
+Fix: `warmup_steps = 2000` (or `2_000`); octal is written `0o3720`."""),
+    Code("P106", "integer out of 64-bit range",
+         """TOML integers are 64-bit signed: from -9223372036854775808 to
+9223372036854775807. The spec requires a parser to refuse an integer it
+cannot keep losslessly, so a larger one is an error rather than being
+silently rounded or wrapped by the program that reads it.
+
+Example:
+    total_tokens = 100_000_000_000_000_000_000
+
+Fix: write it as a float (`1e20`) or, if it must be exact, as a string."""),
+    Code("P107", "invalid date or time",
+         """A date or time is malformed or names a moment that does not exist:
+month 13, February 30, hour 24, minute 60, a time without seconds
+(TOML 1.0 requires them), a one-digit field, or a year written with
+other than four digits. Offset date-times are `1979-05-27T07:32:00Z` or
+`...-07:00`, local ones drop the offset, dates are `1979-05-27`, times
+`07:32:00` (fractions of a second allowed).
+
+Example:
+    start = 2024-02-30
+
+Fix: `start = 2024-02-29` (2024 is a leap year)."""),
+    Code("P108", "key defined twice",
+         """The same key is set twice in one table (including through quoting,
+`a` and `"a"` are the same key, or a dotted key and a plain one). TOML
+refuses the document instead of letting one value silently win. The
+diagnostic points at both places.
+
+Example:
+    [model]
+    hidden_size = 768
+    hidden_size = 1024
+
+Fix: keep one of them."""),
+    Code("P109", "table defined twice",
+         """A table is defined a second time: two `[model]` headers, a header for a
+table that dotted keys already created (`apple.color = "red"` then
+`[apple]`), or dotted keys that add to a table a header defined in an
+earlier section. Each table is defined in exactly one place.
+
+Example:
+    [training]
+    batch_size = 32
+    [training]
+    learning_rate = 3e-4
+
+Fix: merge the two sections into one `[training]`."""),
+    Code("P110", "inline table or array cannot be extended",
+         """A value written inline, an inline table `{ ... }` or an array
+`[ ... ]`, is complete as written: neither a `[header]`, nor `[[header]]`
+nor a dotted key may add to it later.
+
+Example:
+    optimizer = { name = "adamw" }
+    optimizer.lr = 3e-4
+
+Fix: put every key inside the braces, `optimizer = { name = "adamw",
+lr = 3e-4 }`, or use an `[optimizer]` section."""),
+    Code("P111", "key holds a value, not a table",
+         """A key that already holds a plain value (a string, number, boolean,
+date) is used as a table, by a header or a dotted key. A key holds
+either a value or a table, never both.
+
+Example:
+    model = "capibara"
+    [model]
+    hidden_size = 768
+
+Fix: rename one of them, e.g. `model_name = "capibara"`."""),
+    Code("P112", "table and array of tables mixed",
+         """`[name]` defines one table and `[[name]]` appends a table to an array
+of tables; one key cannot be both. This code also covers a dotted key
+that tries to add to an array of tables.
+
+Example:
+    [[callbacks]]
+    kind = "checkpoint"
+    [callbacks]
+    kind = "lr_monitor"
+
+Fix: write every header as `[[callbacks]]`."""),
+    Code("P113", "nesting too deep",
+         """Arrays and inline tables nest more than 128 levels deep, or one key has
+more than 128 dotted parts. No configuration needs that much; the limit
+keeps every later stage (comparisons, encoders, copies) clear of
+Python's recursion limit instead of failing there with a traceback.
+
+Example: a generated file with `x = [[[[...]]]]` 10,000 levels deep.
+
+Fix: flatten the structure."""),
+    Code("P114", "inline table spans lines",
+         """In TOML 1.0 an inline table `{ ... }` must stay on one line: no line
+break and no comment between its braces (TOML 1.1 relaxes this; capibara
+reads 1.0, as `tomllib` does).
+
+Example:
+    rope = {
+        theta = 10_000.0,
+    }
+
+Fix: `rope = { theta = 10_000.0 }`, or for longer tables a `[section]`."""),
     # ------------------------------------------------------------------ S: schema (fields, sources)
     Code("S101", "unknown section",
          """A TOML table names no section of the configuration. Sections are the

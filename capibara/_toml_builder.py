@@ -1,0 +1,504 @@
+"""The document builder: lark's transformer for ``grammar/toml.lark``.
+
+lark calls one method per grammar rule as it reduces (the transformer runs
+inside the LALR parser, so no tree is built).  The methods build the plain
+``dict`` that ``tomllib`` would return and enforce the rules of TOML 1.0 that a
+grammar cannot express, raising :class:`TomlProblem` on the first violation.
+
+Where each key and value was written is recorded as character offsets only:
+one entry per statement in ``entries``; :class:`capibara.toml.Document` turns
+them into spans when asked.
+
+How the table rules are kept
+----------------------------
+tomllib tracks flags per key path; this builder keeps the same facts per
+container object (by ``id``, as every container stays alive in the result):
+
+- ``static``: dicts and lists written as values (inline tables, arrays).  They
+  can never be extended, by a header or by a dotted key.  Only the outermost
+  one of a value is recorded: whatever is nested inside can only be reached
+  through it.  Any other list met on a path is an array of tables.
+- ``explicit``: tables that a ``[header]`` defined, or that dotted keys of an
+  earlier section defined.  A header may not define them again and dotted
+  keys may not reach into them.  Tables made by dotted keys of the current
+  section wait in ``pending`` until the next header, because later dotted keys
+  of the same section may still add to them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any, Iterator
+
+from lark import Token
+
+from capibara._toml_path import format_path
+from capibara._toml_scalars import CONVERTERS, TomlProblem, unescape
+
+__all__ = ["DocumentBuilder", "Header", "MAX_NESTING", "describe", "split_key"]
+
+MAX_NESTING = 128
+"""Deepest nesting of arrays and inline tables, and most parts in one key.
+
+Nothing in the parser recurses, but the code that consumes a value often does
+(comparisons, ``copy.deepcopy``, encoders), and Python stops at about 1000
+frames; a document nested deeper than any real configuration is refused here,
+with a diagnostic, instead of failing later with a ``RecursionError``."""
+
+# Where the key starts in a statement token: after the last line end and the
+# indentation (a quoted key cannot hold a raw line end).
+_BARE_AT = re.compile(r"[ \t]*([A-Za-z0-9_-]+)")
+_KEY_PART = re.compile(r"""[A-Za-z0-9_-]+|"((?:[^"\\]|\\.)*)"|'([^']*)'""")
+_DOT = re.compile(r"[ \t]*\.[ \t]*")
+_SPACE = re.compile(r"[ \t]*")
+
+
+class Header:
+    """A ``[table]`` or ``[[array]]`` header, as recorded in ``entries``.
+
+    ``path`` is the resolved path of the table it opens (array-of-tables
+    indices included), ``parts``/``offsets`` its key parts and their
+    ``(start, end)`` offsets, ``start``/``end`` the bracketed text.
+    """
+
+    __slots__ = ("path", "parts", "offsets", "start", "end")
+
+    def __init__(self, path: tuple, parts: tuple[str, ...], offsets: tuple[int, ...],
+                 start: int, end: int) -> None:
+        self.path = path
+        self.parts = parts
+        self.offsets = offsets
+        self.start = start
+        self.end = end
+
+    def prefixes(self) -> Iterator[tuple[tuple, int, int]]:
+        """``(resolved path, start, end)`` of each key part, shortest first."""
+        path = self.path
+        at = 0
+        for index in range(len(self.parts)):
+            at += 1
+            yield path[:at], self.offsets[2 * index], self.offsets[2 * index + 1]
+            if at < len(path) and type(path[at]) is int:
+                at += 1
+
+
+def split_key(text: str, pos: int) -> tuple[tuple[str, ...], tuple[int, ...], int]:
+    """Parts of the (already validated) dotted key at ``text[pos:]``.
+
+    Returns the parts, their offsets flattened as ``(start0, end0, start1, ...)``
+    relative to ``text``, and the index just past the key.
+    """
+    parts: list[str] = []
+    offsets: list[int] = []
+    while True:
+        match = _KEY_PART.match(text, pos)
+        assert match is not None, "the lexer accepted a malformed key"
+        basic, literal = match.group(1), match.group(2)
+        if basic is not None:
+            part = unescape(basic, match.start() + 1) if "\\" in basic else basic
+        elif literal is not None:
+            part = literal
+        else:
+            part = match.group()
+        parts.append(part)
+        offsets += match.span()
+        dot = _DOT.match(text, match.end())
+        if dot is None:
+            return tuple(parts), tuple(offsets), match.end()
+        pos = dot.end()
+
+
+def describe(value: Any) -> str:
+    """A value's kind in words, for messages (`an integer`, `a table`, ...)."""
+    for kind, words in _KINDS:
+        if isinstance(value, kind):
+            return words
+    return "a time"
+
+
+# bool before int and datetime before date: each is a subclass of the next.
+_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+          (dict, "a table"), (list, "an array"), (datetime, "a date-time"),
+          (date, "a date"))
+
+
+class DocumentBuilder:
+    """The transformer lark runs inside its parser; one instance per parser.
+
+    :meth:`begin` resets the per-document state; after the parse, ``root`` is
+    the document and ``entries`` the recorded positions.  Method names are the
+    rule aliases and terminal names of ``grammar/toml.lark``.
+    """
+
+    def __init__(self) -> None:
+        self.begin("")
+
+    def begin(self, text: str) -> None:
+        """Start a new document (``text`` is only read to explain problems)."""
+        self.text = text
+        self.root: dict[str, Any] = {}
+        self.current: dict[str, Any] = self.root
+        self.current_path: tuple = ()
+        self.entries: list[Any] = []
+        self.static: set[int] = set()
+        self.explicit: set[int] = set()
+        self.pending: list[dict] = []
+        # id of a table -> (start, end) of the header or key part that first made it
+        self.defined_at: dict[int, tuple[int, int]] = {}
+        # offsets of the `[` and `{` still open, innermost last
+        self.open: list[int] = []
+
+    # ------------------------------------------------------------ statements
+
+    def keyval(self, children: list) -> None:
+        token, value = children[-2], children[-1]
+        match = _BARE_AT.match(token, token.rfind("\n") + 1)
+        name = match.group(1)
+        base = token.start_pos
+        if type(value) is Token:
+            result = CONVERTERS[value.type](value)
+        else:
+            result = value[0]
+            self.static.add(id(result))
+        key_start, key_end = match.span(1)
+        offsets = (base + key_start, base + key_end)
+        table = self.current
+        if name in table:
+            self._duplicate((name,), *offsets)
+        table[name] = result
+        self.entries.append((self.current_path, (name,), offsets, value))
+
+    def dotted_keyval(self, children: list) -> None:
+        token, value = children[-2], children[-1]
+        start = _SPACE.match(token, token.rfind("\n") + 1).end()
+        parts, offsets, _ = split_key(token, start)
+        base = token.start_pos
+        offsets = tuple(base + o for o in offsets)
+        self._check_length(parts, offsets)
+        if type(value) is Token:
+            result = CONVERTERS[value.type](value)
+        else:
+            result = value[0]
+            self.static.add(id(result))
+        table = self.current
+        for index in range(len(parts) - 1):
+            table = self._enter_by_dotted_key(table, parts, offsets, index)
+        if parts[-1] in table:
+            self._duplicate(parts, offsets[-2], offsets[-1])
+        table[parts[-1]] = result
+        self.entries.append((self.current_path, parts, offsets, value))
+
+    def table(self, children: list) -> None:
+        parts, offsets, start, end = self._header(children[-1], 1)
+        table = self.root
+        path: list = []
+        for index in range(len(parts) - 1):
+            table = self._enter_by_header(table, parts, offsets, index, path)
+        name = parts[-1]
+        path.append(name)
+        existing = table.get(name)
+        if existing is None:
+            existing = table[name] = {}
+        else:
+            self._check_redefinition(existing, parts, offsets, tuple(path), start, end)
+        self.explicit.add(id(existing))
+        self.defined_at[id(existing)] = (start, end)
+        self._open_table(existing, path, parts, offsets, start, end)
+
+    def array_table(self, children: list) -> None:
+        parts, offsets, start, end = self._header(children[-1], 2)
+        table = self.root
+        path: list = []
+        for index in range(len(parts) - 1):
+            table = self._enter_by_header(table, parts, offsets, index, path)
+        name = parts[-1]
+        tables = table.get(name)
+        if tables is None:
+            tables = table[name] = []
+        elif type(tables) is not list or id(tables) in self.static:
+            self._not_array_of_tables(tables, parts, offsets, (*path, name), start, end)
+        element: dict[str, Any] = {}
+        tables.append(element)
+        path += (name, len(tables) - 1)
+        self.defined_at[id(element)] = (start, end)
+        self._open_table(element, path, parts, offsets, start, end)
+
+    def start(self, children: list) -> None:
+        return None
+
+    # ------------------------------------------------------------ values
+
+    def LBRACKET(self, token: Token) -> int:
+        return self._open_bracket(token.start_pos)
+
+    def LBRACE(self, token: Token) -> int:
+        return self._open_bracket(token.start_pos)
+
+    def elements(self, children: list) -> list:
+        if len(children) == 1:
+            return children
+        items = children[0]
+        items.append(children[2])
+        return items
+
+    def array(self, children: list) -> tuple:
+        self.open.pop()
+        start, end = children[0], children[-1].end_pos
+        if len(children) == 2:
+            return [], start, end, ()
+        items = children[1]
+        values = [CONVERTERS[item.type](item) if type(item) is Token else item[0]
+                  for item in items]
+        return values, start, end, items
+
+    def inline_entries(self, children: list) -> list:
+        if len(children) == 2:
+            return children
+        items, comma = children[0], children[1]
+        if "\n" in comma:
+            self._multiline_inline_table(comma)
+        items.append(children[2])
+        items.append(children[3])
+        return items
+
+    def inline_table(self, children: list) -> tuple:
+        self.open.pop()
+        start, end = children[0], children[-1].end_pos
+        if len(children) == 2:
+            return {}, start, end, ()
+        items = children[1]
+        table: dict[str, Any] = {}
+        entries = []
+        values: set[int] = set()  # containers written as values inside this table
+        for index in range(0, len(items), 2):
+            key, value = items[index], items[index + 1]
+            if type(value) is Token:
+                result = CONVERTERS[value.type](value)
+            else:
+                result = value[0]
+                values.add(id(result))
+            base = key.start_pos
+            if key.type == "INLINE_KEY":
+                name_end = _BARE_AT.match(key).end(1)
+                parts: tuple[str, ...] = (key[:name_end],)
+                offsets: tuple[int, ...] = (base, base + name_end)
+            else:
+                parts, offsets, _ = split_key(key, 0)
+                offsets = tuple(base + o for o in offsets)
+                self._check_length(parts, offsets)
+            nest = table
+            for part in range(len(parts) - 1):
+                nest = self._enter_inline(nest, parts, offsets, part, values)
+            if parts[-1] in nest:
+                self._duplicate_inline(entries, parts, offsets)
+            nest[parts[-1]] = result
+            entries.append((parts, offsets, value))
+        return table, start, end, entries
+
+    # ------------------------------------------------------------ helpers
+
+    def _open_bracket(self, start: int) -> int:
+        self.open.append(start)
+        if len(self.open) > MAX_NESTING:
+            raise TomlProblem(
+                "P113", f"arrays and inline tables are nested more than {MAX_NESTING} deep",
+                start, start + 1, label="too deep",
+                help="flatten the structure; real configurations nest a few levels")
+        return start
+
+    def _check_length(self, parts: tuple[str, ...], offsets: tuple[int, ...]) -> None:
+        if len(parts) > MAX_NESTING:
+            raise TomlProblem(
+                "P113", f"key has {len(parts)} parts, more than {MAX_NESTING}",
+                offsets[0], offsets[-1], label="too many parts",
+                help="flatten the structure; real configurations nest a few levels")
+
+    def _header(self, token: Token, brackets: int) -> tuple[tuple[str, ...], tuple[int, ...], int, int]:
+        bracket = token.index("[", token.rfind("\n") + 1)
+        start = _SPACE.match(token, bracket + brackets).end()
+        parts, offsets, _ = split_key(token, start)
+        base = token.start_pos
+        offsets = tuple(base + o for o in offsets)
+        self._check_length(parts, offsets)
+        # A header ends the section: tables made by its dotted keys are now defined.
+        explicit = self.explicit
+        for table in self.pending:
+            explicit.add(id(table))
+        self.pending.clear()
+        return parts, offsets, base + bracket, token.end_pos
+
+    def _open_table(self, table: dict, path: list, parts: tuple[str, ...],
+                    offsets: tuple[int, ...], start: int, end: int) -> None:
+        self.current = table
+        self.current_path = tuple(path)
+        self.entries.append(Header(self.current_path, parts, offsets, start, end))
+
+    def _enter_by_header(self, table: dict, parts: tuple[str, ...], offsets: tuple[int, ...],
+                         index: int, path: list) -> dict:
+        """Step from ``table`` into ``parts[index]`` on a header's path
+        (``path``, the resolved path so far, is extended)."""
+        name = parts[index]
+        path.append(name)
+        inner = table.get(name)
+        if inner is None:
+            inner = table[name] = {}
+            return inner
+        if type(inner) is list and id(inner) not in self.static:
+            path.append(len(inner) - 1)  # an array of tables: its last table
+            return inner[-1]
+        if type(inner) is not dict or id(inner) in self.static:
+            self._not_a_table(inner, parts[: index + 1], offsets[2 * index: 2 * index + 2],
+                              tuple(path))
+        return inner
+
+    def _enter_by_dotted_key(self, table: dict, parts: tuple[str, ...],
+                             offsets: tuple[int, ...], index: int) -> dict:
+        """Step from ``table`` into ``parts[index]`` on a dotted key's path."""
+        name = parts[index]
+        here = offsets[2 * index: 2 * index + 2]
+        inner = table.get(name)
+        if inner is None:
+            inner = table[name] = {}
+            self.defined_at[id(inner)] = here
+        elif type(inner) is not dict or id(inner) in self.static:
+            self._not_a_table(inner, parts[: index + 1], here,
+                              self.current_path + parts[: index + 1])
+        elif id(inner) in self.explicit:
+            first = self.defined_at.get(id(inner))
+            shown = format_path(self.current_path + parts[: index + 1])
+            raise TomlProblem(
+                "P109", f"dotted key cannot add to table `{shown}`, which is already defined",
+                *here, label="adds to it",
+                labels=((*first, "defined here"),) if first else (),
+                help=f"put the key in the `[{shown}]` section instead")
+        self.pending.append(inner)
+        return inner
+
+    def _enter_inline(self, table: dict, parts: tuple[str, ...], offsets: tuple[int, ...],
+                      index: int, values: set[int]) -> dict:
+        """Step into ``parts[index]`` inside an inline table, where only tables
+        made by dotted keys (not those written as values) can be extended."""
+        name = parts[index]
+        inner = table.get(name)
+        if inner is None:
+            inner = table[name] = {}
+        elif type(inner) is not dict or id(inner) in values:
+            self._not_a_table(inner, parts[: index + 1], offsets[2 * index: 2 * index + 2], None)
+        return inner
+
+    # ------------------------------------------------------------ problems
+
+    def _where_defined(self, full_path: tuple) -> tuple[int, int] | None:
+        """Offsets of the key or header part that first wrote ``full_path``."""
+        for entry in self.entries:
+            if type(entry) is Header:
+                for prefix, start, end in entry.prefixes():
+                    if prefix == full_path:
+                        return start, end
+                continue
+            table_path, parts, offsets, _ = entry
+            for index in range(len(parts)):
+                if table_path + parts[: index + 1] == full_path:
+                    return offsets[2 * index], offsets[2 * index + 1]
+        return None
+
+    def _duplicate(self, parts: tuple[str, ...], start: int, end: int) -> None:
+        full = self.current_path + parts
+        first = self._where_defined(full)
+        raise TomlProblem(
+            "P108", f"key `{format_path(full)}` is defined twice",
+            start, end, label="defined again here",
+            labels=((*first, "first defined here"),) if first else (),
+            help="remove one of the definitions, or rename one of the keys")
+
+    def _duplicate_inline(self, entries: list, parts: tuple[str, ...],
+                          offsets: tuple[int, ...]) -> None:
+        first = None
+        for earlier_parts, earlier_offsets, _ in entries:
+            for index in range(len(earlier_parts)):
+                if earlier_parts[: index + 1] == parts:
+                    first = earlier_offsets[2 * index], earlier_offsets[2 * index + 1]
+            if first:
+                break
+        raise TomlProblem(
+            "P108", f"key `{format_path(parts)}` is defined twice in this inline table",
+            offsets[-2], offsets[-1], label="defined again here",
+            labels=((*first, "first defined here"),) if first else (),
+            help="remove one of the definitions")
+
+    def _check_redefinition(self, existing: Any, parts: tuple[str, ...],
+                            offsets: tuple[int, ...], path: tuple, start: int, end: int) -> None:
+        """``[parts]`` names something that exists: fine only for a table that
+        so far was made implicitly (by a longer header)."""
+        if type(existing) is dict and id(existing) not in self.static:
+            if id(existing) not in self.explicit:
+                return
+            first = self.defined_at.get(id(existing))
+            raise TomlProblem(
+                "P109", f"table `{format_path(path)}` is defined twice",
+                start, end, label="defined again here",
+                labels=((*first, "first defined here"),) if first else (),
+                help="merge the two sections into one")
+        if type(existing) is list and id(existing) not in self.static:
+            first = self._where_defined(path)
+            raise TomlProblem(
+                "P112", f"`{format_path(path)}` is an array of tables, not a table",
+                start, end, label="`[...]` defines a table",
+                labels=((*first, "array of tables starts here"),) if first else (),
+                help=f"write `[[{format_path(parts)}]]` to add another table to the array")
+        self._not_a_table(existing, parts, offsets[-2:], path)
+
+    def _not_array_of_tables(self, existing: Any, parts: tuple[str, ...],
+                             offsets: tuple[int, ...], path: tuple, start: int, end: int) -> None:
+        if type(existing) is dict and id(existing) not in self.static:
+            first = self.defined_at.get(id(existing)) or self._where_defined(path)
+            raise TomlProblem(
+                "P112", f"`{format_path(path)}` is a table, not an array of tables",
+                start, end, label="`[[...]]` adds to an array of tables",
+                labels=((*first, "defined as a table here"),) if first else (),
+                help=f"write `[{format_path(parts)}.<name>]` for a sub-table, "
+                     f"or make every header `[[{format_path(parts)}]]`")
+        self._not_a_table(existing, parts, offsets[-2:], path)
+
+    def _not_a_table(self, existing: Any, shown: tuple, here: tuple[int, ...],
+                     full_path: tuple | None) -> None:
+        """The key part at ``here`` holds ``existing``, which cannot be
+        entered or extended as a table; ``full_path`` finds where it was set."""
+        first = self._where_defined(full_path) if full_path is not None else None
+        labels = ((*first, "written here"),) if first else ()
+        if type(existing) is list and full_path is not None and id(existing) not in self.static:
+            labels = ((*first, "array of tables starts here"),) if first else ()
+            raise TomlProblem(
+                "P112", f"`{format_path(full_path)}` is an array of tables; a dotted key "
+                        f"cannot add to it",
+                here[0], here[1], label="adds to it", labels=labels,
+                help=f"add the key under a `[[{_table_name(full_path)}]]` header")
+        if isinstance(existing, (dict, list)):
+            # A container written as a value: an inline table or an array.
+            raise TomlProblem(
+                "P110", f"`{format_path(shown)}` is {describe(existing)} written as a "
+                        f"value and cannot be extended",
+                here[0], here[1], label="extends it", labels=labels,
+                help="add the key inside the value itself, or write the value as a "
+                     "`[section]` (or `[[array]]`) instead")
+        raise TomlProblem(
+            "P111", f"`{format_path(shown)}` is {describe(existing)}, not a table",
+            here[0], here[1], label="used as a table here", labels=labels,
+            help="rename one of the keys: a key holds either a value or a table")
+
+    def _multiline_inline_table(self, comma: Token) -> None:
+        at = comma.index("\n")
+        if at and comma[at - 1] == "\r":
+            at -= 1
+        opened = self.open[-1]
+        raise TomlProblem(
+            "P114", "inline table continues on the next line",
+            comma.start_pos + at, comma.start_pos + at + 1, label="line break inside `{ ... }`",
+            labels=((opened, opened + 1, "inline table starts here"),),
+            help="keep an inline table on one line, or write it as a `[section]`")
+
+
+def _table_name(path: tuple) -> str:
+    """A path as a header names it: without array-of-tables indices."""
+    return format_path(part for part in path if type(part) is str)
