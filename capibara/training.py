@@ -85,7 +85,7 @@ def make_train_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransf
         (_, parts), grads = jax.value_and_grad(total, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = {**parts._asdict(), "grad_norm": optax.global_norm(grads),
+        metrics = {**parts._asdict(), "grad_norm": optax.tree.norm(grads),
                    "learning_rate": schedule(step_number)}
         return params, opt_state, metrics
 
