@@ -93,6 +93,16 @@ def resolve_path(path: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]
     return None, tried
 
 
+def _shown_place(path: Path) -> str:
+    """A place tried, as the user can recognise it: bundled presets by their preset name."""
+    from capibara.resources import configs_dir
+
+    try:
+        return f"bundled preset `{path.relative_to(configs_dir())}`"
+    except ValueError:
+        return f"`{path}`"
+
+
 def read_file(path: str | os.PathLike[str]) -> DecodedSource:
     """Parse, legacy-rewrite and decode one file; never raises for bad input."""
     from capibara import toml
@@ -100,7 +110,7 @@ def read_file(path: str | os.PathLike[str]) -> DecodedSource:
 
     found, tried = resolve_path(path)
     if found is None:
-        places = ", ".join(f"`{p}`" for p in tried)
+        places = ", ".join(_shown_place(p) for p in tried)
         return DecodedSource({}, (Diagnostic.error(
             FILE_NOT_FOUND, f"file `{os.fspath(path)}` not found", None,
             help=f"tried {places}; check the spelling, or name a bundled preset such as "

@@ -55,3 +55,11 @@ def test_installed_package_checks_a_bundled_config_elsewhere(installed, tmp_path
     bundled = target / "capibara" / "_data" / "configs" / "production" / "tpu_v4.toml"
     proc = _run(env, tmp_path, "check", "--no-env", str(bundled))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_installed_package_finds_presets_by_name(installed, tmp_path) -> None:
+    _, env = installed
+    for name in ("production/tpu_v4.toml", "capibara/config/configs_toml/production/tpu_v4.toml"):
+        proc = _run(env, tmp_path, "check", "--no-env", name)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.startswith("ok:"), proc.stdout
