@@ -51,12 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_message_format(check)
     check.set_defaults(run=_run_check)
 
-    explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101)")
+    explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), or a "
+                                                "plan and one of its paths (PLAN [PATH])")
     explain.add_argument("code")
+    explain.add_argument("path", nargs="?", help="with a plan: the value to explain "
+                                                 "(e.g. model.hidden_size, mesh.shape)")
     explain.set_defaults(run=_run_explain)
 
     targets = verbs.add_parser("targets", help="list the target catalog; mark the detected host")
     targets.set_defaults(run=_run_targets)
+
+    from capibara.cli_plan import add_verbs
+
+    add_verbs(verbs, _add_config_inputs, _add_message_format)
     return parser
 
 
@@ -80,12 +87,15 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic], fmt: str, out: TextIO)
 
 def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     from capibara import pipeline
+    from capibara.cli_plan import split_plan_files
 
+    files, plan_diagnostics = split_plan_files(args.files)  # plans are verified, not parsed
     try:
-        diagnostics = pipeline.check(args.files, env=None if args.no_env else pipeline.ENVIRON,
-                                     overrides=args.overrides, target=args.target)
+        diagnostics = plan_diagnostics + (pipeline.check(
+            files, env=None if args.no_env else pipeline.ENVIRON, overrides=args.overrides,
+            target=args.target) if files else [])
     except ConfigError as error:
-        _print_diagnostics(error.diagnostics, args.message_format, out)
+        _print_diagnostics(plan_diagnostics + list(error.diagnostics), args.message_format, out)
         return EXIT_ERRORS
     _print_diagnostics(diagnostics, args.message_format, out)
     if args.message_format == "human" and not diagnostics:
@@ -94,7 +104,11 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.cli_plan import explain_plan_file, plan_exists
     from capibara.codes import CODES, explain
+
+    if plan_exists(args.code):
+        return explain_plan_file(args.code, args.path, out)
 
     code = args.code.upper()
     if code not in CODES:

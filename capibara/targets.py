@@ -7,10 +7,13 @@ exist there. ``detect_host()`` reads the host from the operating system
 (``/proc/cpuinfo`` flags, ``/dev`` device files, ``platform.machine()``); the
 runtime confirms with ``jax.devices()`` when a plan is loaded.
 
-Names: ``cpu``, ``cpu-arm``, ``gpu``, ``gpu-a100``, ``gpu-h100``, ``gpu-h200``,
-``tpu_v4-N`` and ``tpu_v6e-N`` (slices; see :func:`get_target`). The seed's
-``device`` values map onto these: ``tpu_v4`` → ``tpu_v4-8``, ``tpu_v6`` →
-``tpu_v6e-8``, ``gpu`` → ``gpu``, ``cpu`` → the detected CPU kind.
+Names: ``cpu``, ``cpu-amx``, ``cpu-arm``, ``gpu``, ``gpu-a100``, ``gpu-h100``,
+``gpu-h200``, ``tpu_v4-N`` and ``tpu_v6e-N`` (slices; see :func:`get_target`).
+A CPU or GPU name with an ``xN`` suffix is N such devices on one host
+(``gpu-h100x8``; ``cpux8`` is what ``--xla_force_host_platform_device_count=8``
+shows JAX). The seed's ``device`` values map onto these: ``tpu_v4`` →
+``tpu_v4-8``, ``tpu_v6`` → ``tpu_v6e-8``, ``gpu`` → ``gpu``, ``cpu`` → the
+detected CPU kind.
 """
 
 from __future__ import annotations
@@ -36,14 +39,17 @@ __all__ = [
 GIB = 1024**3
 
 # Kernel implementations per platform: family -> implementations, best first.
-# Each name is a variant in capibara/kernels/<family>/ (the registry test checks).
+# Each name is a variant in capibara/kernels/<family>/ (the registry test checks);
+# capibara.optimize takes the first one whose selector accepts the kernel's shape
+# and dtypes. cpu_bf16 only applies to bf16 compute, which the precision pass
+# keeps only where bf16 matmuls are fast (AMX / AVX512-BF16).
 _CPU_KERNELS = {
-    "attention": ("cpu_blocked", "reference"),
+    "attention": ("cpu_bf16", "cpu_blocked", "reference"),
     "scan": ("chunked", "sequential", "associative", "reference"),
     "collective": ("shard_map", "reference"),
     "fft": ("fft", "direct", "reference"),
-    "vq": ("matmul", "reference"),
-    "linalg": ("policy", "reference"),
+    "vq": ("int8", "xla", "reference"),
+    "linalg": ("xla", "reference"),
     "conv": ("shift_add", "reference"),
     "moe": ("dispatch", "reference"),
 }
@@ -96,11 +102,20 @@ def _base_targets() -> dict[str, Target]:
         # (Intel® 64 and IA-32 Architectures Optimization Reference Manual, ch. 20 "AMX").
         Target("cpu", "cpu", "cpu", 1, None, ("float32",), (16, 64), _CPU_KERNELS,
                seed_device="cpu", doc="x86-64 host CPU"),
-        # Arm Neoverse V2 (Google Axion): SVE2 with 4x128-bit vectors and BF16 dot
-        # products (Arm Neoverse V2 Technical Reference Manual, §A "Features").
-        Target("cpu-arm", "cpu", "cpu", 1, None, ("float32", "bfloat16"), (8, 8), _CPU_KERNELS,
-               cpu_features=frozenset({"sve", "sve2", "bf16"}), seed_device="cpu",
-               doc="Arm Neoverse host CPU (Axion): SVE, bf16"),
+        # Sapphire Rapids and later Xeons: AMX tiles for bf16 and int8 (amx_bf16, amx_int8)
+        # and AVX512-BF16/VNNI (Intel® 64 and IA-32 Architectures Optimization Reference
+        # Manual, ch. 20 "Intel® AMX"). This is the machine DESIGN.md §3 measured.
+        Target("cpu-amx", "cpu", "cpu", 1, None, ("float32", "bfloat16", "int8"), (16, 64),
+               _CPU_KERNELS, cpu_features=frozenset({
+                   "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
+                   "amx_int8", "fma"}),
+               seed_device="cpu", doc="x86-64 host CPU with AMX (bf16 and int8 matrix units)"),
+        # Arm Neoverse V2 (Google Axion): SVE2 with 4x128-bit vectors, BF16 and int8
+        # matrix multiply (BFMMLA, I8MM) (Arm Neoverse V2 Technical Reference Manual,
+        # §A "Features").
+        Target("cpu-arm", "cpu", "cpu", 1, None, ("float32", "bfloat16", "int8"), (8, 8),
+               _CPU_KERNELS, cpu_features=frozenset({"asimd", "sve", "sve2", "bf16", "i8mm"}),
+               seed_device="cpu", doc="Arm Neoverse host CPU (Axion): SVE, bf16, int8"),
         # Unspecified NVIDIA GPU: the conservative A100-40GB figures.
         Target("gpu", "gpu", "NVIDIA GPU", 1, 40.0, ("float32", "bfloat16", "float16"), (16, 16),
                _GPU_KERNELS, seed_device="gpu", doc="one NVIDIA GPU (assumes 40 GiB)"),
@@ -169,13 +184,28 @@ def target_names() -> list[str]:
     return list(CATALOG)
 
 
+_MULTI = re.compile(r"^(?P<base>.+?)x(?P<count>[1-9][0-9]*)$")
+
+
 def get_target(name: str) -> Target:
     """Look a target up by catalog name or seed device name.
 
     ``"auto"`` detects the host; ``"tpu_v4"`` means ``tpu_v4-8``; ``"cpu"``
-    returns the detected CPU kind (x86 with its flags, or Arm).
+    returns the detected CPU kind (x86 with its flags, or Arm). A CPU or GPU
+    name ending in ``xN`` is N of those devices (``gpu-h100x8``, ``cpux8``);
+    TPU slices say their size in the name instead.
     """
     key = name.strip().lower()
+    multi = _MULTI.match(key)
+    if multi and not key.startswith("tpu"):
+        try:
+            base = get_target(multi["base"])
+        except UnknownTarget:
+            base = None
+        if base is not None and base.platform != "tpu":
+            count = int(multi["count"])
+            return replace(base, name=f"{base.name}x{count}", device_count=count,
+                           doc=f"{count} x {base.doc}")
     if key == "auto":
         return detect_host()
     if key == "cpu":
@@ -226,6 +256,9 @@ def _detected_cpu() -> Target:
     dtypes = base.native_dtypes
     if {"amx_bf16", "avx512_bf16", "bf16"} & flags and "bfloat16" not in dtypes:
         dtypes = dtypes + ("bfloat16",)
+    # int8 dot products with int32 accumulation: VNNI / AMX-INT8 on x86, I8MM on Arm.
+    if {"amx_int8", "avx512_vnni", "avx_vnni", "i8mm"} & flags and "int8" not in dtypes:
+        dtypes = dtypes + ("int8",)
     return replace(base, cpu_features=flags | base.cpu_features if base.name == "cpu-arm" else flags,
                    native_dtypes=dtypes, memory_per_device_gib=_host_memory_gib())
 
