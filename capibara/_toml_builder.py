@@ -5,9 +5,10 @@ inside the LALR parser, so no tree is built).  The methods build the plain
 ``dict`` that ``tomllib`` would return and enforce the rules of TOML 1.0 that a
 grammar cannot express, raising :class:`TomlProblem` on the first violation.
 
-Where each key and value was written is recorded as character offsets only:
-one entry per statement in ``entries``; :class:`capibara.toml.Document` turns
-them into spans when asked.
+Where each key and value was written is recorded as character offsets only,
+in a :class:`Positions`: flat lists of ints and strings, which cost the
+garbage collector nothing, instead of an object per statement.
+:class:`capibara.toml.Document` turns offsets into spans when asked.
 
 How the table rules are kept
 ----------------------------
@@ -32,11 +33,13 @@ from datetime import date, datetime
 from typing import Any, Iterator
 
 from lark import Token
+from lark.lexer import TerminalDef
 
 from capibara._toml_path import format_path
 from capibara._toml_scalars import CONVERTERS, TomlProblem, unescape
 
-__all__ = ["DocumentBuilder", "Header", "MAX_NESTING", "describe", "split_key"]
+__all__ = ["DocumentBuilder", "Header", "MAX_NESTING", "Positions", "describe", "key_bounds",
+           "split_key"]
 
 MAX_NESTING = 128
 """Deepest nesting of arrays and inline tables, and most parts in one key.
@@ -46,31 +49,30 @@ Nothing in the parser recurses, but the code that consumes a value often does
 frames; a document nested deeper than any real configuration is refused here,
 with a diagnostic, instead of failing later with a ``RecursionError``."""
 
-# Where the key starts in a statement token: after the last line end and the
-# indentation (a quoted key cannot hold a raw line end).
-_BARE_AT = re.compile(r"[ \t]*([A-Za-z0-9_-]+)")
+# The parts of a key with quoted parts (the lexer has checked it).
 _KEY_PART = re.compile(r"""[A-Za-z0-9_-]+|"((?:[^"\\]|\\.)*)"|'([^']*)'""")
 _DOT = re.compile(r"[ \t]*\.[ \t]*")
-_SPACE = re.compile(r"[ \t]*")
 
 
 class Header:
-    """A ``[table]`` or ``[[array]]`` header, as recorded in ``entries``.
+    """A ``[table]`` or ``[[array]]`` header.
 
     ``path`` is the resolved path of the table it opens (array-of-tables
     indices included), ``parts``/``offsets`` its key parts and their
-    ``(start, end)`` offsets, ``start``/``end`` the bracketed text.
+    ``(start, end)`` offsets flattened, ``start``/``end`` the bracketed text,
+    ``first_entry`` the number of key/value pairs written before it.
     """
 
-    __slots__ = ("path", "parts", "offsets", "start", "end")
+    __slots__ = ("path", "parts", "offsets", "start", "end", "first_entry")
 
     def __init__(self, path: tuple, parts: tuple[str, ...], offsets: tuple[int, ...],
-                 start: int, end: int) -> None:
+                 start: int, end: int, first_entry: int) -> None:
         self.path = path
         self.parts = parts
         self.offsets = offsets
         self.start = start
         self.end = end
+        self.first_entry = first_entry
 
     def prefixes(self) -> Iterator[tuple[tuple, int, int]]:
         """``(resolved path, start, end)`` of each key part, shortest first."""
@@ -83,30 +85,115 @@ class Header:
                 at += 1
 
 
-def split_key(text: str, pos: int) -> tuple[tuple[str, ...], tuple[int, ...], int]:
-    """Parts of the (already validated) dotted key at ``text[pos:]``.
+Offsets = tuple[int, int]
 
-    Returns the parts, their offsets flattened as ``(start0, end0, start1, ...)``
-    relative to ``text``, and the index just past the key.
+
+class Positions:
+    """Where every key/value pair and header of a document was written.
+
+    One entry per key/value pair outside inline tables, in document order:
+    ``keys[i]`` is the key (a ``str``, or a tuple of parts for a dotted key);
+    ``offsets`` holds, entry after entry, the ``(start, end)`` of each key part
+    and then of the value; ``children[i]`` describes what is inside an array
+    or inline table value.  A child record is ``(start, end, children)``:
+    ``children`` is ``None`` for a scalar, a tuple of records for an array, a
+    tuple of ``(key parts, key offsets, record)`` for an inline table.
+    ``headers`` are the table headers, each knowing where its section starts.
     """
+
+    __slots__ = ("keys", "offsets", "children", "headers")
+
+    def __init__(self) -> None:
+        self.keys: list[str | tuple[str, ...]] = []
+        self.offsets: list[int] = []
+        self.children: dict[int, tuple] = {}
+        self.headers: list[Header] = []
+
+    def walk(self) -> Iterator[tuple[tuple, Offsets | None, Offsets | None]]:
+        """``(path, key offsets, value offsets)`` in document order for every
+        key part (value ``None`` for header parts and the leading parts of a
+        dotted key), every key/value pair and every array element (key
+        ``None``).  Iterative on purpose: values nest up to MAX_NESTING deep."""
+        keys, offsets, children, headers = self.keys, self.offsets, self.children, self.headers
+        path: tuple = ()
+        next_header = 0
+        cursor = 0
+        for index in range(len(keys) + 1):
+            while next_header < len(headers) and headers[next_header].first_entry == index:
+                header = headers[next_header]
+                for prefix, start, end in header.prefixes():
+                    yield prefix, (start, end), None
+                path = header.path
+                next_header += 1
+            if index == len(keys):
+                return
+            key = keys[index]
+            parts = (key,) if type(key) is str else key
+            width = 2 * len(parts)
+            record = (offsets[cursor + width], offsets[cursor + width + 1], children.get(index))
+            stack = [(path, parts, offsets[cursor:cursor + width], record)]
+            cursor += width + 2
+            while stack:
+                where, parts, key_offsets, (start, end, inner) = stack.pop()
+                if parts is not None:
+                    for part in range(len(parts) - 1):
+                        where = where + (parts[part],)
+                        yield where, (key_offsets[2 * part], key_offsets[2 * part + 1]), None
+                    where = where + (parts[-1],)
+                    yield where, (key_offsets[-2], key_offsets[-1]), (start, end)
+                else:
+                    yield where, None, (start, end)
+                if not inner:
+                    continue
+                if type(inner[0][0]) is int:  # an array's element records
+                    stack.extend((where + (i,), None, None, child)
+                                 for i, child in reversed(list(enumerate(inner))))
+                else:  # an inline table's (key parts, key offsets, record)
+                    stack.extend((where, *child) for child in reversed(inner))
+
+
+def split_key(text: str, start: int, end: int, base: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Parts of the (already validated) dotted key ``text[start:end]``, and
+    their offsets flattened as ``(start0, end0, start1, ...)`` plus ``base``."""
+    key = text[start:end]
     parts: list[str] = []
     offsets: list[int] = []
+    if '"' not in key and "'" not in key:
+        # Only bare parts: the common case, split without a regex.
+        at = base + start
+        for raw in key.split("."):
+            part = raw.strip(" \t")
+            lead = at + len(raw) - len(raw.lstrip(" \t"))
+            parts.append(part)
+            offsets += (lead, lead + len(part))
+            at += len(raw) + 1
+        return tuple(parts), tuple(offsets)
+    pos = start
     while True:
         match = _KEY_PART.match(text, pos)
         assert match is not None, "the lexer accepted a malformed key"
         basic, literal = match.group(1), match.group(2)
         if basic is not None:
-            part = unescape(basic, match.start() + 1) if "\\" in basic else basic
+            part = unescape(basic, base + match.start() + 1) if "\\" in basic else basic
         elif literal is not None:
             part = literal
         else:
             part = match.group()
         parts.append(part)
-        offsets += match.span()
+        offsets += (base + match.start(), base + match.end())
         dot = _DOT.match(text, match.end())
         if dot is None:
-            return tuple(parts), tuple(offsets), match.end()
+            return tuple(parts), tuple(offsets)
         pos = dot.end()
+
+
+def key_bounds(token: str) -> tuple[int, int]:
+    """Where the key of a "line ends, key, `=`" token starts and ends."""
+    # The key starts after the last line end and the indentation (a quoted key
+    # cannot hold a raw line end) and ends before the spaces around `=`.
+    line = token.rfind("\n") + 1
+    start = len(token) - len(token[line:].lstrip(" \t"))
+    return start, len(token.rstrip(" \t")[:-1].rstrip(" \t"))
 
 
 def describe(value: Any) -> str:
@@ -127,12 +214,24 @@ class DocumentBuilder:
     """The transformer lark runs inside its parser; one instance per parser.
 
     :meth:`begin` resets the per-document state; after the parse, ``root`` is
-    the document and ``entries`` the recorded positions.  Method names are the
+    the document and ``positions`` where its parts were written.  Method names are the
     rule aliases and terminal names of ``grammar/toml.lark``.
     """
 
     def __init__(self) -> None:
+        self.element = _never
         self.begin("")
+
+    def read_terminals(self, terminals: list[TerminalDef]) -> None:
+        """Learn the scalar terminals of the grammar, which SCALAR_ARRAY uses
+        to split an array; tried in the order lark's lexer tries them."""
+        scalars = sorted(
+            (t for t in terminals if t.name in CONVERTERS),
+            key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+        alternatives = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scalars)
+        # The token has been checked already, so blank space needs no checking here.
+        blank = r"(?:[ \t]++|\r?\n|#[^\n]*+)*+"
+        self.element = re.compile(f"{blank}(?:{alternatives}){blank},?").match
 
     def begin(self, text: str) -> None:
         """Start a new document (``text`` is only read to explain problems)."""
@@ -140,7 +239,11 @@ class DocumentBuilder:
         self.root: dict[str, Any] = {}
         self.current: dict[str, Any] = self.root
         self.current_path: tuple = ()
-        self.entries: list[Any] = []
+        self.positions = Positions()
+        # the lists themselves, to skip an attribute lookup per statement
+        self.keys = self.positions.keys
+        self.offsets = self.positions.offsets
+        self.children = self.positions.children
         self.static: set[int] = set()
         self.explicit: set[int] = set()
         self.pending: list[dict] = []
@@ -153,33 +256,34 @@ class DocumentBuilder:
 
     def keyval(self, children: list) -> None:
         token, value = children[-2], children[-1]
-        match = _BARE_AT.match(token, token.rfind("\n") + 1)
-        name = match.group(1)
-        base = token.start_pos
-        if type(value) is Token:
-            result = CONVERTERS[value.type](value)
-        else:
-            result = value[0]
-            self.static.add(id(result))
-        key_start, key_end = match.span(1)
-        offsets = (base + key_start, base + key_end)
+        # The token is line ends, comments, indentation, then `name = `.
+        head = token.rstrip(" \t")[:-1].rstrip(" \t")
+        name = head.rsplit(None, 1)[-1]
+        key_end = token.start_pos + len(head)
+        key_start = key_end - len(name)
         table = self.current
         if name in table:
-            self._duplicate((name,), *offsets)
-        table[name] = result
-        self.entries.append((self.current_path, (name,), offsets, value))
+            self._duplicate((name,), key_start, key_end)
+        if type(value) is Token:
+            table[name] = CONVERTERS[value.type](value, value.start_pos)
+            self.offsets += (key_start, key_end, value.start_pos, value.end_pos)
+        else:
+            result, (start, end, inner) = value
+            table[name] = result
+            self.static.add(id(result))
+            self.children[len(self.keys)] = inner
+            self.offsets += (key_start, key_end, start, end)
+        self.keys.append(name)
 
     def dotted_keyval(self, children: list) -> None:
         token, value = children[-2], children[-1]
-        start = _SPACE.match(token, token.rfind("\n") + 1).end()
-        parts, offsets, _ = split_key(token, start)
-        base = token.start_pos
-        offsets = tuple(base + o for o in offsets)
+        parts, offsets = split_key(token, *key_bounds(token), token.start_pos)
         self._check_length(parts, offsets)
         if type(value) is Token:
-            result = CONVERTERS[value.type](value)
+            result = CONVERTERS[value.type](value, value.start_pos)
+            start, end, inner = value.start_pos, value.end_pos, None
         else:
-            result = value[0]
+            result, (start, end, inner) = value
             self.static.add(id(result))
         table = self.current
         for index in range(len(parts) - 1):
@@ -187,7 +291,11 @@ class DocumentBuilder:
         if parts[-1] in table:
             self._duplicate(parts, offsets[-2], offsets[-1])
         table[parts[-1]] = result
-        self.entries.append((self.current_path, parts, offsets, value))
+        if inner is not None:
+            self.children[len(self.keys)] = inner
+        self.offsets += offsets
+        self.offsets += (start, end)
+        self.keys.append(parts)
 
     def table(self, children: list) -> None:
         parts, offsets, start, end = self._header(children[-1], 1)
@@ -232,6 +340,26 @@ class DocumentBuilder:
     def LBRACKET(self, token: Token) -> int:
         return self._open_bracket(token.start_pos)
 
+    def SCALAR_ARRAY(self, token: Token) -> tuple:
+        """A whole array of scalars, lexed and checked as one token: split it
+        into its elements with the scalar terminals' own patterns."""
+        start = token.start_pos
+        self._open_bracket(start)
+        self.open.pop()
+        values = []
+        records = []
+        element = self.element
+        position = 1
+        while True:
+            match = element(token, position)
+            if match is None:  # only blank space before `]`
+                return values, (start, token.end_pos, tuple(records))
+            kind = match.lastgroup
+            begin, end = match.span(kind)
+            values.append(CONVERTERS[kind](match.group(kind), start + begin))
+            records.append((start + begin, start + end, None))
+            position = match.end()
+
     def LBRACE(self, token: Token) -> int:
         return self._open_bracket(token.start_pos)
 
@@ -246,11 +374,17 @@ class DocumentBuilder:
         self.open.pop()
         start, end = children[0], children[-1].end_pos
         if len(children) == 2:
-            return [], start, end, ()
-        items = children[1]
-        values = [CONVERTERS[item.type](item) if type(item) is Token else item[0]
-                  for item in items]
-        return values, start, end, items
+            return [], (start, end, ())
+        values = []
+        records = []
+        for item in children[1]:
+            if type(item) is Token:
+                values.append(CONVERTERS[item.type](item, item.start_pos))
+                records.append((item.start_pos, item.end_pos, None))
+            else:
+                values.append(item[0])
+                records.append(item[1])
+        return values, (start, end, tuple(records))
 
     def inline_entries(self, children: list) -> list:
         if len(children) == 2:
@@ -266,7 +400,7 @@ class DocumentBuilder:
         self.open.pop()
         start, end = children[0], children[-1].end_pos
         if len(children) == 2:
-            return {}, start, end, ()
+            return {}, (start, end, ())
         items = children[1]
         table: dict[str, Any] = {}
         entries = []
@@ -274,18 +408,18 @@ class DocumentBuilder:
         for index in range(0, len(items), 2):
             key, value = items[index], items[index + 1]
             if type(value) is Token:
-                result = CONVERTERS[value.type](value)
+                result = CONVERTERS[value.type](value, value.start_pos)
+                record = (value.start_pos, value.end_pos, None)
             else:
-                result = value[0]
+                result, record = value
                 values.add(id(result))
             base = key.start_pos
             if key.type == "INLINE_KEY":
-                name_end = _BARE_AT.match(key).end(1)
-                parts: tuple[str, ...] = (key[:name_end],)
-                offsets: tuple[int, ...] = (base, base + name_end)
+                name = key.rstrip(" \t")[:-1].rstrip(" \t")
+                parts: tuple[str, ...] = (name,)
+                offsets: tuple[int, ...] = (base, base + len(name))
             else:
-                parts, offsets, _ = split_key(key, 0)
-                offsets = tuple(base + o for o in offsets)
+                parts, offsets = split_key(key, *key_bounds(key), base)
                 self._check_length(parts, offsets)
             nest = table
             for part in range(len(parts) - 1):
@@ -293,8 +427,8 @@ class DocumentBuilder:
             if parts[-1] in nest:
                 self._duplicate_inline(entries, parts, offsets)
             nest[parts[-1]] = result
-            entries.append((parts, offsets, value))
-        return table, start, end, entries
+            entries.append((parts, offsets, record))
+        return table, (start, end, tuple(entries))
 
     # ------------------------------------------------------------ helpers
 
@@ -316,10 +450,11 @@ class DocumentBuilder:
 
     def _header(self, token: Token, brackets: int) -> tuple[tuple[str, ...], tuple[int, ...], int, int]:
         bracket = token.index("[", token.rfind("\n") + 1)
-        start = _SPACE.match(token, bracket + brackets).end()
-        parts, offsets, _ = split_key(token, start)
+        key = token[bracket + brackets:len(token) - brackets]
+        start = bracket + brackets + len(key) - len(key.lstrip(" \t"))
+        end = bracket + brackets + len(key.rstrip(" \t"))
         base = token.start_pos
-        offsets = tuple(base + o for o in offsets)
+        parts, offsets = split_key(token, start, end, base)
         self._check_length(parts, offsets)
         # A header ends the section: tables made by its dotted keys are now defined.
         explicit = self.explicit
@@ -332,7 +467,8 @@ class DocumentBuilder:
                     offsets: tuple[int, ...], start: int, end: int) -> None:
         self.current = table
         self.current_path = tuple(path)
-        self.entries.append(Header(self.current_path, parts, offsets, start, end))
+        self.positions.headers.append(
+            Header(self.current_path, parts, offsets, start, end, len(self.keys)))
 
     def _enter_by_header(self, table: dict, parts: tuple[str, ...], offsets: tuple[int, ...],
                          index: int, path: list) -> dict:
@@ -391,16 +527,9 @@ class DocumentBuilder:
 
     def _where_defined(self, full_path: tuple) -> tuple[int, int] | None:
         """Offsets of the key or header part that first wrote ``full_path``."""
-        for entry in self.entries:
-            if type(entry) is Header:
-                for prefix, start, end in entry.prefixes():
-                    if prefix == full_path:
-                        return start, end
-                continue
-            table_path, parts, offsets, _ = entry
-            for index in range(len(parts)):
-                if table_path + parts[: index + 1] == full_path:
-                    return offsets[2 * index], offsets[2 * index + 1]
+        for path, key, _ in self.positions.walk():
+            if key is not None and path == full_path:
+                return key
         return None
 
     def _duplicate(self, parts: tuple[str, ...], start: int, end: int) -> None:
@@ -502,3 +631,7 @@ class DocumentBuilder:
 def _table_name(path: tuple) -> str:
     """A path as a header names it: without array-of-tables indices."""
     return format_path(part for part in path if type(part) is str)
+
+
+def _never(text: str, position: int) -> None:
+    raise AssertionError("read_terminals() was not called")

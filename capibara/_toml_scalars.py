@@ -84,10 +84,10 @@ def unescape(raw: str, offset: int) -> str:
     return _ESCAPE.sub(replace, raw)
 
 
-def _basic_string(token: str) -> str:
+def _basic_string(token: str, start: int) -> str:
     text = token[1:-1]
     if "\\" in text:
-        return unescape(text, token.start_pos + 1)  # type: ignore[attr-defined]
+        return unescape(text, start + 1)
     return text
 
 
@@ -101,18 +101,18 @@ def _multiline_body(token: str) -> tuple[str, int]:
     return text, 3
 
 
-def _ml_basic_string(token: str) -> str:
+def _ml_basic_string(token: str, start: int) -> str:
     text, skipped = _multiline_body(token)
     if "\\" in text or "\r" in text:
-        return unescape(text, token.start_pos + skipped)  # type: ignore[attr-defined]
+        return unescape(text, start + skipped)
     return text
 
 
-def _literal_string(token: str) -> str:
+def _literal_string(token: str, start: int) -> str:
     return token[1:-1]
 
 
-def _ml_literal_string(token: str) -> str:
+def _ml_literal_string(token: str, start: int) -> str:
     text = _multiline_body(token)[0]
     if "\r" in text:
         return text.replace("\r\n", "\n")
@@ -121,14 +121,13 @@ def _ml_literal_string(token: str) -> str:
 
 # ------------------------------------------------------------------ numbers
 
-def _integer(token: str) -> int:
+def _integer(token: str, start: int) -> int:
     try:
         value = int(token, 0)
     except ValueError:
         # Python refuses decimal strings over 4300 digits: far out of range anyway.
         value = None
     if value is None or not INT64_MIN <= value <= INT64_MAX:
-        start = token.start_pos  # type: ignore[attr-defined]
         raise TomlProblem(
             "P106", f"integer `{_shorten(token)}` does not fit in 64 bits",
             start, start + len(token), label="out of range",
@@ -137,12 +136,12 @@ def _integer(token: str) -> int:
     return value
 
 
-def _float(token: str) -> float:
+def _float(token: str, start: int) -> float:
     # Python's float() accepts TOML's underscores, `inf` and `nan` as they are.
     return float(token)
 
 
-def _boolean(token: str) -> bool:
+def _boolean(token: str, start: int) -> bool:
     return token[0] == "t"
 
 
@@ -199,9 +198,8 @@ def _offset(text: str, offset: int) -> timezone:
     return zone
 
 
-def _datetime(token: str) -> date | datetime | time:
+def _datetime(token: str, offset: int) -> date | datetime | time:
     text = str(token)
-    offset = token.start_pos  # type: ignore[attr-defined]
     if text[2] == ":":
         hour, minute, second, micro, _ = _time_fields(text, 0, offset)
         return time(hour, minute, second, micro)
@@ -225,7 +223,7 @@ def _datetime(token: str) -> date | datetime | time:
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
 
 
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
+CONVERTERS: dict[str, Callable[[str, int], Any]] = {
     "BASIC_STRING": _basic_string,
     "ML_BASIC_STRING": _ml_basic_string,
     "LITERAL_STRING": _literal_string,
@@ -235,4 +233,4 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "BOOLEAN": _boolean,
     "DATETIME": _datetime,
 }
-"""Terminal name -> function from that token (a lark ``Token``) to its value."""
+"""Terminal name -> function from that token's text and offset to its value."""

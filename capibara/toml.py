@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput, VisitError
 
-from capibara._toml_builder import MAX_NESTING, DocumentBuilder, Header
+from capibara._toml_builder import MAX_NESTING, DocumentBuilder, Positions
 from capibara._toml_path import format_path
 from capibara._toml_scalars import TomlProblem
 from capibara._toml_syntax import explain_syntax_error
@@ -55,12 +55,12 @@ class Document:
     Spans are built on demand from offsets recorded during the parse.
     """
 
-    __slots__ = ("source", "value", "_entries", "_keys", "_values", "_headers")
+    __slots__ = ("source", "value", "_positions", "_keys", "_values", "_headers")
 
-    def __init__(self, source: Source, value: dict[str, Any], entries: list) -> None:
+    def __init__(self, source: Source, value: dict[str, Any], positions: Positions) -> None:
         self.source = source
         self.value = value
-        self._entries = entries
+        self._positions = positions
         self._keys: dict[tuple, tuple[int, int]] | None = None
         self._values: dict[tuple, tuple[int, int]] = {}
         self._headers: dict[tuple, tuple[int, int]] = {}
@@ -88,7 +88,7 @@ class Document:
         """``(path, key_span, value_span)`` of every key/value pair in document
         order, including those inside inline tables and arrays of tables."""
         span = self.source.span
-        for path, key, value in _walk(self._entries):
+        for path, key, value in self._positions.walk():
             if key is not None and value is not None:
                 yield path, span(*key), span(*value)
 
@@ -99,52 +99,15 @@ class Document:
     def _index(self) -> tuple[dict, dict, dict]:
         if self._keys is None:
             keys: dict[tuple, tuple[int, int]] = {}
-            for path, key, value in _walk(self._entries):
+            for path, key, value in self._positions.walk():
                 if key is not None and path not in keys:
                     keys[path] = key
                 if value is not None:
                     self._values[path] = value
-            for entry in self._entries:
-                if type(entry) is Header:
-                    self._headers[entry.path] = (entry.start, entry.end)
+            for header in self._positions.headers:
+                self._headers[header.path] = (header.start, header.end)
             self._keys = keys
         return self._keys, self._values, self._headers
-
-
-def _walk(entries: list) -> Iterator[tuple[tuple, tuple[int, int] | None, tuple[int, int] | None]]:
-    """``(path, key offsets, value offsets)`` in document order for every key
-    part (value ``None`` for the leading parts of a dotted key and for header
-    parts), every key/value pair and every array element (key ``None``).
-
-    Iterative on purpose: values may nest up to MAX_NESTING levels."""
-    for entry in entries:
-        if type(entry) is Header:
-            for prefix, start, end in entry.prefixes():
-                yield prefix, (start, end), None
-            continue
-        # A stack of (path, key parts, key offsets, value node), consumed in order.
-        stack = [(entry[0], entry[1], entry[2], entry[3])]
-        while stack:
-            path, parts, offsets, node = stack.pop()
-            if parts is not None:
-                for index in range(len(parts) - 1):
-                    path = path + (parts[index],)
-                    yield path, (offsets[2 * index], offsets[2 * index + 1]), None
-                path = path + (parts[-1],)
-                key = (offsets[-2], offsets[-1])
-            else:
-                key = None
-            if type(node) is Token:
-                yield path, key, (node.start_pos, node.end_pos)
-                continue
-            value, start, end, children = node
-            yield path, key, (start, end)
-            if type(value) is list:
-                stack.extend((path + (index,), None, None, child)
-                             for index, child in reversed(list(enumerate(children))))
-            else:
-                stack.extend((path, child_parts, child_offsets, child)
-                             for child_parts, child_offsets, child in reversed(children))
 
 
 # ---------------------------------------------------------------------- parsing
@@ -164,6 +127,7 @@ def _get_parser() -> tuple[Lark, DocumentBuilder]:
         builder = DocumentBuilder()
         grammar = grammar_path("toml.lark").read_text(encoding="utf-8")
         lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=builder)
+        builder.read_terminals(lark.terminals)
         _parser = lark, builder
     return _parser
 
@@ -179,7 +143,7 @@ def parse(text: str, source: str = "<string>") -> Document:
         builder.begin(text)
         try:
             lark.parse(text)
-            root, entries = builder.root, builder.entries
+            root, positions = builder.root, builder.positions
         except UnexpectedInput as error:
             problem = explain_syntax_error(text, error, builder.open)
             raise ConfigError([_diagnostic(src, problem)]) from None
@@ -191,7 +155,7 @@ def parse(text: str, source: str = "<string>") -> Document:
             raise
         finally:
             builder.begin("")  # drop references to this document
-    return Document(src, root, entries)
+    return Document(src, root, positions)
 
 
 def _diagnostic(source: Source, problem: TomlProblem) -> Diagnostic:

@@ -1,0 +1,108 @@
+"""How fast capibara.toml parses, measured against tomllib in the same run.
+
+    python benchmarks/parse.py [--profile]
+
+Prints the median time of ``capibara.toml.loads`` and ``tomllib.loads`` on
+``shared/bench/ml_config.toml`` (121 lines) and on the ~20,000-line file that
+``shared/bench/gen_large.py`` builds (generated in a temporary directory),
+their ratio (the goal is at most 2.5x), the time per line at two sizes (the
+cost should grow linearly), and the one-off cost of building the parser.
+``--profile`` adds where the time goes on the large file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+sys.path.insert(0, str(ROOT))
+
+from capibara import toml  # noqa: E402
+
+
+def median_seconds(function, text: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(text)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def compare(name: str, text: str, repeats: int) -> tuple[float, float]:
+    """Median seconds of capibara and tomllib, measured alternately."""
+    toml.loads(text)  # build the parser and warm caches outside the timing
+    ours, theirs = [], []
+    for _ in range(repeats):
+        ours.append(median_seconds(toml.loads, text, 1))
+        theirs.append(median_seconds(tomllib.loads, text, 1))
+    mine, base = statistics.median(ours), statistics.median(theirs)
+    lines = text.count("\n")
+    print(f"{name:<28} {lines:>6} lines  capibara {mine * 1e3:8.2f} ms  "
+          f"tomllib {base * 1e3:8.2f} ms  ratio {mine / base:5.2f}x")
+    return mine, base
+
+
+def large_text() -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("gen_large.py", "ml_config.toml"):
+            shutil.copy(BENCH / name, tmp)
+        subprocess.run([sys.executable, "gen_large.py"], cwd=tmp, check=True,
+                       capture_output=True)
+        return (Path(tmp) / "large.toml").read_text(encoding="utf-8")
+
+
+def build_cost() -> float:
+    """Seconds to import capibara.toml and parse a one-line file, in a fresh process."""
+    script = ("import time; t = time.perf_counter(); from capibara import toml; "
+              "toml.loads('a = 1'); print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", action="store_true", help="profile the large file")
+    args = parser.parse_args()
+
+    small = (BENCH / "ml_config.toml").read_text(encoding="utf-8")
+    large = large_text()
+    # A quarter of the large file, cut at a table boundary, for the scaling check.
+    quarter = large[: large.index("\n[exp_", len(large) // 4) + 1]
+
+    print(f"python {sys.version.split()[0]}, median of alternating runs\n")
+    compare("ml_config.toml", small, 300)
+    quarter_time, _ = compare("large.toml, first quarter", quarter, 9)
+    large_time, _ = compare("large.toml", large, 7)
+    per_line_quarter = quarter_time / quarter.count("\n") * 1e6
+    per_line_large = large_time / large.count("\n") * 1e6
+    print(f"\nper line: {per_line_quarter:.2f} us at {quarter.count(chr(10))} lines, "
+          f"{per_line_large:.2f} us at {large.count(chr(10))} lines "
+          f"(ratio {per_line_large / per_line_quarter:.2f}; 1.00 is linear)")
+    print(f"fresh process, import + build parser + first parse: {build_cost() * 1e3:.0f} ms")
+
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.enable()
+        toml.loads(large)
+        profile.disable()
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(12)
+        print("\n" + out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
