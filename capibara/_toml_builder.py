@@ -219,7 +219,7 @@ class DocumentBuilder:
     """
 
     def __init__(self) -> None:
-        self.element = _never
+        self.element = self.scalar = self.inline_key = _never
         self.begin("")
 
     def read_terminals(self, terminals: list[TerminalDef]) -> None:
@@ -229,9 +229,14 @@ class DocumentBuilder:
             (t for t in terminals if t.name in CONVERTERS),
             key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
         alternatives = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scalars)
-        # The token has been checked already, so blank space needs no checking here.
+        by_name = {t.name: t.pattern.to_regexp() for t in terminals}
+        # The tokens have been checked already, so blank space needs no checking here.
         blank = r"(?:[ \t]++|\r?\n|#[^\n]*+)*+"
         self.element = re.compile(f"{blank}(?:{alternatives}){blank},?").match
+        self.scalar = re.compile(alternatives).match
+        self.inline_key = re.compile(
+            rf"[ \t]*+,?[ \t]*+(?:(?P<INLINE_KEY>{by_name['INLINE_KEY']})"
+            rf"|(?P<INLINE_DOTTED_KEY>{by_name['INLINE_DOTTED_KEY']}))").match
 
     def begin(self, text: str) -> None:
         """Start a new document (``text`` is only read to explain problems)."""
@@ -399,36 +404,66 @@ class DocumentBuilder:
     def inline_table(self, children: list) -> tuple:
         self.open.pop()
         start, end = children[0], children[-1].end_pos
-        if len(children) == 2:
-            return {}, (start, end, ())
-        items = children[1]
         table: dict[str, Any] = {}
-        entries = []
-        values: set[int] = set()  # containers written as values inside this table
-        for index in range(0, len(items), 2):
-            key, value = items[index], items[index + 1]
-            if type(value) is Token:
-                result = CONVERTERS[value.type](value, value.start_pos)
-                record = (value.start_pos, value.end_pos, None)
-            else:
-                result, record = value
-                values.add(id(result))
-            base = key.start_pos
-            if key.type == "INLINE_KEY":
-                name = key.rstrip(" \t")[:-1].rstrip(" \t")
-                parts: tuple[str, ...] = (name,)
-                offsets: tuple[int, ...] = (base, base + len(name))
-            else:
-                parts, offsets = split_key(key, *key_bounds(key), base)
-                self._check_length(parts, offsets)
-            nest = table
-            for part in range(len(parts) - 1):
-                nest = self._enter_inline(nest, parts, offsets, part, values)
-            if parts[-1] in nest:
-                self._duplicate_inline(entries, parts, offsets)
-            nest[parts[-1]] = result
-            entries.append((parts, offsets, record))
+        entries: list[tuple] = []
+        if len(children) == 3:
+            items = children[1]
+            values: set[int] = set()  # containers written as values inside this table
+            for index in range(0, len(items), 2):
+                key, value = items[index], items[index + 1]
+                if type(value) is Token:
+                    result = CONVERTERS[value.type](value, value.start_pos)
+                    record = (value.start_pos, value.end_pos, None)
+                else:
+                    result, record = value
+                    values.add(id(result))
+                self._inline_entry(table, entries, values, key.type, key, key.start_pos,
+                                   result, record)
         return table, (start, end, tuple(entries))
+
+    def SCALAR_INLINE_TABLE(self, token: Token) -> tuple:
+        """A whole inline table of scalars, lexed and checked as one token:
+        split it with the key and scalar terminals' own patterns."""
+        start = token.start_pos
+        self._open_bracket(start)
+        self.open.pop()
+        table: dict[str, Any] = {}
+        entries: list[tuple] = []
+        inline_key, scalar = self.inline_key, self.scalar
+        position = 1
+        while True:
+            key = inline_key(token, position)
+            if key is None:  # only blank space before `}`
+                return table, (start, token.end_pos, tuple(entries))
+            kind = key.lastgroup
+            value = scalar(token, key.end())
+            scalar_kind = value.lastgroup
+            begin, end = value.span()
+            self._inline_entry(
+                table, entries, _NO_VALUES, kind, key.group(kind), start + key.start(kind),
+                CONVERTERS[scalar_kind](value.group(), start + begin),
+                (start + begin, start + end, None))
+            position = end
+
+    def _inline_entry(self, table: dict, entries: list, values: set[int] | frozenset[int],
+                      kind: str, key: str, base: int, result: Any, record: tuple) -> None:
+        """Add ``key = result`` (a key token's text at offset ``base``) to an
+        inline table, where only tables made by dotted keys (not those written
+        as values, listed in ``values``) can be extended."""
+        if kind == "INLINE_KEY":
+            name = key.rstrip(" \t")[:-1].rstrip(" \t")
+            parts: tuple[str, ...] = (name,)
+            offsets: tuple[int, ...] = (base, base + len(name))
+        else:
+            parts, offsets = split_key(key, *key_bounds(key), base)
+            self._check_length(parts, offsets)
+        nest = table
+        for part in range(len(parts) - 1):
+            nest = self._enter_inline(nest, parts, offsets, part, values)
+        if parts[-1] in nest:
+            self._duplicate_inline(entries, parts, offsets)
+        nest[parts[-1]] = result
+        entries.append((parts, offsets, record))
 
     # ------------------------------------------------------------ helpers
 
@@ -635,3 +670,6 @@ def _table_name(path: tuple) -> str:
 
 def _never(text: str, position: int) -> None:
     raise AssertionError("read_terminals() was not called")
+
+
+_NO_VALUES: frozenset[int] = frozenset()
