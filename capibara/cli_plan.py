@@ -35,8 +35,6 @@ def is_plan_path(path: str) -> bool:
 def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser], None],
               add_message_format: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register ``compile`` and ``diff`` on the CLI's subparsers."""
-    from capibara.compiler import STAGES
-
     compile_ = verbs.add_parser("compile", help="compile configs into a plan (STEM.plan.json)")
     add_config_inputs(compile_)
     compile_.add_argument("-o", "--output", metavar="PLAN",
@@ -44,8 +42,9 @@ def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser],
                                "STEM.plan.json in the working directory")
     compile_.add_argument("--format", choices=("json", "msgpack"),
                           help="plan encoding (default: by the output's extension, else json)")
-    compile_.add_argument("--print-after", metavar="STAGE", choices=STAGES,
-                          help=f"print the compiler's state after STAGE ({', '.join(STAGES)})")
+    compile_.add_argument("--print-after", metavar="STAGE",
+                          help="print the compiler's state after STAGE: `lower` or a pass "
+                               "(`capibara compile --print-after list` lists them)")
     compile_.add_argument("--time-stages", action="store_true",
                           help="print how long each stage took")
     add_message_format(compile_)
@@ -75,10 +74,18 @@ def _default_output(files: Sequence[str], fmt: str | None) -> str:
 def run_compile(args: argparse.Namespace, out: TextIO) -> int:
     from capibara import pipeline
     from capibara.cli import _print_diagnostics
-    from capibara.compiler import compile_sources
+    from capibara.compiler import STAGES, compile_sources
     from capibara.optimize import describe
     from capibara.plan import encode_plan, plan_format_for, summary, write_plan_file
 
+    if args.print_after is not None and args.print_after not in STAGES:
+        # Checked here, not by argparse, so other verbs never import the compiler.
+        known = ", ".join(f"`{s}`" for s in STAGES)
+        if args.print_after != "list":
+            sys.stderr.write(f"error: unknown stage `{args.print_after}`; the stages are {known}\n")
+            return EXIT_USAGE
+        out.write("\n".join(STAGES) + "\n")
+        return EXIT_OK
     to_stdout = args.output == "-"
     # With the plan on standard output, everything a person reads goes to standard error.
     text: TextIO = sys.stderr if to_stdout else out

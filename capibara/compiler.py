@@ -20,6 +20,7 @@ diagnostic found until then. Nothing on this path imports JAX.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -214,6 +215,19 @@ def _unknown_target(unknown: UnknownTarget) -> Diagnostic:
 # --------------------------------------------------------------------------- freeze
 
 
+@functools.cache
+def _field_paths() -> tuple[tuple[str, str], ...]:
+    """``(flat name, printed path)`` of every field, computed once."""
+    from capibara.schema import FIELDS
+
+    return tuple((f.name, f.path) for f in FIELDS)
+
+
+@functools.cache
+def _secret_fields() -> tuple[str, ...]:
+    return tuple(name for name, _ in _field_paths() if _SECRET_NAME.search(name))
+
+
 def freeze(ir: Lowered, warnings: Sequence[str] = ()) -> Plan:
     """The plan of a fully optimized IR, sealed with its digest."""
     from capibara import __version__
@@ -222,9 +236,9 @@ def freeze(ir: Lowered, warnings: Sequence[str] = ()) -> Plan:
     config, target = ir.config, ir.target
     assert ir.model is not None and ir.mesh is not None and ir.memory is not None \
         and ir.batch is not None, "freeze needs a fully optimized IR"
-    values = {f.name: getattr(config, f.name) for f in FIELDS}
-    for name, value in values.items():
-        if isinstance(value, str) and _SECRET_NAME.search(name):
+    values = {name: getattr(config, name) for name, _ in _field_paths()}
+    for name in _secret_fields():
+        if isinstance(values[name], str):
             values[name] = "<redacted>"
     effective = {**values, **ir.effective}
     dp = ir.mesh.size("data")
@@ -255,7 +269,7 @@ def freeze(ir: Lowered, warnings: Sequence[str] = ()) -> Plan:
                             offload_activations=policy.offload_activations,
                             jit=config.enable_jit, cache_compiled=config.cache_compiled_functions),
         kernels=kernels, training=training, runtime=runtime, services=services,
-        config={f.path: values[f.name] for f in FIELDS},
-        provenance={f.path: str(config.provenance(f.name)) for f in FIELDS},
+        config={path: values[name] for name, path in _field_paths()},
+        provenance={path: str(config.provenance(name)) for name, path in _field_paths()},
         decisions=ir.decisions, warnings=tuple(warnings))
     return seal(plan)

@@ -161,7 +161,9 @@ class Lowered:
     ``None`` until ``fold-derived`` computes the derived sizes, ``memory``
     until the batch is known. ``effective`` holds field values that differ
     from the config on this target (by flat name), e.g. TPU v6 features
-    turned off by a fallback; the plan's runtime and service sections use them. ``machine`` is the machine the
+    turned off by a fallback; the plan's runtime and service sections use them.
+    ``explicit`` is ``config.explicit_fields``, read once (it is computed on
+    every access). ``machine`` is the machine the
     config was compiled for, ``target`` the device on it the model runs on
     (the same unless a hardware fallback moved to the host CPU).
     """
@@ -179,6 +181,7 @@ class Lowered:
     memory: MemoryEstimate | None = None
     decisions: tuple[Decision, ...] = ()
     effective: Mapping[str, Any] = field(default_factory=dict)
+    explicit: frozenset[str] = frozenset()
 
     def decide(self, pass_: str, path: str, before: Any, after: Any, reason: str,
                **changes: Any) -> "Lowered":
@@ -542,7 +545,8 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
         config=config, machine=machine, target=device_target, model=None,
         mesh=None, batch=config.batch_size if isinstance(config.batch_size, int) else None,
         precision=requested_precision(config), policy=memory_policy(config),
-        kernels=kernel_uses(config), memory_limit=memory_limit_bytes(config, device_target))
+        kernels=kernel_uses(config), memory_limit=memory_limit_bytes(config, device_target),
+        explicit=config.explicit_fields)
     if fell_from is not None:
         lowered = lowered.decide(
             "lower", "hardware.device", fell_from, device_target.seed_device,

@@ -144,7 +144,7 @@ class ResolveMesh(Pass):
                          f"or `{path_of('tpu_mesh_shape')} = [{ir.mesh.devices}]` for data "
                          "parallelism only", warning=True))
             return ir
-        if isinstance(config.tpu_mesh_shape, list) and "tpu_mesh_shape" in config.explicit_fields:
+        if isinstance(config.tpu_mesh_shape, list) and "tpu_mesh_shape" in ir.explicit:
             ctx.diagnostics.append(_diag_error(
                 INEFFECTIVE, f"`tpu_mesh_shape` has no effect on `{ir.target.name}`: only TPU "
                              "meshes are set by hand",
@@ -226,7 +226,7 @@ class PruneDisabled(Pass):
             return []  # the validator checked these settings against the named device
         found = []
         for name, (applies, where) in _TARGET_ONLY.items():
-            if name not in config.explicit_fields or applies(target):
+            if name not in ir.explicit or applies(target):
                 continue
             if isinstance(getattr(config, name), bool) and not getattr(config, name):
                 continue  # switching a feature off where it does not exist is harmless
@@ -236,7 +236,7 @@ class PruneDisabled(Pass):
                 help=f"remove `{path_of(name)}` when compiling for `{target.name}`", warning=True))
         if config.compile_mode == "conservative":
             ignored = [n for n in _CUSTOM_KERNEL_SETTINGS
-                       if n in config.explicit_fields and getattr(config, n)]
+                       if n in ir.explicit and getattr(config, n)]
             for name in ignored:
                 found.append(_diag_error(
                     CONSERVATIVE_IGNORES,
@@ -500,6 +500,24 @@ def _moe_dispatch(use: KernelUse, ir: Lowered) -> dict[str, Any] | Refusal:
     return {"capacity_factor": MOE_CAPACITY["aggressive" if _mode(ir) == "aggressive" else "balanced"]}
 
 
+#: Smallest all-reduce worth two collectives: below it the extra round trip costs
+#: more than the halved reads save (the measured anchor is 64 MiB over 8 devices).
+TWO_PHASE_MIN_BYTES = 1 << 20
+
+
+def _collective_decomposed(use: KernelUse, ir: Lowered) -> dict[str, Any] | Refusal:
+    # The batch is not bound yet (it depends on these choices): count one sample,
+    # a lower bound on the size.
+    size = math.prod(d if isinstance(d, int) else 1 for d in use.shapes["x"]) \
+        * _DTYPE_BYTES.get(use.dtypes["x"], 4)
+    if size < TWO_PHASE_MIN_BYTES:
+        return Refusal(f"{size} bytes is below the {TWO_PHASE_MIN_BYTES}-byte two-phase threshold")
+    return {}
+
+
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
+
+
 def _always(use: KernelUse, ir: Lowered) -> dict[str, Any]:
     return dict(use.params)
 
@@ -520,6 +538,8 @@ SELECTORS: dict[tuple[str, str], Selector] = {
     ("vq", "reference"): lambda u, ir: {},
     ("moe", "dispatch"): _moe_dispatch,
     ("moe", "reference"): lambda u, ir: {},
+    ("collective", "decomposed"): _collective_decomposed,
+    ("collective", "reference"): lambda u, ir: {},
 }
 
 #: Kernel families a TPU runs custom kernels for only when the config lists
@@ -746,7 +766,7 @@ def _does_not_fit(ir: Lowered, memory, per_device: int, estimate) -> Diagnostic:
     names = ("batch_size",) if ir.batch is not None else ("hidden_size", "num_layers")
     limits = ("memory_limit_gb", "tpu_memory_limit_gb") if ir.target.platform == "tpu" else \
         ("memory_limit_gb",)
-    limit_fields = [n for n in limits if n in config.explicit_fields]
+    limit_fields = [n for n in limits if n in ir.explicit]
     return _diag_error(
         DOES_NOT_FIT,
         f"the training step needs about {_gib(memory.total)} per device with {per_device} "

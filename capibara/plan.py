@@ -291,19 +291,18 @@ _MSGPACK = msgspec.msgpack.Encoder(order="sorted")
 _DIGEST_PREFIX = "sha256:"
 
 
-def _non_finite(value: Any, path: str = "") -> Iterator[str]:
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            yield path or "$"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _non_finite(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _non_finite(item, f"{path}[{index}]")
-    elif isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            yield from _non_finite(getattr(value, name), f"{path}.{name}" if path else name)
+def _non_finite(plan: Plan) -> Iterator[str]:
+    """Paths of non-finite floats. Every float in a plan is a config value (the
+    ``config`` section, and copies of it in decisions) or a catalog fact, so
+    only those are walked: the whole tree would cost more than the compile."""
+    for path, value in plan.config.items():
+        for leaf in (value if isinstance(value, list) else (value,)):
+            if isinstance(leaf, float) and not math.isfinite(leaf):
+                yield f"config.{path}"
+    for decision in plan.decisions:
+        for value in (decision.before, decision.after):
+            if isinstance(value, float) and not math.isfinite(value):
+                yield f"decisions.{decision.path}"
 
 
 def canonical_bytes(plan: Plan) -> bytes:
@@ -409,25 +408,28 @@ def decode_plan(data: bytes, name: str = "<plan>", fmt: str | None = None) -> Pl
     recompile = f"recompile it: `capibara compile CONFIG.toml -o {name}`"
     try:
         raw = decoder.decode(data)
-    except msgspec.DecodeError as error:
+    # msgspec reports invalid UTF-8 inside a JSON string as UnicodeDecodeError (found by fuzzing)
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
         truncated = "truncated" in str(error).lower() or not data.strip()
         what = "truncated" if truncated else "corrupt"
         raise _refuse(
             "R102", f"plan `{name}` is {what}",
             notes=[f"decoding as {fmt} failed: {str(error).rstrip('.')}"],
             help=f"the file was not written completely or was damaged; {recompile}") from None
+    written_by = "pass a plan written by `capibara compile CONFIG.toml -o PLAN`"
     if not isinstance(raw, dict) or "format" not in raw:
         raise _refuse("R103", f"`{name}` is not a capibara plan",
                       notes=[f"a plan is a {fmt} object whose `format` is `{FORMAT}`"],
-                      help=f"pass a file written by `capibara compile`; {recompile}")
+                      help=written_by)
     found = raw.get("format")
     if found != FORMAT:
         if isinstance(found, str) and found.startswith(_FORMAT_FAMILY):
             raise _refuse("R104", f"plan `{name}` has format `{found}`, this capibara reads `{FORMAT}`",
                           help=f"use the capibara release that wrote it, or {recompile}")
         raise _refuse("R103", f"`{name}` is not a capibara plan",
-                      notes=[f"its `format` is {found!r}, expected `{FORMAT}`"],
-                      help=f"pass a file written by `capibara compile`; {recompile}")
+                      notes=[f"its `format` is {msgspec.json.encode(found).decode()}, "
+                             f"expected `{FORMAT}`"],
+                      help=written_by)
     compiler = raw.get("compiler")
     version = compiler.get("version") if isinstance(compiler, dict) else None
     if not isinstance(version, str) or not is_compatible(version, __version__):
@@ -444,15 +446,14 @@ def decode_plan(data: bytes, name: str = "<plan>", fmt: str | None = None) -> Pl
                       help=recompile) from None
     if claimed != actual:
         raise _refuse("R105", f"plan `{name}` was modified after it was written",
-                      notes=[f"its digest says {claimed!r}", f"its contents hash to `{actual}`"],
+                      notes=[f"its digest says `{claimed}`", f"its contents hash to `{actual}`"],
                       help=f"never edit a plan; change the config and {recompile}")
     raw["digest"] = claimed
     try:
         return msgspec.convert(raw, Plan)
     except msgspec.ValidationError as error:
         raise _refuse("R103", f"`{name}` does not match the `{FORMAT}` layout",
-                      notes=[str(error)],
-                      help=f"it was not written by a compatible capibara; {recompile}") from None
+                      notes=[str(error)], help=written_by) from None
 
 
 def load_plan_file(path: str | os.PathLike[str], fmt: str | None = None) -> Plan:

@@ -45,16 +45,24 @@ GIB = 1024**3
 # keeps only where bf16 matmuls are fast (AMX / AVX512-BF16).
 _CPU_KERNELS = {
     "attention": ("cpu_bf16", "cpu_blocked", "reference"),
-    "scan": ("chunked", "sequential", "associative", "reference"),
-    "collective": ("shard_map", "reference"),
+    # On CPU a time-step scan updating in place is fastest; lax.associative_scan
+    # is ~3x slower on 2 cores (DESIGN.md §5, kernels/scan).
+    "scan": ("sequential", "chunked", "associative", "reference"),
+    # XLA:CPU's psum has every host device sum every block; the two-phase
+    # reduce-scatter + all-gather reads each element about twice (kernels/collective).
+    "collective": ("decomposed", "reference"),
     "fft": ("fft", "direct", "reference"),
     "vq": ("int8", "xla", "reference"),
     "linalg": ("xla", "reference"),
     "conv": ("shift_add", "reference"),
     "moe": ("dispatch", "reference"),
 }
-_GPU_KERNELS = {**_CPU_KERNELS, "attention": ("cudnn", "reference")}
-_TPU_KERNELS = {**_CPU_KERNELS, "attention": ("pallas_tpu", "reference")}
+# GPUs and TPUs: the library/Pallas attention; the log-depth scan fills wide units;
+# NCCL and the TPU interconnect already run psum as a bandwidth-optimal ring.
+_ACCELERATOR_KERNELS = {**_CPU_KERNELS, "scan": ("associative", "chunked", "sequential", "reference"),
+                        "collective": ("reference",)}
+_GPU_KERNELS = {**_ACCELERATOR_KERNELS, "attention": ("cudnn", "reference")}
+_TPU_KERNELS = {**_ACCELERATOR_KERNELS, "attention": ("pallas_tpu", "reference")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ def test_passes_are_frozen_named_and_registered_once() -> None:
     for p in DEFAULT_PIPELINE:
         assert dataclasses.is_dataclass(p) and p.__dataclass_params__.frozen
         assert p.__doc__ and p.__doc__.strip()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            p.option = 1
     assert STAGES == ("lower", *names)
 
 
@@ -210,6 +212,16 @@ def test_vq_and_moe_selection() -> None:
     assert impl(plan_of(), "moe") == ("dispatch", {"capacity_factor": 1.25})
     assert impl(plan_of(mor_load_balancing=False), "moe") == ("dispatch", {"capacity_factor": 2.0})
     assert impl(plan_of(mor_num_experts=2, mor_top_k=2), "moe")[0] == "reference"
+
+
+def test_collectives_by_target_and_size() -> None:
+    cpu = plan_of("cpu-amxx8", hidden_size=256, num_layers=2, model_parallel=True, max_seq_length=256)
+    assert cpu.mesh.shape == (2, 4)
+    assert cpu.kernel("grads.all_reduce").implementation == "decomposed"  # megabytes of gradients
+    # 256 tokens x 256 features x 4 B = 256 KiB per sample: one psum beats two phases.
+    assert cpu.kernel("blocks.all_reduce").implementation == "reference"
+    tpu = plan_of("tpu_v4-32", hidden_size=256, num_layers=2)
+    assert tpu.kernel("grads.all_reduce").implementation == "reference"
 
 
 # --------------------------------------------------------------------------- resolve-batch

@@ -93,8 +93,9 @@ def test_plans_are_identical_across_processes(tmp_path: Path) -> None:
 
 
 def test_non_finite_floats_are_refused(plan: Plan) -> None:
-    broken = msgspec.structs.replace(plan, training={**plan.training, "learning_rate": float("nan")})
-    with pytest.raises(ValueError, match="training.learning_rate"):
+    broken = msgspec.structs.replace(
+        plan, config={**plan.config, "training.learning_rate": float("inf")})
+    with pytest.raises(ValueError, match="config.training.learning_rate"):
         encode_plan(broken)
 
 
@@ -311,3 +312,16 @@ def test_flat_view_keys_kernels_by_name(plan: Plan) -> None:
 
 def test_seal_is_idempotent(plan: Plan) -> None:
     assert seal(plan) == plan
+
+
+def test_cli_compile_never_imports_jax(tmp_path: Path) -> None:
+    script = f"""
+import io, sys
+from capibara import cli
+status = cli.main(["compile", "--no-env", "configs/production/tpu_v4.toml", "--target", "cpu",
+                   "-o", {str(tmp_path / "p.plan.json")!r}], out=io.StringIO())
+print(status, sorted(m for m in ("jax", "jaxlib", "numpy") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.split(maxsplit=1) == ["0", "[]\n"], proc.stdout + proc.stderr
