@@ -526,6 +526,7 @@ def _device_target(config: Any, machine: Target) -> tuple[Target, str | None]:
 MESH_RANK = "H201"
 DTYPE_NOT_NATIVE = "H202"
 ENTERPRISE_VQ_UNAVAILABLE = "H203"
+EMPTY_EXPERTS = "H206"
 
 
 def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, list[Diagnostic]]:
@@ -571,6 +572,7 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
 
     diagnostics.extend(_dtype_diagnostics(lowered))
     diagnostics.extend(_enterprise_vq(config, device_target))
+    diagnostics.extend(_rookie_width(config))
     if config.use_vq and config.vq_enterprise_mode and device_target.seed_device != "tpu_v6" \
             and config.vq_fallback_strategy != "none":
         lowered = lowered.decide(
@@ -583,13 +585,19 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
 
 
 def _dtype_diagnostics(lowered: Lowered) -> list[Diagnostic]:
-    """Dtypes the config asks for that the target only emulates (warnings)."""
+    """Dtypes the config asks for that the target only emulates (warnings).
+
+    float16 on a TPU is the validator's (``V026`` compute, ``V016`` codebooks,
+    judged against the resolved device); this covers every other target.
+    """
     config, target = lowered.config, lowered.target
     found: list[Diagnostic] = []
+    if target.platform == "tpu":
+        return found
     if lowered.precision.compute == "float16" and "float16" not in target.native_dtypes:
         found.append(_diag_error(
-            DTYPE_NOT_NATIVE, f"float16 compute is not native on `{target.name}`: XLA emulates it "
-                              "in float32, slower than either",
+            DTYPE_NOT_NATIVE, f"float16 compute is not native on `{target.name}`: XLA converts "
+                              "every float16 operation to float32 and back",
             config, ("use_bfloat16", "mixed_precision"),
             {"use_bfloat16": "float16 instead", "mixed_precision": "low-precision compute"},
             help=f"set `{path_of('use_bfloat16')} = true`"
@@ -605,6 +613,22 @@ def _dtype_diagnostics(lowered: Lowered) -> list[Diagnostic]:
             help=f"use one of {native}, or \"auto\"", warning=True,
             notes=(f"`{target.name}` computes natively in {native}",)))
     return found
+
+
+def _rookie_width(config: Any) -> list[Diagnostic]:
+    """Rookies split the 4·hidden MLP width; more experts than that leaves them empty."""
+    if not (config.use_sparse and config.sparsity_method == "mor"):
+        return []
+    width, experts = 4 * config.hidden_size, config.mor_num_experts
+    if experts <= width:
+        return []
+    return [_diag_error(
+        EMPTY_EXPERTS, f"{experts} experts split a {width}-wide MLP into experts of width 0",
+        config, ("mor_num_experts", "hidden_size"),
+        {"mor_num_experts": f"more than {width}", "hidden_size": f"MLP width {width}"},
+        help=f"use at most {width} experts (`{path_of('mor_num_experts')} = 8` is the default)",
+        notes=("Mixture of Rookies divides the dense MLP's width (4 × hidden_size) among its "
+               "experts, so each needs a share of at least one unit",))]
 
 
 def _enterprise_vq(config: Any, target: Target) -> list[Diagnostic]:

@@ -772,7 +772,8 @@ def _does_not_fit(ir: Lowered, memory, per_device: int, estimate) -> Diagnostic:
         f"the training step needs about {_gib(memory.total)} per device with {per_device} "
         f"sample{'s' if per_device != 1 else ''} each, more than the {_gib(ir.memory_limit)} "
         f"limit on `{ir.target.name}`",
-        config, (*names, *limit_fields), {names[0]: "too large for the device memory"},
+        config, (*names, *limit_fields),
+        {names[0]: "too large for the device memory", **{n: "the limit" for n in limit_fields}},
         notes=(parts, f"the estimate must stay within {MEMORY_HEADROOM:.0%} of the limit"),
         help=("try " + ", or ".join(fixes)) if fixes else "compile for a device with more memory")
 

@@ -177,11 +177,13 @@ def test_mesh_with_three_axes_is_refused() -> None:
     assert "H201" in codes(diagnostics)
 
 
-def test_float16_on_tpu_is_emulated() -> None:
-    _, diagnostics = lower(ModularModelConfig(use_bfloat16=False), CATALOG["tpu_v4-8"])
-    assert "H202" in codes(diagnostics)
-    _, on_gpu = lower(ModularModelConfig(use_bfloat16=False), CATALOG["gpu-h100"])
-    assert "H202" not in codes(on_gpu)
+def test_float16_compute_is_emulated_on_cpus() -> None:
+    config = ModularModelConfig(use_bfloat16=False)
+    assert "H202" in codes(lower(config, CATALOG["cpu-amx"])[1])
+    assert "H202" not in codes(lower(config, CATALOG["gpu-h100"])[1])
+    # On a TPU the validator says it (V026), once.
+    on_tpu = codes(lower(config, CATALOG["tpu_v4-8"])[1])
+    assert "H202" not in on_tpu and "V026" in on_tpu
 
 
 def test_int8_codebooks_warn_only_where_int8_is_not_native() -> None:
@@ -216,3 +218,10 @@ def test_absent_device_without_fallback_is_an_error() -> None:
     _, diagnostics = lower(ModularModelConfig(device="tpu_v6", hardware_fallback=False),
                            get_target("gpu-h100"))
     assert [d.code for d in diagnostics if d.is_error] == ["H035"]
+
+
+def test_more_rookies_than_mlp_width_is_refused() -> None:
+    config = ModularModelConfig(hidden_size=64, mor_num_experts=257)
+    assert "H206" in codes(lower(config, CATALOG["cpu"])[1])
+    assert "H206" not in codes(lower(config.replace(mor_num_experts=256), CATALOG["cpu"])[1])
+    assert "H206" not in codes(lower(config.replace(use_sparse=False), CATALOG["cpu"])[1])
