@@ -379,6 +379,690 @@ Example:
     capibara check config.toml --set sparsity.ratio=0.5.1
 
 Fix: `--set sparsity.ratio=0.5`."""),
+    # ------------------------------------------------------------------ L: legacy (v2.x) rewrite
+    Code("L001", "v2 key `model_size` rewritten",
+         """A v2.x config names its size tier (`model_size = "600m"`) instead of the
+model's shape. The legacy rewrite replaces it with `hidden_size`, `num_layers`,
+`num_heads` and `model_name = "capibara_<size>"` under `[model]` (PARAMS.md
+§e.2); keys written beside it win. A v2 file carries no shapes, so the note
+reminds you to compare them with the checkpoint you load.
+
+Example:
+    model_size = "600m"
+
+Fix: `capibara migrate --write FILE`, or write `hidden_size = 2048`,
+`num_layers = 12`, `num_heads = 32` and `model_name = "capibara_600m"` under
+`[model]`."""),
+    Code("L002", "v2 key `use_quantum` rewritten",
+         """`use_quantum` is the v2 name of vector quantization ("quantum" was the
+old name of the VQ component, not quantum computing). It becomes
+`[vector_quantization] enabled` (the field `use_vq`).
+
+Example:
+    use_quantum = true
+
+Fix: `enabled = true` under `[vector_quantization]` (`capibara migrate --write
+FILE` does it)."""),
+    Code("L003", "v2 device setting rewritten",
+         """A v2 file keeps `device` at the top level or in `[model]`, and may use the
+v2 names `"tpu"` (TPU v4, the only TPU v2.x supported) and `"cuda"` (a GPU).
+v3 keeps the device in `[hardware]` with the names `auto`, `tpu_v4`, `tpu_v6`,
+`gpu`, `cpu`; a v2 `tpu_v4` also turned on the TPU v4 optimizations, and
+`gpu`/`cpu` turned them off, unless the file says otherwise.
+
+Example:
+    device = "tpu"
+
+Fix: `device = "tpu_v4"` under `[hardware]` and `enabled = true` under
+`[tpu_v4_optimizations]`."""),
+    Code("L010", "unknown legacy model size",
+         """`model_size` names no v2 size. The sizes are 125m, 350m, 600m, 1.3b,
+1.8b, 2.7b and 7b, written in any case and through millions (`"0.6b"` is
+600m, `"1300m"` is 1.3b). No nearest size is guessed: a wrong guess would
+build a model that no checkpoint fits.
+
+Example:
+    model_size = "650m"
+
+Fix: a listed size, or drop `model_size` and set `hidden_size`, `num_layers`
+and `num_heads` under `[model]`."""),
+    Code("L011", "unusable legacy value",
+         """A legacy key holds a value of the wrong type or an unknown name:
+`model_size` must be a string with its unit, `use_quantum` a boolean, `device`
+one of `auto`, `tpu`, `tpu_v4`, `tpu_v6`, `gpu`, `cuda`, `cpu`.
+
+Example:
+    use_quantum = "yes"
+
+Fix: `use_quantum = true`."""),
+    Code("L012", "legacy key contradicts its v3 spelling",
+         """A legacy key and the v3 key it becomes are both given, with different
+values (or two legacy keys disagree). Which one was meant cannot be known, so
+neither is chosen.
+
+Example:
+    use_quantum = true
+    [vector_quantization]
+    enabled = false
+
+Fix: delete the legacy key, or make the two agree."""),
+    # ------------------------------------------------------------------ V: cross-field validation
+    Code("V001", "head count does not divide the hidden size",
+         """Each attention head gets `hidden_size / num_heads` features, which must
+be a whole number (C1).
+
+Example:
+    [model]
+    hidden_size = 768
+    num_heads = 10
+
+Fix: `num_heads = 12` (head dimension 64), or remove `num_heads` to derive
+`hidden_size // 64`."""),
+    Code("V002", "inefficient head dimension",
+         """The head dimension `hidden_size / num_heads` is legal but neither 64 nor
+128, the standard sizes; multiples of 128 fill the TPU matrix unit, other
+sizes leave parts of it idle (C2). A warning.
+
+Example:
+    [model]
+    hidden_size = 768
+    num_heads = 16      # head dimension 48
+
+Fix: `num_heads = 12` (64) or `num_heads = 6` (128)."""),
+    Code("V003", "architecture value outside the documented tiers",
+         """`hidden_size` (512, 768, 1024, 2048), `num_layers` (6, 12, 24, 36) or an
+explicit `num_heads` (8, 12, 16, 32) is not one of the documented values (C3).
+The sets are advisory (A45): tiny test models and large migrated shapes are
+fine, but they are not the tuned configurations. A warning.
+
+Example:
+    [model]
+    hidden_size = 640
+
+Fix: keep it if intended, or use the nearest documented value the help names."""),
+    Code("V004", "encoder set without multimodal processing",
+         """`vision_encoder_type` or `audio_encoder_type` is set while
+`multimodal_enabled` is false: the encoder would be loaded for nothing (C4).
+
+Example:
+    [model]
+    vision_encoder_type = "clip"
+
+Fix: `multimodal_enabled = true`, or remove the encoder."""),
+    Code("V005", "multimodal processing without an encoder",
+         """`multimodal_enabled = true` with no vision and no audio encoder: an enabled
+multimodal pipeline with no encoder cannot process anything (C5).
+
+Example:
+    [model]
+    multimodal_enabled = true
+
+Fix: set `vision_encoder_type` ("clip" or "vit") or `audio_encoder_type`
+("wav2vec2" or "whisper"), or turn multimodal off."""),
+    Code("V006", "`use_jax_native` contradicts `jax_backend`",
+         """Both say whether `capibara.jax` is used (A2): `use_jax_native = false`
+with `backend = "capibara_jax"`, or `true` with `"standard"`, cannot both
+hold (C6). One of them alone decides the other.
+
+Example:
+    [jax_config]
+    use_jax_native = false
+    backend = "capibara_jax"
+
+Fix: `backend = "standard"`, or remove one of the two keys."""),
+    Code("V007", "native JAX backend without a fallback",
+         """`backend = "capibara_jax"` with `fallback_to_standard = false` fails hard
+on any machine where `capibara.jax` cannot be imported, instead of running on
+standard JAX (C7). A warning.
+
+Example:
+    [jax_config]
+    fallback_to_standard = false
+
+Fix: `fallback_to_standard = true`, or `backend = "auto"`."""),
+    Code("V008", "compile settings without JIT",
+         """`compile_mode` or `cache_compiled_functions` is set while `enable_jit` is
+false: nothing is compiled, so they mean nothing (C8). A warning.
+
+Example:
+    [performance]
+    enable_jit = false
+    compile_mode = "aggressive"
+
+Fix: remove the compile settings, or turn JIT on."""),
+    Code("V009", "debug instrumentation with aggressive compilation",
+         """`jax_debug_mode`, `trace_execution` or `profile_performance` is on with
+`compile_mode = "aggressive"`: debug instrumentation distorts or defeats the
+optimizations, and profiles measure something else than production (C9).
+
+Example:
+    [jax_config]
+    debug_mode = true
+    [performance]
+    compile_mode = "aggressive"
+
+Fix: `compile_mode = "default"` while debugging."""),
+    Code("V010", "`vq_embedding_dim` differs from `hidden_size`",
+         """With VQ on, codebook vectors replace hidden states, so both must have the
+same size; no projection between them is documented (C10, A17). Omitting
+`embedding_dim` derives it from `hidden_size`.
+
+Example:
+    [model]
+    hidden_size = 1024
+    [vector_quantization]
+    embedding_dim = 768
+
+Fix: remove `embedding_dim`, or set it to 1024."""),
+    Code("V011", "enterprise VQ mode without VQ",
+         """`vq_enterprise_mode` (128 codes plus adaptive ML) is a mode of vector
+quantization, so it needs `use_vq` (C11).
+
+Example:
+    [vector_quantization]
+    enabled = false
+    enterprise_mode = true
+
+Fix: `enabled = true`, or turn enterprise mode off."""),
+    Code("V012", "enterprise VQ mode without 128 codes",
+         """Enterprise mode is defined as "128 códigos + ML adaptativo" (C12). When
+`codes` is not given it becomes 128; an explicit other value is this error.
+The reverse is allowed: 128 codes without enterprise mode (the research
+example).
+
+Example:
+    [vector_quantization]
+    enterprise_mode = true
+    codes = 64
+
+Fix: `codes = 128` (or remove it), or turn enterprise mode off."""),
+    Code("V013", "enterprise VQ settings without enterprise mode",
+         """`vq_cost_management` or `vq_fallback_strategy` is set explicitly while
+`vq_enterprise_mode` is off: they only act in enterprise mode (C13, A39). A
+warning; nothing is said about their defaults.
+
+Example:
+    [vector_quantization]
+    fallback_strategy = "gpu"
+
+Fix: remove them, or `enterprise_mode = true`."""),
+    Code("V014", "VQ settings while VQ is off",
+         """Vector-quantization settings are set explicitly while `use_vq` is false;
+they are ignored (C14). A warning.
+
+Example:
+    [vector_quantization]
+    enabled = false
+    codes = 128
+
+Fix: remove them, or `enabled = true`."""),
+    Code("V015", "hardware-specific VQ path on the wrong device",
+         """`vq_use_tpu_optimizations` set for an explicit `gpu` or `cpu` device, or
+`vq_use_simd` (a CPU path) set for an explicit TPU device, is ignored there
+(C15). With `device = "auto"` these flags are gated silently (A24). A warning.
+
+Example:
+    [hardware]
+    device = "cpu"
+    [vector_quantization]
+    use_tpu_optimizations = true
+
+Fix: remove the flag that cannot apply."""),
+    Code("V016", "float16 VQ codebooks on a TPU",
+         """`vq_precision = "float16"` on a TPU (named, or resolved on the target):
+TPUs compute natively in bfloat16 and emulate float16 slowly (C16). A warning.
+
+Example:
+    [hardware]
+    device = "tpu_v4"
+    [vector_quantization]
+    precision = "float16"
+
+Fix: `precision = "bfloat16"` (or "auto")."""),
+    Code("V018", "manual sharding without a mesh",
+         """`sharding_strategy = "manual"` places arrays on a mesh you describe, so
+`mesh_shape` cannot be "auto" (C18).
+
+Example:
+    [tpu_v4_optimizations]
+    sharding_strategy = "manual"
+
+Fix: `mesh_shape = [4, 4]` (one size per axis; the product is the device
+count), or `sharding_strategy = "auto"`."""),
+    Code("V019", "sharded features with sharding disabled",
+         """`sharding_strategy = "disabled"` keeps every array whole on each device,
+but `model_parallel` splits the model and `optimizer_sharding` splits the
+optimizer state: both need sharding (C19). `optimizer_sharding` is on by
+default, so it must be turned off explicitly.
+
+Example:
+    [tpu_v4_optimizations]
+    sharding_strategy = "disabled"
+
+Fix: `optimizer_sharding = false` (and `model_parallel = false`), or
+`sharding_strategy = "auto"`."""),
+    Code("V020", "model axis does not divide the model",
+         """With `model_parallel`, the last mesh axis splits attention heads and
+hidden features across devices, so its size must divide `num_heads` and
+`hidden_size` (C20); not dividing `vocab_size` only pads the embedding (a
+warning). The seed's `[4, 8]` mesh cannot split 12 heads 8 ways.
+
+Example:
+    [tpu_v4_optimizations]
+    mesh_shape = [4, 8]
+    model_parallel = true
+
+Fix: a mesh with the same device count whose last axis divides the heads,
+e.g. `[8, 4]`."""),
+    Code("V022", "multi-device settings on one device",
+         """`optimizer_sharding`, `async_collective` or `distributed_training` is set
+explicitly for a target with one device, where there is nothing to shard or
+communicate with (C22). Reported by the hardware check. A warning.
+
+Example (`--target cpu`):
+    [tpu_v4_optimizations]
+    async_collective = true
+
+Fix: remove them for single-device runs."""),
+    Code("V023", "kernel categories without custom kernels",
+         """`kernel_categories` changed while `use_custom_kernels` is false is
+ignored; `use_custom_kernels = true` with an empty list selects no kernel
+(C23). A warning.
+
+Example:
+    [tpu_v4_optimizations]
+    kernel_categories = []
+
+Fix: list the categories to use, or `use_custom_kernels = false`."""),
+    Code("V024", "`use_tpu_v4_optimizations` for another device",
+         """TPU v4 optimizations set explicitly for an explicit `gpu` or `cpu` device
+are ignored; for `tpu_v6` they apply only on fallback to TPU v4, which cannot
+happen with `hardware_fallback = false` (C24, A24). A warning.
+
+Example:
+    [hardware]
+    device = "gpu"
+    [tpu_v4_optimizations]
+    enabled = true
+
+Fix: remove `enabled` from `[tpu_v4_optimizations]`."""),
+    Code("V026", "risky precision combination",
+         """`mixed_precision = false` with `use_bfloat16 = true` computes and stores
+weights in pure bfloat16, which risks unstable training; `use_bfloat16 =
+false` with mixed precision on a TPU computes in float16, which TPUs run
+slowly (C26, A28). A warning.
+
+Example:
+    [performance]
+    mixed_precision = false
+
+Fix: `mixed_precision = true` (fp32 master weights, bf16 compute)."""),
+    Code("V027", "training settings in inference mode",
+         """In inference mode (`--mode inference`), the training fields
+(`[training]`, `gradient_checkpointing`, `activation_offloading`,
+`optimizer_sharding`) set explicitly are ignored (C27). A warning.
+
+Example (`capibara check --mode inference`):
+    [training]
+    learning_rate = 0.001
+
+Fix: keep training settings out of inference configs."""),
+    Code("V028", "sparsity range out of order",
+         """`min_sparsity` must not exceed `max_sparsity`; with adaptive sparsity the
+target `sparsity_ratio` must also lie between them, because the schedule
+ramps from the minimum to the target and clamps adjustments to the range
+(C28, A27).
+
+Example:
+    [sparsity]
+    ratio = 0.9
+    max_sparsity = 0.8
+
+Fix: a ratio inside [min_sparsity, max_sparsity], or move the bound."""),
+    Code("V029", "impossible Mixture-of-Rookies routing",
+         """Mixture of Rookies routes each token to `mor_top_k` of `mor_num_experts`
+experts; more than exist is impossible (C29). Routing to all of them (or
+having a single expert) is legal but gives no routing sparsity: a warning.
+
+Example:
+    [sparsity]
+    mor_num_experts = 8
+    mor_top_k = 9
+
+Fix: `mor_top_k = 2` (the default)."""),
+    Code("V030", "`mor_*` settings without Mixture of Rookies",
+         """`mor_num_experts`, `mor_top_k` or `mor_load_balancing` is set explicitly
+while sparsity is off or uses another method; they are ignored (C30). A
+warning.
+
+Example:
+    [sparsity]
+    method = "topk"
+    mor_top_k = 4
+
+Fix: remove them, or `method = "mor"`."""),
+    Code("V031", "two weight quantizers at once",
+         """BitNet and affine quantization both quantize the weights; they are
+alternatives (C31). `use_bitnet = true` alone turns the affine default off,
+so this is only an error when both are set to true.
+
+Example:
+    [quantization]
+    use_bitnet = true
+    use_affine_quantization = true
+
+Fix: `use_affine_quantization = false`, or remove it."""),
+    Code("V032", "quantizer settings while the quantizer is off",
+         """`bitnet_precision` without `use_bitnet`, or `affine_bits`/`affine_symmetric`
+without `use_affine_quantization`, is ignored (C32). A warning.
+
+Example:
+    [quantization]
+    use_affine_quantization = false
+    affine_bits = 4
+
+Fix: remove the setting, or turn its quantizer on."""),
+    Code("V033", "`auto_device_selection` contradicts `device`",
+         """`auto_device_selection` says the same as `device = "auto"` (A25).
+`device = "auto"` with `auto_device_selection = false` leaves no device to use
+(an error); a named device with `auto_device_selection = true` is a warning:
+the named device wins (C33).
+
+Example:
+    [hardware]
+    auto_device_selection = false
+
+Fix: name a device (`device = "tpu_v4"`), or remove `auto_device_selection`."""),
+    Code("V034", "`fallback_cpu` without hardware fallback",
+         """`fallback_cpu = true` only allows CPU as the last step of the hardware
+fallback chain; with `hardware_fallback = false` there is no chain (C34, A9).
+A warning.
+
+Example:
+    [hardware]
+    hardware_fallback = false
+    fallback_cpu = true
+
+Fix: `hardware_fallback = true`, or remove `fallback_cpu`."""),
+    Code("V037", "settings for GPUs on a non-GPU device",
+         """`num_gpus`, `gpu_memory_fraction` or `gpu_memory_growth` is set for an
+explicit TPU or CPU device; they are ignored (C37). Growth plus a fraction is
+fine on a GPU: memory grows on demand up to the cap. A warning.
+
+Example:
+    [hardware]
+    device = "cpu"
+    gpu_memory_fraction = 0.5
+
+Fix: remove the GPU settings."""),
+    Code("V038", "several memory caps",
+         """`[hardware] memory_limit_gb` together with `tpu_memory_limit_gb` or
+`gpu_memory_fraction`: the smallest limit applies (C38, A10), which may not
+be the one you read first. A warning.
+
+Example:
+    [hardware]
+    memory_limit_gb = 8.0
+    [tpu_v4_optimizations]
+    memory_limit_gb = 16.0
+
+Fix: keep the one cap you mean."""),
+    Code("V039", "`use_arm_optimizations` without an ARM CPU",
+         """ARM Axion optimizations apply to ARM CPUs: set explicitly for a TPU or
+GPU device, or checked against a target that is not an ARM CPU, they are
+ignored. With both `arm_sve_enabled` and `arm_neon_fallback` off only the
+scalar path is left (C39). A warning.
+
+Example:
+    [arm_optimizations]
+    enabled = true
+    sve_vectorization = false
+    neon_fallback = false
+
+Fix: `neon_fallback = true` at least; use the file on an ARM host."""),
+    Code("V040", "ranks do not fit the world size",
+         """`local_rank` must lie in [0, world_size); `world_size > 1` needs
+`distributed_training` (errors). `distributed_training` with `world_size = 1`
+runs a single process (a warning) (C40).
+
+Example:
+    [deployment]
+    world_size = 4
+
+Fix: `distributed_training = true`, or `world_size = 1`."""),
+    Code("V041", "batch size above the maximum",
+         """An integer `batch_size` above `max_batch_size` (C41).
+
+Example:
+    [deployment]
+    batch_size = 64
+    max_batch_size = 32
+
+Fix: `batch_size = 32`, or raise `max_batch_size`."""),
+    Code("V042", "batch size is only a starting size",
+         """With `adaptive_batching` (on by default) an integer `batch_size` is the
+starting size; the runtime adjusts it within [1, max_batch_size] (C42, A26).
+A warning, so the number in the file is not mistaken for a fixed batch.
+
+Example:
+    [deployment]
+    batch_size = 32
+
+Fix: `adaptive_batching = false` to keep it fixed, or "auto"."""),
+    Code("V043", "service port clash or privileged port",
+         """With MCP and Meta Loop both enabled, `mcp_port` and `elixir_bridge_port`
+must differ: two servers cannot bind one port (an error). An enabled
+service on a port below 1024 needs root (a warning) (C43).
+
+Example:
+    [enterprise]
+    mcp_enabled = true
+    meta_loop_enabled = true
+    mcp_port = 9090
+
+Fix: different ports (defaults 8080 and 9090)."""),
+    Code("V044", "`mcp_*` settings while MCP is off",
+         """`mcp_port`, `mcp_auth_required` or `mcp_rate_limiting` is set explicitly
+while `mcp_enabled` is false; no MCP server runs (C44). A warning.
+
+Example:
+    [enterprise]
+    mcp_port = 8081
+
+Fix: `mcp_enabled = true`, or remove them."""),
+    Code("V045", "`ethics_guard_enabled` or `rag_hub_enabled` without Meta Loop",
+         """The ethics guard and the RAG Hub run inside Meta Loop (Elixir/OTP); set
+to true while `meta_loop_enabled` is false they are not running, although the
+file reads as if an ethics guard were active (C45, A40). `content_safety_check`
+and `output_filtering` still apply. A warning.
+
+Example:
+    [enterprise]
+    ethics_guard_enabled = true
+
+Fix: `meta_loop_enabled = true`."""),
+    Code("V046", "unauthenticated MCP server",
+         """`mcp_enabled` with `mcp_auth_required = false` exposes a server anyone
+who can reach the port may use (C46). A warning.
+
+Example:
+    [enterprise]
+    mcp_enabled = true
+    mcp_auth_required = false
+
+Fix: `mcp_auth_required = true`."""),
+    Code("V047", "security preset weakened",
+         """`security_level = "high"` turns on `mcp_auth_required`, `api_key_required`,
+`request_encryption`, `audit_logging`, `sensitive_data_masking`,
+`output_filtering` and `content_safety_check` where they are not set; one set
+to false would weaken the preset silently (C47, A22).
+
+Example:
+    [enterprise]
+    security_level = "high"
+    audit_logging = false
+
+Fix: remove the switch (the preset turns it on), or `security_level =
+"standard"`."""),
+    Code("V048", "verbose logging without data masking",
+         """`log_level = "DEBUG"`, `debug_mode` or `jax_debug_mode` with
+`sensitive_data_masking = false` risks writing sensitive data to the logs
+(C48). A warning.
+
+Example:
+    [enterprise]
+    log_level = "DEBUG"
+    sensitive_data_masking = false
+
+Fix: `sensitive_data_masking = true`."""),
+    Code("V049", "monitoring settings while monitoring is off",
+         """`metrics_endpoint`, `health_check_interval` or `performance_profiling` is
+set explicitly while `monitoring_enabled` is false (the default, A32); they
+are ignored (C49). A warning.
+
+Example:
+    [enterprise]
+    health_check_interval = 10
+
+Fix: `monitoring_enabled = true`."""),
+    Code("V050", "warmup does not end before the schedule",
+         """`decay_steps` is the total schedule length including warmup, so
+`warmup_steps` must be smaller: otherwise the learning rate never decays
+(C50).
+
+Example:
+    [training]
+    warmup_steps = 10000
+    decay_steps = 10000
+
+Fix: a longer schedule or a shorter warmup."""),
+    Code("V051", "checkpoint interval longer than the schedule",
+         """`save_checkpoint_steps` above `decay_steps` saves no checkpoint within
+the schedule (C51). A warning.
+
+Example:
+    [training]
+    save_checkpoint_steps = 20000
+
+Fix: `save_checkpoint_steps` at most `decay_steps`."""),
+    Code("V052", "consensus distilling without teachers",
+         """`use_consensus_distilling` needs teacher models, and no field names them
+yet (A49): training with it fails, and it costs about 5× the compute. An even
+`consensus_num_teachers` can also tie a majority vote (C52). Warnings.
+
+Example:
+    [training]
+    use_consensus_distilling = true
+
+Fix: `use_consensus_distilling = false` until teacher sources exist."""),
+    Code("V053", "optimizer ignores a setting",
+         """SGD uses neither `beta1`, `beta2` nor `epsilon`; RMSprop uses `beta2` as
+its decay ρ and `epsilon`, but not `beta1`. A changed value the optimizer
+ignores is a warning (C53).
+
+Example:
+    [training]
+    optimizer = "sgd"
+    beta1 = 0.8
+
+Fix: remove it, or `optimizer = "adamw"`."""),
+    Code("V054", "betas break Adam's convergence condition",
+         """For AdamW, β1² < √β2 is the convergence condition (Reddi et al.); the
+defaults 0.9 and 0.999 give 0.81 < 0.9995 (C54). A warning.
+
+Example:
+    [training]
+    beta1 = 0.99
+    beta2 = 0.9
+
+Fix: the defaults, or a smaller `beta1`."""),
+    Code("V055", "mocked operations",
+         """`mock_expensive_ops = true` replaces expensive operations with mocks: the
+outputs are not real, and such a config must never reach production (C55).
+A warning, on every check.
+
+Example:
+    [testing]
+    mock_expensive_ops = true
+
+Fix: `mock_expensive_ops = false` outside tests."""),
+    Code("V056", "sampling temperature above 2",
+         """`temperature` above 2.0 flattens the distribution until sampling is close
+to random (C56). 0 is greedy, 1.0 samples the model as trained. A warning.
+
+Example:
+    [generation]
+    temperature = 2.5
+
+Fix: a temperature between 0 and 2."""),
+    # ------------------------------------------------------------------ H: hardware compatibility
+    Code("H001", "unknown target",
+         """`--target` (or `check_hardware_compatibility(config, target)`) names no
+machine in the catalog. `capibara targets` lists them: `cpu`, `cpu-arm`,
+`gpu`, `gpu-a100`, `gpu-h100`, `gpu-h200`, `tpu_v4-N`, `tpu_v6e-N`, and the
+seed device names `tpu_v4`, `tpu_v6`, `gpu`, `cpu`, `auto`.
+
+Example:
+    capibara check config.toml --target tpu_v5-8
+
+Fix: a catalog name such as `tpu_v6e-8`."""),
+    Code("H017", "mesh does not match the device count",
+         """On a TPU, an explicit `mesh_shape` must cover exactly the devices JAX sees
+(C17). TPU v4 slice names count TensorCores and JAX shows each two-core chip
+as one device, so a `tpu_v4-32` slice has 16 devices: the seed's `[4, 8]`
+(32 devices) does not fit (A18). The help proposes a mesh of the same rank
+whose model axis divides the heads.
+
+Example (`--target tpu_v4-32`):
+    [tpu_v4_optimizations]
+    mesh_shape = [4, 8]
+
+Fix: `mesh_shape = [4, 4]`, or "auto"."""),
+    Code("H021", "batch does not split across data-parallel replicas",
+         """An integer `batch_size` is the global batch; each data-parallel replica
+needs a whole, non-empty share, so it must be a multiple of the data-parallel
+degree (the mesh's first axis, or every device with an "auto" mesh) and at
+least that degree (C21).
+
+Example (`--target tpu_v4-32`, 16 devices):
+    [deployment]
+    batch_size = 20
+
+Fix: `batch_size = 16` or 32, or "auto"."""),
+    Code("H025", "memory limit above the physical memory",
+         """`tpu_memory_limit_gb` above the HBM of one TPU chip of the target, or
+`[hardware] memory_limit_gb` above the memory of one device, never binds
+(C25). A warning.
+
+Example (`--target tpu_v4-32`, 32 GiB per chip):
+    [tpu_v4_optimizations]
+    memory_limit_gb = 64.0
+
+Fix: a limit up to the physical memory, or remove it."""),
+    Code("H035", "device not present",
+         """The named `device` is not on the target. Without `hardware_fallback`
+the config cannot run there (an error). With it, the run falls back along
+tpu_v6 → tpu_v4 → gpu → cpu (cpu only with `fallback_cpu`) and this is a
+warning naming the device that runs; if nothing on the chain is present it
+is an error (C35).
+
+Example (`--target tpu_v4-32`):
+    [hardware]
+    device = "gpu"
+    hardware_fallback = false
+
+Fix: `device = "auto"`, or allow the fallback."""),
+    Code("H036", "more GPUs requested than present",
+         """`num_gpus` above the GPUs of the target cannot be satisfied (an error).
+More than one GPU with neither data nor model parallelism leaves all but one
+idle (a warning) (C36).
+
+Example (`--target gpu-h100`, one GPU):
+    [hardware]
+    device = "gpu"
+    num_gpus = 4
+
+Fix: `num_gpus = 1`, or a target with more GPUs."""),
 )
 
 

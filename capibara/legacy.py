@@ -29,7 +29,11 @@ contains none of this and passes through untouched.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
@@ -52,6 +56,9 @@ __all__ = [
     "translate_mapping",
     "Migration",
     "ConfigMigrator",
+    "migrate_document",
+    "migrate_toml",
+    "write_migrated",
 ]
 
 #: Codes this module emits (explained in capibara/codes.py).
@@ -176,6 +183,8 @@ class LegacyKey:
     doc: str
     translate: Callable[[Any], Translation]
     also_v3: bool = False
+    #: the rewrite's warning; ``{key}`` is the key as the file spells it
+    message: str = "{key} is a v2 key"
 
 
 def _translate_model_size(value: Any) -> Translation:
@@ -251,12 +260,15 @@ def _translate_device(value: Any) -> Translation:
 LEGACY_KEYS: dict[str, LegacyKey] = {
     rule.key: rule for rule in (
         LegacyKey("model_size", RENAMED_MODEL_SIZE,
-                  "the model's size tier; v3 spells out the shape", _translate_model_size),
+                  "the model's size tier; v3 spells out the shape", _translate_model_size,
+                  message="{key} is a v2 key: v3 spells out the model's shape"),
         LegacyKey("use_quantum", RENAMED_USE_QUANTUM,
-                  "the v2 name of vector quantization (`use_vq`)", _translate_use_quantum),
+                  "the v2 name of vector quantization (`use_vq`)", _translate_use_quantum,
+                  message="{key} is the v2 name of `use_vq`"),
         LegacyKey("device", RENAMED_DEVICE,
                   "the device; v3 keeps it under `[hardware]` and names TPUs by generation",
-                  _translate_device, also_v3=True),
+                  _translate_device, also_v3=True,
+                  message="{key} is where v2 kept the device: v3 keeps it under `[hardware]`"),
     )
 }
 
@@ -416,38 +428,45 @@ def rewrite_document(doc: Any) -> LegacyRewrite:
     for old_path in legacy_paths:
         rule = LEGACY_KEYS[old_path[-1]]
         raw = _get(value, old_path)
+        if old_path not in written:  # an in-place value (`[hardware] device`) may hold a rewrite
+            tree.delete(old_path)
         try:
             translation = rule.translate(raw)
         except LegacyValueError as problem:
-            tree.delete(old_path)
             diagnostics.append(Diagnostic.error(
                 problem.code, problem.message, doc.value_span(old_path), label=problem.label,
                 help=problem.help))
             continue
-        tree.delete(old_path)
         applied: list[tuple[tuple[str, str], Any]] = []
+        conflicts: list[Diagnostic] = []
         for assignment in translation.assignments:
             new_path = _canonical(assignment.field)
             if new_path in written:
                 earlier, earlier_path, _ = written[new_path]
                 if not _same(earlier, assignment.value) and not assignment.implied:
-                    diagnostics.append(_conflict(doc, old_path, raw, earlier_path, new_path,
-                                                 assignment.value, earlier))
+                    conflicts.append(_conflict(doc, old_path, raw, earlier_path, earlier, new_path))
                 continue
             existing = _get(value, new_path)
             if existing is not _MISSING and new_path not in legacy_set:
                 if assignment.implied:
                     continue  # the v3 key the user wrote wins over what the legacy key implies
                 if not _same(existing, assignment.value):
-                    diagnostics.append(_conflict(doc, old_path, raw, new_path, new_path,
-                                                 assignment.value, existing))
+                    conflicts.append(_conflict(doc, old_path, raw, new_path, existing, new_path))
                     continue
             if tree.set(new_path, assignment.value):
                 written[new_path] = (assignment.value, old_path, assignment.implied)
                 origin[new_path] = old_path
                 applied.append((new_path, assignment.value))
-        diagnostics.append(_renamed(doc, rule, old_path, raw, applied, translation.notes))
+        # A contradiction is the one thing to say about this key: no rename advice beside it.
+        diagnostics.extend(conflicts or
+                           [_renamed(doc, rule, old_path, raw, applied, translation.notes)])
 
+    # A table that only dotted legacy keys made (`model.use_quantum = true`) is gone with
+    # them, exactly as it is gone from the migrated text; a `[model]` header stays.
+    for table in {path[:-1] for path in legacy_paths if len(path) > 1}:
+        if _get(tree.root, table) == {} and doc.header_span(table) is None \
+                and doc.value_span(table) is None:
+            tree.delete(table)
     return LegacyRewrite(tree.root, origin, tuple(diagnostics))
 
 
@@ -468,7 +487,7 @@ def _renamed(doc: Any, rule: LegacyKey, old_path: tuple[str, ...], raw: Any,
         if rest:
             help += "; v2 also implied " + _help_for(rest).removeprefix("write ")
     else:
-        message = f"{_spelled(old_path)} is a v2 key: {rule.doc}"
+        message = rule.message.format(key=_spelled(old_path))
         span, label = doc.key_span(old_path), "v2 key"
         help = (_help_for(applied) + " instead" if applied else
                 "delete it: the v3 keys beside it already say everything it said")
@@ -476,16 +495,17 @@ def _renamed(doc: Any, rule: LegacyKey, old_path: tuple[str, ...], raw: Any,
 
 
 def _conflict(doc: Any, old_path: tuple[str, ...], raw: Any, other_path: tuple[str, ...],
-              new_path: tuple[str, ...], wanted: Any, found: Any) -> Diagnostic:
+              found: Any, new_path: tuple[str, ...]) -> Diagnostic:
     other_span = doc.value_span(other_path)
     labels = [Label(other_span, f"this says {format_value(found)}")] if other_span else []
+    notes = () if old_path == new_path else (
+        f"{_spelled(old_path)} is the v2 spelling of {_spelled(new_path)}",)
     return Diagnostic.error(
         LEGACY_CONFLICT,
-        f"{_spelled(old_path)} = {format_value(raw)} means `{new_path[-1]} = "
-        f"{format_value(wanted)}` under `[{'.'.join(new_path[:-1])}]`, which "
-        f"{_spelled(other_path)} contradicts",
-        doc.value_span(old_path), label="v2 setting", labels=labels,
-        help=f"keep one of the two: delete {_spelled(old_path)} or make them agree")
+        f"{_spelled(old_path)} = {format_value(raw)} contradicts {_spelled(other_path)} = "
+        f"{format_value(found)}", doc.value_span(old_path), label="the v2 setting",
+        labels=labels, notes=notes,
+        help=f"delete {_spelled(old_path)}, or make the two agree")
 
 
 # --------------------------------------------------------------------------- dict migration
@@ -634,3 +654,212 @@ class ConfigMigrator:
 
 def _plain(diagnostic: Diagnostic) -> str:
     return "; ".join((diagnostic.message, *diagnostic.notes))
+
+
+# --------------------------------------------------------------------------- rewriting the file (`capibara migrate`)
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    from capibara.tomlwriter import toml_value
+
+    return key if _BARE_KEY.fullmatch(key) else toml_value(key)
+
+
+def _toml_inline(value: Any) -> str:
+    """A value in TOML syntax, tables as inline tables (for rewriting an inline table)."""
+    from capibara.tomlwriter import toml_value
+
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_inline(v)}"
+                                for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
+    if hasattr(value, "isoformat") and not isinstance(value, (str, int, float)):
+        return value.isoformat()
+    return toml_value(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Edit:
+    start: int
+    end: int
+    text: str
+
+
+def _line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """The full lines holding ``text[start:end]``, newline included."""
+    line_start = text.rfind("\n", 0, start) + 1
+    newline = text.find("\n", end)
+    return line_start, len(text) if newline == -1 else newline + 1
+
+
+def _trailing_comment(text: str, end: int) -> str:
+    """The comment after a value on its line (``"# ..."``), or ``""``."""
+    newline = text.find("\n", end)
+    rest = text[end: len(text) if newline == -1 else newline].strip()
+    return rest if rest.startswith("#") else ""
+
+
+def _owned_by_header(doc: Any, path: tuple, depth: int) -> bool:
+    """Whether a header deeper than ``depth`` (``[a.b]``, ``[[a.b]]``) owns ``path``."""
+    return any(doc.header_span(path[:k]) is not None for k in range(depth + 1, len(path)))
+
+
+def _plan_edits(doc: Any, rewrite: LegacyRewrite) -> tuple[list[_Edit], list[str]]:
+    """Span edits turning the v2 text into the v3 layout, keeping every untouched line,
+    and the new tables to append at the end."""
+    text = doc.source.text
+    newline = "\r\n" if "\r\n" in text else "\n"
+    legacy_paths = find_legacy_paths(doc.value)
+    deleted = {path for path in legacy_paths if rewrite.origin.get(path) != path}
+    edits: list[_Edit] = []
+    comments: dict[tuple[str, ...], str] = {}  # legacy path -> its trailing comment
+    inline: set[tuple[str, ...]] = set()  # inline tables rewritten whole
+
+    for path in legacy_paths:
+        parent = path[:-1]
+        if parent and doc.value_span(parent) is not None:
+            inline.add(parent)  # `model = { model_size = "600m" }`
+            continue
+        value_span = doc.value_span(path)
+        if path not in deleted:  # `[hardware] device = "cuda"` becomes "gpu" in place
+            edits.append(_Edit(value_span.start, value_span.end,
+                               _toml_inline(_get(rewrite.value, path))))
+            continue
+        # A key/value owns its lines: TOML puts nothing but a comment after a value.
+        start, end = _line_bounds(text, doc.key_span(path).start, value_span.end)
+        edits.append(_Edit(start, end, ""))
+        if comment := _trailing_comment(text, value_span.end):
+            comments[path] = comment
+
+    # New values, grouped by the table that receives them, in the order the rules wrote them.
+    by_table: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for new_path, old_path in rewrite.origin.items():
+        if new_path != old_path:
+            by_table.setdefault(new_path[:-1], []).append(new_path)
+    appended: list[str] = []
+    for table, paths in by_table.items():
+        if doc.value_span(table) is not None:
+            inline.add(table)
+            continue
+        lines = []
+        for new_path in paths:
+            line = f"{_toml_key(new_path[-1])} = {_toml_inline(_get(rewrite.value, new_path))}"
+            comment = comments.pop(rewrite.origin[new_path], "")
+            lines.append(f"{line}  {comment}" if comment else line)
+        header = doc.header_span(table)
+        block = [value for path, _, value in doc.entries()
+                 if path[: len(table)] == table and len(path) > len(table)
+                 and path not in deleted and not _owned_by_header(doc, path, len(table))]
+        if block:  # after the table's last key; a table made by dotted keys gets dotted keys
+            anchor = _line_bounds(text, block[-1].start, max(v.end for v in block))[1]
+            if header is None:
+                dotted = ".".join(map(_toml_key, table)) + "."
+                lines = [dotted + line for line in lines]
+        elif header is not None:
+            anchor = _line_bounds(text, header.start, header.end)[1]
+        else:
+            appended.append(f"[{'.'.join(map(_toml_key, table))}]{newline}"
+                            + "".join(line + newline for line in lines))
+            continue
+        lead = newline if anchor == len(text) and not text.endswith("\n") else ""
+        edits.append(_Edit(anchor, anchor, lead + "".join(line + newline for line in lines)))
+
+    for table in sorted(inline, key=len):
+        span = doc.value_span(table)
+        if span is None:
+            continue
+        edits = [e for e in edits if not span.start <= e.start <= span.end]
+        edits.append(_Edit(span.start, span.end, _toml_inline(_get(rewrite.value, table))))
+    return edits, appended
+
+
+def _apply(text: str, edits: list[_Edit]) -> str:
+    out, position = [], 0
+    for edit in sorted(edits, key=lambda e: (e.start, e.end)):
+        out.append(text[position: edit.start])
+        out.append(edit.text)
+        position = max(position, edit.end)
+    out.append(text[position:])
+    return "".join(out)
+
+
+def migrate_document(doc: Any) -> tuple[str, tuple[Diagnostic, ...]]:
+    """The v3 text of a parsed v2 document and the rewrite's diagnostics.
+
+    Lines without legacy keys are kept byte for byte (comments included); a
+    legacy line's trailing comment moves to the first line that replaces it.
+    Raises :class:`~capibara.diagnostics.ConfigError` if the rewrite found an
+    error (nothing can be written then).
+    """
+    from capibara.diagnostics import ConfigError
+
+    rewrite = rewrite_document(doc)
+    if any(d.is_error for d in rewrite.diagnostics):
+        raise ConfigError(rewrite.diagnostics)
+    if not rewrite.changed:
+        return doc.source.text, ()
+    from capibara import toml
+
+    edits, appended = _plan_edits(doc, rewrite)
+    new_text = _apply(doc.source.text, edits)
+    if appended:
+        newline = "\r\n" if "\r\n" in doc.source.text else "\n"
+        kept = new_text.rstrip("\r\n")
+        new_text = (kept + newline * 2 if kept.strip() else "") + newline.join(appended)
+    # The edits must mean exactly the rewritten document; writing anything else would
+    # corrupt the user's file, so a mismatch is a bug and stops here.
+    if toml.parse(new_text, doc.source.name).value != rewrite.value:
+        raise AssertionError(f"migrating {doc.source.name} produced text that does not match "
+                             "its rewrite")
+    return new_text, rewrite.diagnostics
+
+
+def migrate_toml(text: str, source: str = "<string>") -> tuple[str, tuple[Diagnostic, ...]]:
+    """``capibara migrate``: v2 TOML text → (v3 TOML text, the rewrite's warnings).
+
+    A v3 file comes back unchanged with no diagnostics.  Raises
+    :class:`~capibara.diagnostics.ConfigError` for invalid TOML or an unusable
+    legacy value.
+    """
+    from capibara import toml
+
+    return migrate_document(toml.parse(text, source))
+
+
+def write_migrated(path: str | os.PathLike[str]) -> tuple[bool, tuple[Diagnostic, ...]]:
+    """``capibara migrate --write``: rewrite a v2 file in place, atomically.
+
+    Returns ``(changed, diagnostics)``.  The new text goes to a temporary file
+    in the same directory, is flushed to disk, takes the original's
+    permissions and then replaces it with :func:`os.replace`, so a crash
+    leaves either the old file or the new one, never half of one.  A file
+    with nothing to migrate is not touched.
+    """
+    from capibara import toml
+
+    doc = toml.parse_file(path)
+    new_text, diagnostics = migrate_document(doc)
+    if new_text == doc.source.text:
+        return False, diagnostics
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    handle, temporary = tempfile.mkstemp(prefix=".capibara-migrate-", suffix=".toml",
+                                         dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(new_text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return True, diagnostics

@@ -184,10 +184,13 @@ def _set(name: str, value: Any) -> str:
 
 
 def _names(names: Sequence[str]) -> str:
-    quoted = [f"`{n}`" for n in names]
-    if len(quoted) <= 2:
-        return " and ".join(quoted)
-    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    return _join([f"`{n}`" for n in names])
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _are(names: Sequence[str]) -> str:
@@ -524,16 +527,13 @@ def disabled_sharding_excludes_sharded_features(ctx: RuleContext) -> Iterator[Fi
         return
     on = [n for n in ("model_parallel", "optimizer_sharding") if getattr(ctx.config, n)]
     if on:
-        notes = ()
-        if not all(ctx.explicit(n) for n in on):
-            notes = ("`optimizer_sharding` is on by default",)
         yield Finding(
             f"{_names(on)} {'needs' if len(on) == 1 else 'need'} sharding, but "
             "`sharding_strategy` is \"disabled\"",
             (*on, "sharding_strategy"),
             {**{n: "needs sharding" for n in on}, "sharding_strategy": "sharding is off"},
             help="set " + " and ".join(_set(n, False) for n in on) + ", or use "
-                 f"{_set('sharding_strategy', 'auto')}", notes=notes)
+                 f"{_set('sharding_strategy', 'auto')}")
 
 
 @rule(20, "V020", ERROR, ("tpu_mesh_shape", "num_heads", "hidden_size", "vocab_size",
@@ -707,7 +707,8 @@ def training_settings_in_inference(ctx: RuleContext) -> Iterator[Finding]:
         yield Finding(
             f"{_names(ignored)} {_are(ignored)} ignored in inference mode",
             tuple(ignored), {n: "training only" for n in ignored},
-            help="remove them from inference configs, or compile in training mode")
+            help=f"remove {'them' if len(ignored) > 1 else 'it'} from inference configs, or "
+                 "compile in training mode")
 
 
 # --------------------------------------------------------------------------- sparsity and quantization (C28–C32)
@@ -884,8 +885,8 @@ def device_is_present(ctx: RuleContext) -> Iterator[Finding]:
             {"device": "not present", "hardware_fallback": "no fallback"},
             help=f"set {_set('device', 'auto')}, or {_set('hardware_fallback', True)}"
                  if not ctx.hardware_fallback else f"set {_set('device', 'auto')}",
-            notes=(f"the fallback chain {chain} reaches nothing present"
-                   if ctx.hardware_fallback else "hardware fallback is off",))
+            notes=(f"the fallback chain {chain} reaches nothing present",)
+            if ctx.hardware_fallback else ())
     else:
         yield Finding(
             f"`device` {format_value(requested)} is not present: {where}, so it falls back to "
@@ -1072,8 +1073,9 @@ def meta_loop_parts_without_meta_loop(ctx: RuleContext) -> Iterator[Finding]:
           if getattr(ctx.config, n) and ctx.explicit(n)]
     if on:
         yield Finding(
-            f"{_names(on)} {'is' if len(on) == 1 else 'are'} not running: they are part of Meta "
-            "Loop, and `meta_loop_enabled` is false", (*on, "meta_loop_enabled"),
+            f"{_names(on)} {'is' if len(on) == 1 else 'are'} not running: "
+            f"{'it is' if len(on) == 1 else 'they are'} part of Meta Loop, and "
+            "`meta_loop_enabled` is false", (*on, "meta_loop_enabled"),
             {**{n: "not running" for n in on}, "meta_loop_enabled": "off"},
             help=f"set {_set('meta_loop_enabled', True)}",
             notes=("`content_safety_check` and `output_filtering` still apply without Meta Loop",))
@@ -1106,7 +1108,8 @@ def high_security_is_not_weakened(ctx: RuleContext) -> Iterator[Finding]:
             (*off, "security_level"),
             {**{n: "turned off" for n in off}, "security_level": "the high preset"},
             help=f"remove {'these settings' if len(off) > 1 else _names([_path(off[0])])} "
-                 "(the preset turns them on), or use `security_level = \"standard\"`")
+                 f"(the preset turns {'them' if len(off) > 1 else 'it'} on), or use "
+                 f"{_set('security_level', 'standard')}")
 
 
 @rule(48, "V048", WARNING, ("sensitive_data_masking", "log_level", "debug_mode", "jax_debug_mode"))
@@ -1117,9 +1120,10 @@ def debug_logging_without_masking(ctx: RuleContext) -> Iterator[Finding]:
     verbose = [n for n in ("log_level", "debug_mode", "jax_debug_mode")
                if (ctx.log_level == "DEBUG" if n == "log_level" else getattr(ctx.config, n))]
     if verbose:
+        said = [f"`{n}` \"DEBUG\"" if n == "log_level" else f"`{n}`" for n in verbose]
         yield Finding(
-            f"{_names(verbose)} with `sensitive_data_masking` off may write sensitive data to "
-            "the logs", ("sensitive_data_masking", *verbose),
+            f"{_join(said)} with `sensitive_data_masking` off may write sensitive data to the "
+            "logs", ("sensitive_data_masking", *verbose),
             {"sensitive_data_masking": "masking off", **{n: "verbose" for n in verbose}},
             help=f"set {_set('sensitive_data_masking', True)}")
 
