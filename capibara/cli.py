@@ -49,14 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     check = verbs.add_parser("check", help="parse and check configs; print diagnostics")
     _add_config_inputs(check)
     _add_message_format(check)
+    check.add_argument("--runtime", dest="runtime_updates", action="append", default=[],
+                       metavar="PATH=VALUE",
+                       help="also check that this runtime update (as update_runtime_settings "
+                            "on a live model) is allowed")
     check.set_defaults(run=_run_check)
 
-    explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), or a "
+    explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), a config "
+                                                "field (e.g. vq_codes or model.hidden_size), or a "
                                                 "plan and one of its paths (PLAN [PATH])")
     explain.add_argument("code")
     explain.add_argument("path", nargs="?", help="with a plan: the value to explain "
                                                  "(e.g. model.hidden_size, mesh.shape)")
     explain.set_defaults(run=_run_explain)
+
+    schema = verbs.add_parser("schema", help="print the JSON Schema (draft 2020-12) of config files")
+    schema.set_defaults(run=_run_schema)
+
+    migrate = verbs.add_parser("migrate", help="rewrite a legacy (v2) config as v3 TOML")
+    migrate.add_argument("file", metavar="OLD.toml")
+    migrate.add_argument("--write", action="store_true",
+                         help="rewrite the file in place (atomically), keeping comments and layout")
+    _add_message_format(migrate)
+    migrate.set_defaults(run=_run_migrate)
 
     targets = verbs.add_parser("targets", help="list the target catalog; mark the detected host")
     targets.set_defaults(run=_run_targets)
@@ -93,7 +108,7 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     try:
         diagnostics = plan_diagnostics + (pipeline.check(
             files, env=None if args.no_env else pipeline.ENVIRON, overrides=args.overrides,
-            target=args.target) if files else [])
+            target=args.target, runtime_updates=args.runtime_updates) if files else [])
     except ConfigError as error:
         _print_diagnostics(plan_diagnostics + list(error.diagnostics), args.message_format, out)
         return EXIT_ERRORS
@@ -112,6 +127,13 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
 
     code = args.code.upper()
     if code not in CODES:
+        from capibara.schema import explain_field
+
+        try:
+            out.write(explain_field(args.code))
+            return EXIT_OK
+        except KeyError:
+            pass
         import difflib
 
         near = difflib.get_close_matches(code, CODES, n=3, cutoff=0.5)
@@ -119,6 +141,35 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(f"error: unknown diagnostic code `{args.code}`{hint}\n")
         return EXIT_USAGE
     out.write(explain(code))
+    return EXIT_OK
+
+
+def _run_schema(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from capibara.jsonschema import json_schema
+
+    out.write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _run_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara import legacy
+
+    try:
+        if args.write:
+            changed, diagnostics = legacy.write_migrated(args.file)
+        else:
+            from capibara import toml
+
+            text, diagnostics = legacy.migrate_document(toml.parse_file(args.file))
+            out.write(text)
+    except ConfigError as error:
+        _print_diagnostics(error.diagnostics, args.message_format, sys.stderr)
+        return EXIT_ERRORS
+    _print_diagnostics(diagnostics, args.message_format, sys.stderr)
+    if args.write:
+        sys.stderr.write(f"{'migrated' if changed else 'nothing to migrate in'} {args.file}\n")
     return EXIT_OK
 
 

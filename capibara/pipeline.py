@@ -17,12 +17,15 @@ ENVIRON: Mapping[str, str] = os.environ
 
 
 def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
-          overrides: Sequence[str] = (), target: str | None = None) -> list[Diagnostic]:
+          overrides: Sequence[str] = (), target: str | None = None,
+          runtime_updates: Sequence[str] = ()) -> list[Diagnostic]:
     """Run every check on layered config files; return all diagnostics.
 
     Stages: parse and schema-check each source (with the legacy rewrite), then
     the cross-field rules, then, when ``target`` names a machine, the hardware
-    rules against it. Raises :class:`ConfigError` when the sources cannot be
+    rules against it. ``runtime_updates`` (``PATH=VALUE``, as ``--set``) are
+    then applied as ``config.update_runtime_settings`` would apply them to a
+    live model, to check that they are allowed. Raises :class:`ConfigError` when the sources cannot be
     turned into a config at all (the error carries every diagnostic found).
     """
     from capibara.sources import resolve_config
@@ -33,4 +36,21 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
     diagnostics += get_validation_errors(resolved.config)
     if target is not None:
         diagnostics += check_hardware_compatibility(resolved.config, target).diagnostics
+    if runtime_updates:
+        diagnostics += _runtime_update_errors(resolved.config, runtime_updates)
     return diagnostics
+
+
+def _runtime_update_errors(config, arguments: Sequence[str]) -> list[Diagnostic]:
+    """What ``config.update_runtime_settings`` says of these ``PATH=VALUE`` updates."""
+    from capibara.diagnostics import ConfigError
+    from capibara.overrides import read_overrides
+
+    decoded = read_overrides(arguments)
+    if any(d.is_error for d in decoded.diagnostics):
+        return list(decoded.diagnostics)
+    try:
+        config.update_runtime_settings({name: a.value for name, a in decoded.assignments.items()})
+    except ConfigError as refused:
+        return list(refused.diagnostics)
+    return list(decoded.diagnostics)

@@ -63,3 +63,52 @@ def test_python_dash_m_runs_the_cli() -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("P001: file not found")
+
+
+def test_explain_a_field_by_flat_name_or_path() -> None:
+    status, by_name = run("explain", "vq_codes")
+    assert status == 0
+    assert by_name.startswith("vq_codes (V2):")
+    assert "[vector_quantization] codes" in by_name and "CAPIBARA_VQ_CODES" in by_name
+    assert run("explain", "vector_quantization.codes")[1] == by_name
+
+
+def test_schema_prints_json_schema_of_every_section() -> None:
+    import json
+
+    status, text = run("schema")
+    assert status == 0
+    schema = json.loads(text)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    codes = schema["properties"]["vector_quantization"]["properties"]["codes"]
+    assert codes["enum"] == [64, 128]
+
+
+def test_migrate_prints_v3_and_write_rewrites_atomically(tmp_path, capsys) -> None:
+    from pathlib import Path
+
+    from capibara import toml
+    from capibara.legacy import find_legacy_paths
+
+    legacy = Path(__file__).resolve().parents[1] / "configs" / "legacy" / "v2_tpu_600m.toml"
+    status, text = run("migrate", str(legacy))
+    assert status == 0
+    assert find_legacy_paths(toml.loads(legacy.read_text())), "the fixture must be legacy"
+    assert not find_legacy_paths(toml.loads(text))
+    assert "[L001]" in capsys.readouterr().err
+    copy = tmp_path / "old.toml"
+    copy.write_text(legacy.read_text())
+    assert run("migrate", "--write", str(copy))[0] == 0
+    assert copy.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["old.toml"]  # no temp file left behind
+    assert run("migrate", "--write", str(copy))[0] == 0
+    assert "nothing to migrate" in capsys.readouterr().err
+
+
+def test_check_runtime_updates() -> None:
+    config = "production/tpu_v4.toml"  # the bundled preset, from any directory
+    ok, _ = run("check", "--no-env", "--runtime", "temperature=0.5", config)
+    assert ok == 0
+    status, text = run("check", "--no-env", "--runtime", "hidden_size=1024", config)
+    assert status == 1
+    assert "error[S501]: `hidden_size` cannot change at run time" in text
