@@ -59,6 +59,9 @@ __all__ = [
     "MESH_AXES",
     "path_of",
     "field_span",
+    "field_diagnostic",
+    "split_dim",
+    "local_parameters",
 ]
 
 #: A dimension: an int, or a symbol the optimizer folds (see :data:`SYMBOLS`).
@@ -285,7 +288,7 @@ def kernel_uses(config: Any) -> tuple[KernelUse, ...]:
 # --------------------------------------------------------------------------- model facts
 
 
-def _split(size: int, ways: int) -> int:
+def split_dim(size: int, ways: int) -> int:
     """A dimension's share per device: split only when it divides evenly (as the runtime does)."""
     return size // ways if ways > 1 and size % ways == 0 else size
 
@@ -417,11 +420,11 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
     """
     m = model_axis
     s, d = model.max_seq_length, model.hidden_size
-    heads_local = _split(model.num_heads, m)
+    heads_local = split_dim(model.num_heads, m)
     width_local = heads_local * model.head_dim
     compute = _BYTES[precision.compute]
     param_bytes = _BYTES[precision.params]
-    params_local = _local_parameters(model, m)
+    params_local = local_parameters(model, m)
     weights = params_local * param_bytes
     gradients = params_local * param_bytes
     slots = OPTIMIZER_SLOTS[config.optimizer]
@@ -429,10 +432,10 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
     optimizer_state = math.ceil(params_local * 4 * slots / shards)
 
     if model.num_experts:
-        mlp_width = (model.experts_per_token or 1) * _split(model.expert_ffn_dim or 0, m)
+        mlp_width = (model.experts_per_token or 1) * split_dim(model.expert_ffn_dim or 0, m)
         router = s * model.num_experts * 4
     else:
-        mlp_width, router = _split(model.ffn_dim, m), 0
+        mlp_width, router = split_dim(model.ffn_dim, m), 0
     scores = 2 * heads_local * s * s * 4 if attention_materializes_scores else heads_local * s * 4
     block = (5 * s * d * 4 + s * width_local * (4 * compute + 2 * 4) + 2 * s * mlp_width * 4
              + router + scores)
@@ -443,7 +446,7 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
     else:
         per_sample = block if policy.offload_activations else model.num_layers * block
     tokens = min(policy.loss_chunk, s) if policy.loss_chunk else s
-    per_sample += 2 * tokens * _split(model.vocab_size, m) * 4
+    per_sample += 2 * tokens * split_dim(model.vocab_size, m) * 4
     activations = per_sample * per_device_batch
     workspace = workspace_per_sample * per_device_batch
     copies = 1 if policy.donate else 2
@@ -453,26 +456,28 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
                           total=total, limit=limit)
 
 
-def _local_parameters(model: ModelShape, m: int) -> int:
+def local_parameters(model: ModelShape, m: int) -> int:
     """Parameters one device holds: the vocabulary, heads and MLP width split over the model axis."""
     d, layers = model.hidden_size, model.num_layers
-    heads_local = _split(model.num_heads, m)
+    heads_local = split_dim(model.num_heads, m)
     attention = 4 * d * heads_local * model.head_dim
     if model.num_experts:
-        mlp = d * model.num_experts + 2 * model.num_experts * d * _split(model.expert_ffn_dim or 0, m)
+        mlp = d * model.num_experts + 2 * model.num_experts * d * split_dim(model.expert_ffn_dim or 0, m)
     else:
-        mlp = 2 * d * _split(model.ffn_dim, m)
+        mlp = 2 * d * split_dim(model.ffn_dim, m)
     codebook = (model.vq_codes or 0) * (model.vq_embedding_dim or 0)
-    return _split(model.vocab_size, m) * d + layers * (attention + mlp + 2 * d) + d + codebook
+    return split_dim(model.vocab_size, m) * d + layers * (attention + mlp + 2 * d) + d + codebook
 
 
 # --------------------------------------------------------------------------- machine and device
 
 
-def _diag_error(code: str, message: str, config: Any, names: Sequence[str], labels: Mapping[str, str],
-                *, help: str | None = None, notes: Sequence[str] = (),
-                warning: bool = False) -> Diagnostic:
-    """A diagnostic about fields: the first one written in text is the primary span."""
+def field_diagnostic(code: str, message: str, config: Any, names: Sequence[str],
+                     labels: Mapping[str, str], *, help: str | None = None,
+                     notes: Sequence[str] = (), warning: bool = False) -> Diagnostic:
+    """A diagnostic about fields: the first one written in text (a file, ``--set``,
+    an environment variable) is the primary span, the others are labelled; a
+    field with no text (a default, a Python keyword) is named in a note."""
     spans = [(n, field_span(config, n)) for n in names]
     written = [(n, s) for n, s in spans if s is not None]
     primary = written[0][1] if written else None
@@ -560,7 +565,7 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
     mesh = config.tpu_mesh_shape
     if isinstance(mesh, list) and device_target.platform == "tpu":
         if len(mesh) > len(MESH_AXES):
-            diagnostics.append(_diag_error(
+            diagnostics.append(field_diagnostic(
                 MESH_RANK, f"`tpu_mesh_shape` has {len(mesh)} axes; capibara meshes have at most "
                            f"{len(MESH_AXES)}, `[data, model]`",
                 config, ("tpu_mesh_shape",), {"tpu_mesh_shape": f"{len(mesh)} axes"},
@@ -595,7 +600,7 @@ def _dtype_diagnostics(lowered: Lowered) -> list[Diagnostic]:
     if target.platform == "tpu":
         return found
     if lowered.precision.compute == "float16" and "float16" not in target.native_dtypes:
-        found.append(_diag_error(
+        found.append(field_diagnostic(
             DTYPE_NOT_NATIVE, f"float16 compute is not native on `{target.name}`: XLA converts "
                               "every float16 operation to float32 and back",
             config, ("use_bfloat16", "mixed_precision"),
@@ -607,7 +612,7 @@ def _dtype_diagnostics(lowered: Lowered) -> list[Diagnostic]:
     codebook = lowered.precision.vq_codebook
     if codebook in ("float16", "bfloat16", "int8") and codebook not in target.native_dtypes:
         native = ", ".join(f"`{d}`" for d in target.native_dtypes)
-        found.append(_diag_error(
+        found.append(field_diagnostic(
             DTYPE_NOT_NATIVE, f"`vq_precision` {codebook} is not native on `{target.name}`",
             config, ("vq_precision",), {"vq_precision": "emulated"},
             help=f"use one of {native}, or \"auto\"", warning=True,
@@ -622,7 +627,7 @@ def _rookie_width(config: Any) -> list[Diagnostic]:
     width, experts = 4 * config.hidden_size, config.mor_num_experts
     if experts <= width:
         return []
-    return [_diag_error(
+    return [field_diagnostic(
         EMPTY_EXPERTS, f"{experts} experts split a {width}-wide MLP into experts of width 0",
         config, ("mor_num_experts", "hidden_size"),
         {"mor_num_experts": f"more than {width}", "hidden_size": f"MLP width {width}"},
@@ -637,7 +642,7 @@ def _enterprise_vq(config: Any, target: Target) -> list[Diagnostic]:
         return []
     if config.vq_fallback_strategy != "none":
         return []
-    return [_diag_error(
+    return [field_diagnostic(
         ENTERPRISE_VQ_UNAVAILABLE,
         f"the enterprise VQ path needs a TPU v6, and `{target.name}` is not one",
         config, ("vq_fallback_strategy", "vq_enterprise_mode"),

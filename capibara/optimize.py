@@ -34,12 +34,12 @@ import time
 
 import msgspec
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping
 
 from capibara.diagnostics import Diagnostic
-from capibara.lower import (MESH_AXES, KernelUse, Lowered, MemoryPolicy, _diag_error, _split,
-                            estimate_memory, feature_enabled, FEATURE_SWITCH, model_shape,
-                            path_of, _local_parameters)
+from capibara.lower import (FEATURE_SWITCH, MESH_AXES, KernelUse, Lowered, estimate_memory,
+                            feature_enabled, field_diagnostic, local_parameters, model_shape,
+                            path_of, split_dim)
 from capibara.plan import Mesh, Precision
 from capibara.targets import GIB
 
@@ -133,7 +133,7 @@ class ResolveMesh(Pass):
         config = ir.config
         if ir.mesh is not None:
             if ir.mesh.size("model") > 1 and not config.model_parallel:
-                ctx.diagnostics.append(_diag_error(
+                ctx.diagnostics.append(field_diagnostic(
                     UNUSED_MODEL_AXIS,
                     f"the model axis of `tpu_mesh_shape` {list(ir.mesh.shape)} has "
                     f"{ir.mesh.size('model')} devices, but `model_parallel` is false: they all "
@@ -145,7 +145,7 @@ class ResolveMesh(Pass):
                          "parallelism only", warning=True))
             return ir
         if isinstance(config.tpu_mesh_shape, list) and "tpu_mesh_shape" in ir.explicit:
-            ctx.diagnostics.append(_diag_error(
+            ctx.diagnostics.append(field_diagnostic(
                 INEFFECTIVE, f"`tpu_mesh_shape` has no effect on `{ir.target.name}`: only TPU "
                              "meshes are set by hand",
                 config, ("tpu_mesh_shape",), {"tpu_mesh_shape": "ignored here"},
@@ -230,7 +230,7 @@ class PruneDisabled(Pass):
                 continue
             if isinstance(getattr(config, name), bool) and not getattr(config, name):
                 continue  # switching a feature off where it does not exist is harmless
-            found.append(_diag_error(
+            found.append(field_diagnostic(
                 INEFFECTIVE, f"`{name}` has no effect on `{target.name}`: it applies on {where} only",
                 config, (name,), {name: f"{where} only"},
                 help=f"remove `{path_of(name)}` when compiling for `{target.name}`", warning=True))
@@ -238,7 +238,7 @@ class PruneDisabled(Pass):
             ignored = [n for n in _CUSTOM_KERNEL_SETTINGS
                        if n in ir.explicit and getattr(config, n)]
             for name in ignored:
-                found.append(_diag_error(
+                found.append(field_diagnostic(
                     CONSERVATIVE_IGNORES,
                     f"`{name}` has no effect: `compile_mode` \"conservative\" keeps every kernel's "
                     "reference implementation",
@@ -363,17 +363,17 @@ class FoldDerived(Pass):
         ir = ir.decide(self.name, "model.parameter_count", None, model.parameter_count,
                        "12·L·d² + V·d, norms, VQ codebook and Mixture-of-Rookies experts")
         m = ir.model_axis
-        heads = _split(model.num_heads, m)
+        heads = split_dim(model.num_heads, m)
         sizes: dict[str, int] = {
             "S": model.max_seq_length, "d": model.hidden_size, "Hl": heads,
             "Dh": model.head_dim, "HDl": heads * model.head_dim,
-            "Fl": _split(model.ffn_dim, m), "Vl": _split(model.vocab_size, m),
-            "Pl": _local_parameters(model, m),
+            "Fl": split_dim(model.ffn_dim, m), "Vl": split_dim(model.vocab_size, m),
+            "Pl": local_parameters(model, m),
         }
         if model.vq_codes:
             sizes.update(K=model.vq_codes, Dv=model.vq_embedding_dim or model.hidden_size)
         if model.num_experts:
-            sizes.update(E=model.num_experts, Fel=_split(model.expert_ffn_dim or 0, m))
+            sizes.update(E=model.num_experts, Fel=split_dim(model.expert_ffn_dim or 0, m))
         dtypes = _dtype_bindings(ir.precision)
         kernels = tuple(_bind(use, sizes, dtypes) for use in ir.kernels)
         return replace(ir, kernels=kernels)
@@ -461,11 +461,16 @@ def _attention_cudnn(use: KernelUse, ir: Lowered) -> dict[str, Any] | Refusal:
     return {}
 
 
+#: A TPU vector register row holds 128 lanes: a key tile narrower than that
+#: wastes most of every load, so longer sequences need a multiple of 128.
+TPU_LANES = 128
+
+
 def _attention_tpu(use: KernelUse, ir: Lowered) -> dict[str, Any] | Refusal:
     edge = ir.target.matmul_tile[0] * TPU_TILES_PER_MXU[_mode(ir)]
-    tile = _tile(_seq(use), edge, floor=ir.target.matmul_tile[0] // 16 or 8)
+    tile = _tile(_seq(use), edge, floor=TPU_LANES)
     if tile is None:
-        return Refusal(f"sequence length {_seq(use)} has no tile dividing it")
+        return Refusal(f"sequence length {_seq(use)} is not a multiple of {TPU_LANES}")
     return {"block_q": tile, "block_kv": tile}
 
 
@@ -687,7 +692,7 @@ class ResolveBatch(Pass):
         else:
             cap = config.max_batch_size // dp
             if cap < 1:
-                ctx.diagnostics.append(_diag_error(
+                ctx.diagnostics.append(field_diagnostic(
                     NO_BATCH, f"`max_batch_size` {config.max_batch_size} cannot give each of the "
                               f"{dp} data-parallel replicas one sample",
                     config, ("max_batch_size", "tpu_mesh_shape"),
@@ -738,7 +743,7 @@ def _gib(n: int | None) -> str:
 def _batch_split(ir: Lowered, dp: int) -> Diagnostic:
     config = ir.config
     fixed = max(dp, (ir.batch // dp) * dp)
-    return _diag_error(
+    return field_diagnostic(
         BATCH_SPLIT, f"`batch_size` {ir.batch} does not split across {dp} data-parallel replicas "
                      f"(the devices of `{ir.target.name}`)",
         config, ("batch_size",), {"batch_size": f"not a multiple of {dp}"},
@@ -767,7 +772,7 @@ def _does_not_fit(ir: Lowered, memory, per_device: int, estimate) -> Diagnostic:
     limits = ("memory_limit_gb", "tpu_memory_limit_gb") if ir.target.platform == "tpu" else \
         ("memory_limit_gb",)
     limit_fields = [n for n in limits if n in ir.explicit]
-    return _diag_error(
+    return field_diagnostic(
         DOES_NOT_FIT,
         f"the training step needs about {_gib(memory.total)} per device with {per_device} "
         f"sample{'s' if per_device != 1 else ''} each, more than the {_gib(ir.memory_limit)} "

@@ -12,7 +12,7 @@ from capibara.compiler import STAGES, compile_config
 from capibara.lower import lower
 from capibara.model_config import ModularModelConfig
 from capibara.optimize import (DEFAULT_PIPELINE, MEMORY_HEADROOM, PASSES, Pass, PassContext,
-                               PassPipeline, choose_implementation, describe, optimize)
+                               PassPipeline, describe, optimize)
 from capibara.targets import CATALOG, get_target
 
 
@@ -179,6 +179,12 @@ def test_attention_without_a_tile_falls_back_to_reference_with_the_reason() -> N
     assert "1001 has no power-of-two tile" in decision.reason
 
 
+def test_tpu_tiles_are_whole_lane_rows() -> None:
+    assert impl(plan_of("tpu_v6e-8", max_seq_length=2176), "attention")[1]["block_q"] == 128
+    assert impl(plan_of("tpu_v4-8", max_seq_length=100), "attention")[1]["block_q"] == 100
+    assert impl(plan_of("tpu_v4-8", max_seq_length=1000), "attention")[0] == "reference"
+
+
 def test_cudnn_needs_half_precision() -> None:
     plan = plan_of("gpu-h100", mixed_precision=False, use_bfloat16=False)
     assert impl(plan, "attention")[0] == "reference"
@@ -225,12 +231,6 @@ def test_collectives_by_target_and_size() -> None:
 
 
 # --------------------------------------------------------------------------- resolve-batch
-
-
-def _fits(plan, per_device: int) -> bool:
-    from capibara.lower import estimate_memory  # noqa: F401  (documented in the pass)
-
-    return plan.memory.total <= plan.memory.limit * MEMORY_HEADROOM
 
 
 def test_auto_batch_is_capped_by_max_batch_size() -> None:

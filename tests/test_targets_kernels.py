@@ -7,7 +7,6 @@ A family that has not been written yet is skipped, not passed.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 import pytest
