@@ -33,7 +33,7 @@ import jax
 
 from capibara.kernels.base import Variant
 from capibara.kernels.linalg import AffineWeight
-from capibara.kernels.vq.blocked import vq_int8, vq_xla
+from capibara.kernels.vq.blocked import BLOCK_ROWS, vq_int8, vq_xla
 from capibara.kernels.vq.inputs import quantize_codebook
 from capibara.kernels.vq.reference import vq_reference
 from capibara.kernels.vq.result import VQResult
@@ -46,9 +46,9 @@ VARIANTS: dict[str, Variant] = {
     "reference": Variant("vq", "reference", vq_reference, _EVERYWHERE, {},
                          "full float32 distance matrix; the oracle and the fallback"),
     "xla": Variant("vq", "xla", vq_xla, _EVERYWHERE,
-                   {"block_rows": 4096, "compute_dtype": "float32"},
+                   {"block_rows": BLOCK_ROWS, "compute_dtype": "float32"},
                    "row blocks, one small score matmul each (bf16 operands optional)"),
-    "int8": Variant("vq", "int8", vq_int8, _EVERYWHERE, {"block_rows": 4096},
+    "int8": Variant("vq", "int8", vq_int8, _EVERYWHERE, {"block_rows": BLOCK_ROWS},
                     "row blocks, int8 x int8 -> int32 lookup"),
 }
 

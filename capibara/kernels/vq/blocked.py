@@ -32,7 +32,14 @@ from capibara.kernels.vq.inputs import check_inputs, float_codes
 from capibara.kernels.vq.reference import straight_through
 from capibara.kernels.vq.result import VQResult, summarize
 
-__all__ = ["vq_int8", "vq_xla"]
+__all__ = ["BLOCK_ROWS", "vq_int8", "vq_xla"]
+
+#: Rows per block. Measured at N65536 D768 K64 f32 on the 2-core dev box (CPU
+#: time, donated input): 512 -> 151 ms, 1024 -> 159, 4096 -> ~220, 128 -> 168.
+#: A 512 x 768 float32 block is 1.5 MiB, so it stays in cache between the
+#: score product, the gather and the error sums; smaller blocks pay the
+#: per-iteration overhead.
+BLOCK_ROWS = 512
 
 sg = lax.stop_gradient
 Scores = Callable[[jax.Array, jax.Array], jax.Array]
@@ -130,7 +137,7 @@ def vq_xla(
     commitment_weight: float = 0.25,
     adaptive_threshold: float | None = None,
     diversity_temperature: float = 1.0,
-    block_rows: int = 4096,
+    block_rows: int = BLOCK_ROWS,
     compute_dtype="float32",
 ) -> VQResult:
     """Blocked quantizer whose scores are one XLA dot per block.
@@ -183,7 +190,7 @@ def vq_int8(
     commitment_weight: float = 0.25,
     adaptive_threshold: float | None = None,
     diversity_temperature: float = 1.0,
-    block_rows: int = 4096,
+    block_rows: int = BLOCK_ROWS,
 ) -> VQResult:
     """Blocked quantizer whose lookup runs in int8 x int8 -> int32.
 

@@ -1,0 +1,101 @@
+"""vq forward (lookup + straight-through output + losses) against the anchors.
+
+Anchor: a numpy matmul-form lookup (``||x||² - 2 x·cᵀ + ||c||²``, argmin), the
+DESIGN.md §5 number for N65536 D768 K64; goal: ours >= 3x faster. Also the
+jitted reference variant. Candidates run round-robin in one process (each
+round runs every candidate once) so a noisy neighbour hits them all alike;
+we print the median and minimum wall time and the median CPU time (all
+threads; steadier than wall time on a shared machine) with both speedups.
+
+"donated" rows pass x with ``donate_argnums``: the blocked variants then
+quantize in place (the output overwrites x), which is how a runtime that no
+longer needs x calls them. Each call's output is the next call's input.
+
+    .venv/bin/python benchmarks/kernels_vq.py [--n 65536] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from capibara.kernels import vq as vq_family
+
+
+def race(candidates, rounds):
+    """Round-robin timing: every round runs each candidate once, so a noisy
+    neighbour slows them all alike. Returns name -> (wall seconds, CPU seconds)."""
+    for run in candidates.values():  # warm-up: compile, fault pages in once
+        run()
+    times = {name: ([], []) for name in candidates}
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            times[name][0].append(time.perf_counter() - wall)
+            times[name][1].append(time.process_time() - cpu)
+    return times
+
+
+def report(times, anchor):
+    """Median and min wall time, median CPU time (all threads), and speedups."""
+    base_wall, base_cpu = (float(np.median(t)) for t in anchor)
+    print(f"{'candidate':40s} {'median ms':>10s} {'min ms':>8s} {'cpu ms':>8s} {'x wall':>7s} {'x cpu':>6s}")
+    for name, (wall, cpu) in times.items():
+        w, c = float(np.median(wall)), float(np.median(cpu))
+        print(f"{name:40s} {w * 1e3:10.1f} {min(wall) * 1e3:8.1f} {c * 1e3:8.1f} "
+              f"{base_wall / w:6.2f}x {base_cpu / c:5.2f}x")
+
+
+def numpy_lookup(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    d = (x * x).sum(1, keepdims=True) - 2.0 * x @ c.T + (c * c).sum(1)
+    return d.argmin(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=65536)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--codes", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.n, args.dim), dtype=np.float32)
+    c = rng.standard_normal((args.codes, args.dim), dtype=np.float32)
+    cj = jnp.asarray(c)
+    int8_codes = vq_family.quantize_codebook(cj)
+
+    def jitted(impl, codebook, donate=False, **static):
+        f = jax.jit(lambda x, c: vq_family.vq(x, c, implementation=impl, **static),
+                    donate_argnums=(0,) if donate else ())
+        state = {"x": jnp.asarray(x)}
+
+        def run():
+            out = f(state["x"], codebook)
+            jax.block_until_ready(out)
+            if donate:
+                state["x"] = out.quantized
+        return run
+
+    candidates = {
+        "numpy matmul-form lookup (anchor)": lambda: numpy_lookup(x, c),
+        "reference (jit)": jitted("reference", cj),
+        "xla f32": jitted("xla", cj),
+        "xla f32, donated": jitted("xla", cj, donate=True),
+        "xla bf16 scores, donated": jitted("xla", cj, donate=True, compute_dtype="bfloat16"),
+        "int8 lookup, donated": jitted("int8", cj, donate=True),
+        "int8 codebook + int8 lookup, donated": jitted("int8", int8_codes, donate=True),
+    }
+    times = race(candidates, args.rounds)
+    anchor = times["numpy matmul-form lookup (anchor)"]
+    print(f"vq forward N{args.n} D{args.dim} K{args.codes} f32, {args.rounds} rounds, "
+          f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    report(times, anchor)
+
+if __name__ == "__main__":
+    main()
