@@ -29,7 +29,7 @@ container object (by ``id``, as every container stays alive in the result):
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, Iterator
 
 from lark import Token
@@ -201,26 +201,26 @@ def describe(value: Any) -> str:
     for kind, words in _KINDS:
         if isinstance(value, kind):
             return words
-    return "a time"
+    return "a value"
 
 
 # bool before int and datetime before date: each is a subclass of the next.
 _KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
           (dict, "a table"), (list, "an array"), (datetime, "a date-time"),
-          (date, "a date"))
+          (date, "a date"), (time, "a time"))
 
 
 class DocumentBuilder:
     """The transformer lark runs inside its parser; one instance per parser.
 
     :meth:`begin` resets the per-document state; after the parse, ``root`` is
-    the document and ``positions`` where its parts were written.  Method names are the
-    rule aliases and terminal names of ``grammar/toml.lark``.
+    the document and ``positions`` where its parts were written.  Method
+    names are the rule aliases and terminal names of ``grammar/toml.lark``.
     """
 
     def __init__(self) -> None:
         self.element = self.scalar = self.inline_key = _never
-        self.begin("")
+        self.begin()
 
     def read_terminals(self, terminals: list[TerminalDef]) -> None:
         """Learn the scalar terminals of the grammar, which SCALAR_ARRAY uses
@@ -238,9 +238,8 @@ class DocumentBuilder:
             rf"[ \t]*+,?[ \t]*+(?:(?P<INLINE_KEY>{by_name['INLINE_KEY']})"
             rf"|(?P<INLINE_DOTTED_KEY>{by_name['INLINE_DOTTED_KEY']}))").match
 
-    def begin(self, text: str) -> None:
-        """Start a new document (``text`` is only read to explain problems)."""
-        self.text = text
+    def begin(self) -> None:
+        """Start a new document, forgetting the last one."""
         self.root: dict[str, Any] = {}
         self.current: dict[str, Any] = self.root
         self.current_path: tuple = ()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
 from hypothesis import example, given
 
 from capibara import toml
@@ -43,6 +44,11 @@ def test_documents_parse_as_tomllib_parses_them(text: str) -> None:
 @example("a = {b = 1,\n}")
 @example("x = 1\r\r\ny = 2")
 def test_mutations_are_judged_as_tomllib_judges_them(text: str) -> None:
+    judge_as_tomllib_does(text)
+
+
+def judge_as_tomllib_does(text: str) -> None:
+    """Both parsers reject ``text``, or both accept it with identical values."""
     try:
         expected = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
@@ -56,3 +62,60 @@ def test_mutations_are_judged_as_tomllib_judges_them(text: str) -> None:
         return
     assert expected is not None, "accepted what tomllib rejects"
     assert same_toml_value(actual, expected)
+
+
+HAND_PICKED = [
+    # where tables may be reopened or extended, and where not
+    "[a.b.c]\n[a]\nb.d = 1",
+    "[a.b.c]\n[a]\nb.c.d = 1",
+    "[a.b.c]\n[a.b]\n[a]\n",
+    "[a.b.c]\n[a.b]\n[a.b]\n",
+    "a.b = 1\n[a]",
+    "a.b = 1\n[a.c]",
+    "a.b.c = 1\n[a.b.d]",
+    "a.b.c = 1\n[a.b]",
+    "[[a]]\nb.c = 1\n[[a]]\nb.c = 2\n[a.b]",
+    "[[a]]\n[a.b]\n[[a]]\n[a.b]",
+    "[[a]]\n[a.b]\n[a.b]",
+    "[[a]]\n[[a.b]]\n[[a]]\n[a.b]",
+    "[a]\nx.y = 1\n[[a.b]]\n[a.x]",
+    "[a]\nx.y = 1\n[a.x.z]",
+    "a = [{}]\n[a.b]",
+    "a = []\n[[a]]",
+    "[[t.a]]\n[t]\na.x = 1",
+    "[t]\na.x = 1\na.y = 2\n[t.a.z]\n",
+    "[t]\na.x = 1\n[s]\n[t.a]",
+    "x = {a.b = 1, a.c = 2}",
+    "x = {a.b = 1, a = 2}",
+    "x = {a = {b = 1}, a.c = 2}",
+    "x = {a = [1], a.b = 1}",
+    "[a]\n[a.b]\n[a]",
+    "[a.b]\nc=1\n[a]\nb.d=2",
+    "a = 1\n[b]\na = 2",
+    "[[a.b]]\n[[a]]",
+    "[a]\nb = 1\n[[a.c]]\n[a.c.d]",
+    '"a.b" = 1\na.b = 2',
+    "a = {}\n[a.b]",
+    "[x]\n[x.y.z]\n[x.y]\n[x.y.z.w]",
+    "['a']\n[\"a\".b]\n[a.'b'.c]",
+    "a.'b.c'.d = 1\na.\"b.c\".e = 2",
+    "[a]\n[[a.b]]\nc=1\n[[a.b]]\n[a.b.d]\n[a.b.d.e]",
+    "[[a]]\n[[a.b]]\n[a.b.c]\n[[a.b]]\n[a.b.c]",
+    "0=0\n0.0=0",
+    "[[a]]\n[a.b]\nx=1\n[[a]]\n[a.b]\nx=2",
+    # numbers, dates and strings at their edges
+    "a=1979-05-27T00:32:00.9999999Z\nb=1979-05-27T00:32:00.1-00:00",
+    "a = -0.0\nb = +0.0\nc = -0\nd = 0e0\ne=-nan",
+    "a = 1e400\nb = -1e400",
+    'a = """\\\n   \n   b"""',
+    'a = """a\\  \n b"""',
+    "a = '''\n'''",
+    'a = """\n"""',
+    'a = """""""',
+    "a = ''''''''",
+]
+
+
+@pytest.mark.parametrize("text", HAND_PICKED)
+def test_hand_picked_documents_are_judged_as_tomllib_judges_them(text: str) -> None:
+    judge_as_tomllib_does(text)
