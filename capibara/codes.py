@@ -44,13 +44,17 @@ Example:
 
 Fix: check the spelling; `capibara check production/tpu_v4.toml` finds the
 bundled preset when no such file exists in the working directory."""),
-    Code("P002", "file is not valid UTF-8",
-         """TOML files must be UTF-8 (a leading byte-order mark is allowed).
-The diagnostic points at the first byte that is not valid UTF-8.
+    Code("P002", "input is not valid UTF-8",
+         """TOML files must be UTF-8 (a leading byte-order mark is allowed), and so
+must `--set` arguments and `CAPIBARA_*` environment values. The diagnostic
+points at the first byte that is not valid UTF-8. Such bytes are refused
+rather than carried along: a config holding them could not be written back
+as TOML or frozen into a plan.
 
-Example: a file saved as Latin-1 containing `name = "Capibará"`.
+Example: a file saved as Latin-1 containing `name = "Capibará"`, or
+`--set model.model_name=capibará` typed in a Latin-1 terminal.
 
-Fix: re-save the file as UTF-8."""),
+Fix: re-save the file as UTF-8, or set the terminal's encoding to UTF-8."""),
     Code("P003", "file cannot be read",
          """The file exists but reading it failed (a directory, no permission,
 an I/O error). The message carries the operating system's reason."""),
@@ -1063,6 +1067,172 @@ Example (`--target gpu-h100`, one GPU):
     num_gpus = 4
 
 Fix: `num_gpus = 1`, or a target with more GPUs."""),
+    # ------------------------------------------------------------------ H2: lowering
+    Code("H201", "mesh has more than two axes",
+         """capibara's meshes have two named axes, `[data, model]`: the batch is
+split over the first and, with `model_parallel`, the model over the second.
+A `mesh_shape` with three or more axes has no meaning for the lowering, so
+it is refused rather than guessed at.
+
+Example (`--target tpu_v4-32`):
+    [tpu_v4_optimizations]
+    mesh_shape = [2, 2, 4]
+
+Fix: fold the leading axes into the data axis: `mesh_shape = [4, 4]`."""),
+    Code("H202", "dtype not native on the target",
+         """The config asks for a dtype the target's matrix units do not compute
+(float16 compute on a TPU or a CPU, int8 or bfloat16 VQ codebooks on a CPU
+without VNNI/AMX or BF16 instructions). XLA still runs it, emulated in
+float32, which is slower than either dtype: a warning.
+
+Example (`--target tpu_v4-32`):
+    [tpu_v4_optimizations]
+    use_bfloat16 = false   # with mixed_precision: float16 compute
+
+Fix: `use_bfloat16 = true` on TPUs; for VQ codebooks, a dtype the target
+lists under `capibara targets`, or "auto"."""),
+    Code("H203", "enterprise VQ needs a TPU v6",
+         """`vq_enterprise_mode` (128 codes with adaptive ML) runs on TPU v6. On any
+other device the compiler keeps the 128-code codebook and turns the TPU v6
+features off, unless `vq_fallback_strategy = "none"` forbids that fallback:
+then the config cannot be compiled for this target (A38).
+
+Example (`--target tpu_v4-32`):
+    [vector_quantization]
+    enterprise_mode = true
+    fallback_strategy = "none"
+
+Fix: compile for a TPU v6 (`--target tpu_v6e-8`), or allow a fallback:
+`fallback_strategy = "tpu_v4"`."""),
+    Code("H204", "training step does not fit the device memory",
+         """The compiler estimates the peak memory of one training step per device:
+weights, gradients and optimizer state (twice without buffer donation), the
+activations kept for the backward pass for the per-device batch, and the
+largest kernel temporary. The estimate must stay within 90% of the memory
+limit (the smallest of the device memory, `tpu_memory_limit_gb`,
+`gpu_memory_fraction` × memory and `memory_limit_gb`); the rest is XLA's own.
+An explicit `batch_size` that does not fit, or a model that does not fit
+even one sample per device, is an error. The notes list each part.
+
+Example (`--target cpu`, 8 GiB):
+    [hardware]
+    memory_limit_gb = 8.0
+    [deployment]
+    batch_size = 32
+
+Fix: a smaller `batch_size` (or "auto", which picks the largest that fits),
+`gradient_checkpointing = true`, `memory_optimization_level = 3`, model
+parallelism, or a device with more memory."""),
+    Code("H205", "`max_batch_size` below the data-parallel degree",
+         """With `batch_size = "auto"` the compiler picks the largest global batch up to
+`max_batch_size` that is a multiple of the data-parallel degree. When
+`max_batch_size` is smaller than that degree, no batch gives every replica a
+sample.
+
+Example (`--target tpu_v4-32`, 16 data-parallel replicas):
+    [deployment]
+    max_batch_size = 8
+
+Fix: `max_batch_size = 16` or more, or fewer replicas (`mesh_shape`)."""),
+    Code("H206", "more Rookie experts than MLP width",
+         """Mixture of Rookies splits the dense MLP's width (4 × `hidden_size`) among
+`mor_num_experts` small experts, each `4·hidden_size // mor_num_experts`
+wide, so routing adds no MLP parameters (PARAMS.md A27). With more experts
+than that width, every expert would be zero wide: nothing to compute.
+
+Example:
+    [model]
+    hidden_size = 512
+    [sparsity]
+    mor_num_experts = 4096
+
+Fix: at most 4 × `hidden_size` experts (the default is 8)."""),
+    # ------------------------------------------------------------------ O: optimization
+    Code("O101", "setting has no effect on this target",
+         """A setting was written explicitly, but the device the config compiles for
+never reads it: TPU v4 optimizations and custom kernels off TPU v4/TPU, VQ
+TPU optimizations off TPU, VQ SIMD off CPU, GPU settings off GPU, a hand-set
+mesh off TPU (other devices get an automatic mesh). When the config names
+its `device` the validator reports these (V015, V024, V037); this warning
+covers `device = "auto"` and `--target`.
+
+Example (`--target cpu`):
+    [tpu_v4_optimizations]
+    mesh_shape = [4, 4]
+
+Fix: remove the setting from configs meant for this target, or compile for
+the device it is meant for."""),
+    Code("O102", "mesh model axis unused",
+         """The second mesh axis is the model axis: with `model_parallel = true` the
+attention heads, MLP width and vocabulary are split over it. With
+`model_parallel = false` nothing is split over it, so the devices along it
+repeat the same computation on the same data.
+
+Example (`--target tpu_v4-32`):
+    [tpu_v4_optimizations]
+    mesh_shape = [4, 4]
+    model_parallel = false
+
+Fix: `model_parallel = true`, or a data-only mesh: `mesh_shape = [16]`."""),
+    Code("O103", "conservative compile mode ignores kernel settings",
+         """`compile_mode = "conservative"` keeps every kernel's reference
+implementation (the one that runs everywhere and is the test oracle), so the
+settings that choose custom kernels (`use_custom_kernels`,
+`kernel_categories`, `vq_use_tpu_optimizations`, `vq_use_simd`) change
+nothing.
+
+Example:
+    [performance]
+    compile_mode = "conservative"
+    [tpu_v4_optimizations]
+    kernel_categories = ["attention"]
+
+Fix: remove those settings, or `compile_mode = "default"`."""),
+    # ------------------------------------------------------------------ R1: plan files
+    Code("R101", "plan file not found or unreadable",
+         """`capibara explain`, `capibara diff`, `capibara check` or `load_plan_file`
+was given a plan path that does not exist or cannot be read.
+
+Example:
+    capibara explain tpu_v4.plan.jsn
+
+Fix: check the path; `capibara compile CONFIG.toml` writes `STEM.plan.json`
+in the working directory."""),
+    Code("R102", "plan file truncated or corrupt",
+         """The file does not decode as JSON (or msgpack): it was cut short (a copy
+interrupted, a full disk) or damaged. Plans are written atomically, so a
+plan capibara wrote is never half-written; a truncated one was cut
+afterwards. capibara never uses part of a plan.
+
+Example: the first half of `tpu_v4.plan.json`.
+
+Fix: recompile from the config: `capibara compile CONFIG.toml -o PLAN`."""),
+    Code("R103", "not a capibara plan",
+         """The file decodes, but it is not a plan: it has no `format` field, its
+format is not a capibara plan format, or its fields do not match the plan
+layout (written by something else).
+
+Example: passing `package.json`, or a config's JSON export, as a plan.
+
+Fix: pass a file written by `capibara compile`."""),
+    Code("R104", "plan from an incompatible format or compiler",
+         """The plan says it has another plan format (`capibara.plan/2`), or it was
+written by a capibara whose plans this one cannot load: the major version
+differs (and, before 1.0, the minor version). Loading it anyway could
+misread fields that changed meaning.
+
+Example: a plan whose `compiler.version` is `9.0.0`.
+
+Fix: run it with the capibara that wrote it, or recompile the config."""),
+    Code("R105", "plan modified after it was written",
+         """Every plan carries the sha256 digest of its canonical encoding. A plan
+whose contents no longer hash to its digest was edited (or damaged in a way
+that still decodes). capibara refuses it rather than run a plan nobody
+compiled.
+
+Example: changing `"batch": {"global_size": 32}` to 64 by hand.
+
+Fix: never edit a plan; change the config (or `--set`) and recompile."""),
 )
 
 

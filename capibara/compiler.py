@@ -34,6 +34,7 @@ from capibara.plan import (Batch, CompilerInfo, Execution, KernelSpec, Plan, Tar
 from capibara.targets import Target, UnknownTarget
 
 __all__ = ["compile", "compile_config", "compile_sources", "CompileResult", "freeze", "one_line",
+           "target_diagnostics",
            "STAGES",
            "SERVICE_GROUPS", "RELEVANT_CPU_FEATURES"]
 
@@ -273,3 +274,20 @@ def freeze(ir: Lowered, warnings: Sequence[str] = ()) -> Plan:
         provenance={path: str(config.provenance(name)) for name, path in _field_paths()},
         decisions=ir.decisions, warnings=tuple(warnings))
     return seal(plan)
+
+
+def target_diagnostics(config: Any, target: Target | str | None = None) -> list[Diagnostic]:
+    """What lowering and optimizing ``config`` for ``target`` report, without
+    validating first or freezing a plan: the hardware rules (``H0xx``, from the
+    validator's hardware check), the lowering's own (``H2xx``) and the passes'
+    (``O1xx``, and the memory check). ``capibara check --target T`` reports these
+    after the cross-field rules."""
+    try:
+        ir, found = lower(config, target)
+    except UnknownTarget as unknown:
+        return [_unknown_target(unknown)]
+    if any(d.is_error for d in found):
+        return found
+    ctx = PassContext()
+    PassPipeline(DEFAULT_PIPELINE).run(ir, ctx)
+    return found + ctx.diagnostics

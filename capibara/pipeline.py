@@ -22,20 +22,24 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
     """Run every check on layered config files; return all diagnostics.
 
     Stages: parse and schema-check each source (with the legacy rewrite), then
-    the cross-field rules, then, when ``target`` names a machine, the hardware
-    rules against it. ``runtime_updates`` (``PATH=VALUE``, as ``--set``) are
+    the cross-field rules, then, when ``target`` names a machine, lowering and
+    optimization for it (:func:`capibara.compiler.target_diagnostics`: the
+    hardware rules, the lowering's checks, the passes' warnings and the
+    memory estimate), without writing a plan. ``runtime_updates`` (``PATH=VALUE``, as ``--set``) are
     then applied as ``config.update_runtime_settings`` would apply them to a
     live model, to check that they are allowed. Raises :class:`ConfigError` when the sources cannot be
     turned into a config at all (the error carries every diagnostic found).
     """
     from capibara.sources import resolve_config
-    from capibara.validate import check_hardware_compatibility, get_validation_errors
+    from capibara.validate import get_validation_errors
 
     resolved = resolve_config(files, env=env, overrides=overrides)
     diagnostics: list[Diagnostic] = list(resolved.diagnostics)
     diagnostics += get_validation_errors(resolved.config)
     if target is not None:
-        diagnostics += check_hardware_compatibility(resolved.config, target).diagnostics
+        from capibara.compiler import target_diagnostics
+
+        diagnostics += target_diagnostics(resolved.config, target)
     if runtime_updates:
         diagnostics += _runtime_update_errors(resolved.config, runtime_updates)
     return diagnostics
