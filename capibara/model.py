@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Mapping, NamedTuple
@@ -40,6 +41,8 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.kernels.base import Unsupported
+from capibara.kernels.moe import Experts, MoRResult
 from capibara.kernels.vq import VQResult
 
 __all__ = [
@@ -120,28 +123,36 @@ class ModelSpec:
         return (self.num_layers + 1) // 2
 
     @classmethod
-    def from_config(cls, config: Any, *, param_dtype: str = "float32",
-                    compute_dtype: str = "float32") -> "ModelSpec":
-        """The spec a ``ModularModelConfig`` describes (PARAMS.md §1.1, §1.3, §1.5).
-
-        Heads share no KV projections (``num_kv_heads == num_heads``), the
-        feed-forward is 4× wide and each Rookie expert is as wide as the dense
-        MLP it replaces. Dtypes are the plan's choice; pass them in.
-        """
-        mor = config.use_sparse and config.sparsity_method == "mor"
+    def from_shape(cls, shape: Any, precision: Any, config: Any) -> "ModelSpec":
+        """The spec of a plan's ``ModelShape`` and ``Precision``, with the loss
+        weights of ``config`` (its VQ and Mixture-of-Rookies switches)."""
         return cls(
-            vocab_size=config.vocab_size, d_model=config.hidden_size,
-            num_layers=config.num_layers, num_heads=config.num_heads,
-            num_kv_heads=config.num_heads, ffn_dim=4 * config.hidden_size,
-            max_seq_len=config.max_seq_length,
-            vq_codes=config.vq_codes if config.use_vq else None,
-            num_experts=config.mor_num_experts if mor else None,
-            top_k=config.mor_top_k, expert_ffn_dim=4 * config.hidden_size if mor else None,
-            param_dtype=param_dtype, compute_dtype=compute_dtype,
+            vocab_size=shape.vocab_size, d_model=shape.hidden_size,
+            num_layers=shape.num_layers, num_heads=shape.num_heads,
+            num_kv_heads=shape.num_heads, ffn_dim=shape.ffn_dim,
+            max_seq_len=shape.max_seq_length, vq_codes=shape.vq_codes,
+            num_experts=shape.num_experts, top_k=shape.experts_per_token or 1,
+            expert_ffn_dim=shape.expert_ffn_dim,
+            param_dtype=precision.params, compute_dtype=precision.compute,
             vq_commitment_weight=config.vq_commitment_weight,
             vq_diversity_weight=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
-            load_balancing_weight=LOAD_BALANCING_WEIGHT if mor and config.mor_load_balancing else 0.0,
+            load_balancing_weight=(LOAD_BALANCING_WEIGHT if shape.num_experts and
+                                   config.mor_load_balancing else 0.0),
         )
+
+    @classmethod
+    def from_config(cls, config: Any, *, param_dtype: str = "float32",
+                    compute_dtype: str = "float32") -> "ModelSpec":
+        """The spec ``config`` describes, without compiling for a target.
+
+        Shapes come from :func:`capibara.lower.model_shape` (the one place the
+        derived sizes are computed: 4×-wide MLP, Rookies splitting that width);
+        the dtypes, which a plan would choose for its target, are given here.
+        """
+        from capibara.lower import model_shape
+
+        return cls.from_shape(model_shape(config),
+                              _Precision(param_dtype, compute_dtype), config)
 
     def parameter_count(self) -> int:
         """Number of scalars in :func:`init_params`'s tree."""
@@ -153,6 +164,31 @@ class ModelSpec:
             ffn = 2 * d * self.ffn_dim
         codebook = self.vq_codes * d if self.use_vq else 0
         return self.vocab_size * d + L * (attn + ffn + 2 * d) + d + codebook
+
+
+class _Precision(NamedTuple):
+    params: str
+    compute: str
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """How the compiled step trades memory for time (a plan's ``execution`` section).
+
+    ``remat`` recomputes each block in the backward pass, keeping only its
+    input (``gradient_checkpointing``); ``donate`` lets the training step
+    reuse the old parameter and optimizer buffers; ``loss_chunk`` computes the
+    output projection and cross-entropy that many tokens at a time, so the
+    full ``[tokens, vocab]`` logits never exist in training (``None``: whole).
+    """
+
+    remat: bool = False
+    donate: bool = True
+    loss_chunk: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RunPolicy":
+        return cls(remat=bool(config.gradient_checkpointing))
 
 
 #: Weight of the Mixture-of-Rookies load-balancing loss when
@@ -177,15 +213,26 @@ class Kernels:
     - ``vq(x, codebook, *, threshold)``: ``x [N, D]``, ``codebook [K, D]`` →
       :class:`~capibara.kernels.vq.VQResult` (commitment already weighted);
       ``threshold`` is the adaptive threshold, a Python float or ``None``.
-    - ``moe(x, router, experts, *, top_k)``: ``x [N, D]`` → ``(y [N, D], load_balancing_loss)``.
+    - ``moe(x, router, experts, *, top_k)``: ``x [N, D]``, ``router [D, E]``,
+      :class:`~capibara.kernels.moe.Experts` → :class:`~capibara.kernels.moe.MoRResult`;
+      the training step's routing, which may drop tokens past an expert's capacity.
+    - ``moe_dropless``: the same routing without a capacity, for inference:
+      with dropping, a token's output would depend on the other tokens in the
+      batch (later ones included), so the forward pass would not be causal and
+      cached generation could not reproduce it.
     - ``matmul(x, w)``: ``x [..., k] @ w [k, n]`` under the precision policy, float32 out.
     """
 
     attention: Callable[..., jax.Array]
     vq: Callable[..., VQResult]
-    moe: Callable[..., tuple[jax.Array, jax.Array]]
+    moe: Callable[..., MoRResult]
     matmul: Callable[..., jax.Array]
+    moe_dropless: Callable[..., MoRResult] | None = None
     name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.moe_dropless is None:
+            object.__setattr__(self, "moe_dropless", self.moe)
 
     @classmethod
     def plain(cls, spec: ModelSpec) -> "Kernels":
@@ -193,7 +240,61 @@ class Kernels:
         return cls(_plain_attention,
                    partial(_plain_vq, commitment_weight=spec.vq_commitment_weight),
                    _plain_moe,
-                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), "plain")
+                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), name="plain")
+
+
+    @classmethod
+    def from_variants(cls, spec: ModelSpec,
+                      choices: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> "Kernels":
+        """capibara's kernels: per family (``attention``, ``vq``, ``moe``, ``linalg``)
+        the named variant with its static parameters, as a plan's kernel specs give them.
+
+        A family left out runs its ``reference``; ``linalg`` defaults to the
+        spec's precision policy. An input a variant refuses
+        (:class:`~capibara.kernels.base.Unsupported`, e.g. a decode step
+        shorter than an attention tile) runs on the family's reference instead.
+        """
+        from capibara.kernels import attention, linalg, moe, vq
+
+        choices = dict(choices or {})
+        policy = {"param_dtype": spec.param_dtype, "compute_dtype": spec.compute_dtype,
+                  "accumulate_dtype": "float32"}
+        linalg_name, linalg_params = choices.get("linalg", ("reference", policy))
+        # The precision policy is the call's meaning, not a tuning knob: the
+        # reference fallback must compute with it too.
+        policy = {k: v for k, v in {**policy, **linalg_params}.items() if k in policy}
+        tuning = {k: v for k, v in linalg_params.items() if k not in policy}
+        moe_name, moe_params = choices.get("moe", ("reference", {}))
+        dropless = ({**moe_params, "capacity_factor": None} if "capacity_factor" in moe_params
+                    else moe_params)
+        return cls(
+            attention=_variant(attention.VARIANTS, *choices.get("attention", ("reference", {}))),
+            vq=partial(_variant_call, _variant(vq.VARIANTS, *choices.get("vq", ("reference", {}))),
+                       commitment_weight=spec.vq_commitment_weight),
+            moe=_variant(moe.VARIANTS, moe_name, moe_params),
+            matmul=partial(_variant(linalg.VARIANTS, linalg_name, tuning), **policy),
+            moe_dropless=_variant(moe.VARIANTS, moe_name, dropless),
+            name="capibara")
+
+
+def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> Callable[..., Any]:
+    """``variants[name]`` bound to ``params``, falling back to ``variants["reference"]``
+    (with the call's own keywords only) when it raises ``Unsupported``."""
+    chosen, reference = variants[name], variants["reference"]
+    params = dict(params)
+
+    def call(*args, **kwargs):
+        try:
+            return chosen(*args, **kwargs, **params)
+        except Unsupported:
+            return reference(*args, **kwargs)
+
+    call.__name__ = f"{chosen.family}_{name}"
+    return call
+
+
+def _variant_call(fn: Callable[..., VQResult], x, codebook, *, threshold, commitment_weight):
+    return fn(x, codebook, commitment_weight=commitment_weight, adaptive_threshold=threshold)
 
 
 def _plain_matmul(x, w, *, compute_dtype):
@@ -237,12 +338,12 @@ def _plain_moe(x, router, experts, *, top_k):
     num_experts = probs.shape[-1]
     chosen = jax.nn.one_hot(top_i, num_experts, dtype=probs.dtype)       # [N, k, E]
     gates = jnp.einsum("nk,nke->ne", top_p / jnp.sum(top_p, -1, keepdims=True), chosen)
-    hidden = jax.nn.gelu(jnp.einsum("nd,edf->nef", x, experts["w_in"]))
-    out = jnp.einsum("nef,efd->ned", hidden, experts["w_out"])
+    hidden = jax.nn.gelu(jnp.einsum("nd,edf->nef", x, experts.w_in))
+    out = jnp.einsum("nef,efd->ned", hidden, experts.w_out)
     y = jnp.einsum("ne,ned->nd", gates, out)
     fraction = jnp.mean(jnp.sum(chosen, 1), 0) / top_k
     balance = num_experts * jnp.sum(fraction * jnp.mean(probs, 0))
-    return y, balance
+    return MoRResult(y, balance, fraction, jnp.zeros(()))
 
 
 # --------------------------------------------------------------------------- parameters
@@ -272,7 +373,7 @@ def init_params(spec: ModelSpec, key: jax.Array) -> dict[str, Any]:
     if spec.use_moe:
         e, f = spec.num_experts, spec.expert_ffn_dim
         blocks["router"] = normal((L, d, e))
-        blocks["experts"] = {"w_in": normal((L, e, d, f)), "w_out": normal((L, e, f, d), out_std)}
+        blocks["experts"] = Experts(normal((L, e, d, f)), normal((L, e, f, d), out_std))
     else:
         blocks["w_in"] = normal((L, d, spec.ffn_dim))
         blocks["w_out"] = normal((L, spec.ffn_dim, d), out_std)
@@ -301,8 +402,7 @@ def param_partition_specs(spec: ModelSpec) -> dict[str, Any]:
     }
     if spec.use_moe:
         blocks["router"] = P()
-        blocks["experts"] = {"w_in": P(None, None, None, "model"),
-                             "w_out": P(None, None, "model", None)}
+        blocks["experts"] = Experts(P(None, None, None, "model"), P(None, None, "model", None))
     else:
         blocks["w_in"] = P(None, None, "model")
         blocks["w_out"] = P(None, "model", None)
@@ -357,9 +457,10 @@ def _rope(x: jax.Array, positions: jax.Array) -> jax.Array:
 class _Net:
     """The network's pure functions, closed over a spec and a kernel bundle."""
 
-    def __init__(self, spec: ModelSpec, kernels: Kernels) -> None:
+    def __init__(self, spec: ModelSpec, kernels: Kernels, loss_chunk: int | None = None) -> None:
         self.spec = spec
         self.kernels = kernels
+        self.loss_chunk = loss_chunk
         self.compute = jnp.dtype(spec.compute_dtype)
 
     def qkv(self, x, layer, positions):
@@ -371,30 +472,32 @@ class _Net:
         c = self.compute
         return _rope(q, positions).astype(c), _rope(k, positions).astype(c), v.astype(c)
 
-    def feed_forward(self, h, layer):
+    def feed_forward(self, h, layer, train: bool = False):
         s, mm = self.spec, self.kernels.matmul
         x = _rms_norm(h, layer["ffn_norm"])
         b, t, d = x.shape
         flat = x.reshape(b * t, d)
         if s.use_moe:
-            y, balance = self.kernels.moe(flat, layer["router"], layer["experts"], top_k=s.top_k)
+            moe = self.kernels.moe if train else self.kernels.moe_dropless
+            routed = moe(flat, layer["router"], layer["experts"], top_k=s.top_k)
+            y, balance = routed.output, routed.load_balancing_loss
         else:
             y, balance = mm(jax.nn.gelu(mm(flat, layer["w_in"])), layer["w_out"]), jnp.zeros(())
         return h + y.reshape(b, t, d).astype(jnp.float32), balance
 
-    def block(self, h, layer, positions):
+    def block(self, h, layer, positions, train: bool = False):
         """One block over a whole sequence (causal); also returns its keys and values."""
         b, t, _ = h.shape
         q, k, v = self.qkv(_rms_norm(h, layer["attn_norm"]), layer, positions)
         a = self.kernels.attention(q, k, v, causal=True, mask=None)
         h = h + self.kernels.matmul(a.reshape(b, t, -1), layer["wo"]).astype(jnp.float32)
-        h, balance = self.feed_forward(h, layer)
+        h, balance = self.feed_forward(h, layer, train)
         return h, (k, v, balance)
 
-    def blocks(self, h, blocks, positions, *, remat: bool):
+    def blocks(self, h, blocks, positions, *, remat: bool, train: bool = False):
         if not jax.tree.leaves(blocks) or jax.tree.leaves(blocks)[0].shape[0] == 0:
             return h, None, None, jnp.zeros(())
-        body = partial(self.block, positions=positions)
+        body = partial(self.block, positions=positions, train=train)
         if remat:
             # Keep only each block's input; recompute its insides in the backward pass.
             body = jax.checkpoint(body)
@@ -408,17 +511,17 @@ class _Net:
         return quantized, out
 
     def hidden(self, params, tokens, *, use_vq: bool, threshold: float | None,
-               remat: bool = False):
+               remat: bool = False, train: bool = False):
         """Final hidden states, per-layer keys/values and the auxiliary losses."""
         s = self.spec
         h = params["embed"][tokens].astype(jnp.float32)
         positions = jnp.arange(tokens.shape[1])
         first, second = _split_layers(params["blocks"], s.vq_after_layer if s.use_vq else s.num_layers)
-        h, k1, v1, balance1 = self.blocks(h, first, positions, remat=remat)
+        h, k1, v1, balance1 = self.blocks(h, first, positions, remat=remat, train=train)
         vq = None
         if use_vq:
             h, vq = self.bottleneck(h, params["codebook"], threshold)
-        h, k2, v2, balance2 = self.blocks(h, second, positions, remat=remat)
+        h, k2, v2, balance2 = self.blocks(h, second, positions, remat=remat, train=train)
         keys = _concat_layers(k1, k2)
         values = _concat_layers(v1, v2)
         return _rms_norm(h, params["final_norm"]), keys, values, vq, balance1 + balance2
@@ -433,19 +536,39 @@ class _Net:
     def logits(self, params, h):
         return self.kernels.matmul(h, params["embed"].T).astype(jnp.float32)
 
+    def target_log_probs(self, params, h, targets):
+        """``log p(target)`` at each position, ``loss_chunk`` tokens at a time when set."""
+        chunk = self.loss_chunk
+        if chunk is None or chunk >= targets.size:
+            return _log_prob_of(self.logits(params, h), targets)
+        d = h.shape[-1]
+        count = targets.size
+        pad = (-count) % chunk
+        flat_h = jnp.pad(h.reshape(count, d), ((0, pad), (0, 0))).reshape(-1, chunk, d)
+        flat_t = jnp.pad(targets.reshape(count), (0, pad)).reshape(-1, chunk)
+
+        # A chunk's logits are recomputed in the backward pass rather than kept:
+        # with a 32k vocabulary they would be the largest tensor of the step.
+        @jax.checkpoint
+        def one(chunk_h_t):
+            chunk_h, chunk_t = chunk_h_t
+            return _log_prob_of(self.logits(params, chunk_h), chunk_t)
+
+        return lax.map(one, (flat_h, flat_t)).reshape(-1)[:count].reshape(targets.shape)
+
     def forward(self, params, tokens, *, use_vq: bool, threshold: float | None):
         h, *_ = self.hidden(params, tokens, use_vq=use_vq, threshold=threshold)
         return self.logits(params, h)
 
     def loss(self, params, batch, *, use_vq: bool, threshold: float | None,
-             remat: bool = False) -> "LossParts":
+             remat: bool = False, train: bool = False) -> "LossParts":
+        """The loss on ``batch``; ``train`` routes Rookies with the plan's expert
+        capacity (tokens past it are dropped), otherwise no token is dropped."""
         s = self.spec
         tokens = batch["tokens"]
         h, _, _, vq, balance = self.hidden(params, tokens, use_vq=use_vq, threshold=threshold,
-                                           remat=remat)
-        logits = self.logits(params, h[:, :-1])
-        log_probs = jax.nn.log_softmax(logits, -1)
-        target_log_probs = jnp.take_along_axis(log_probs, tokens[:, 1:, None], -1)[..., 0]
+                                           remat=remat, train=train)
+        target_log_probs = self.target_log_probs(params, h[:, :-1], tokens[:, 1:])
         weights = batch.get("mask")
         weights = (jnp.ones_like(target_log_probs) if weights is None
                    else weights[:, 1:].astype(jnp.float32))
@@ -496,6 +619,9 @@ class _Net:
     def generate(self, params, prompt, key, temperature, *, use_vq: bool,
                  threshold: float | None, max_new_tokens: int):
         """``prompt`` followed by ``max_new_tokens`` tokens: a prefill, then one scan step per token."""
+        # Decoding is bound by reading the weights once per token: read them in the
+        # compute dtype (cast once here) rather than in float32 every step.
+        params = _matmul_weights_in(params, self.compute)
         prompt_len = prompt.shape[1]
         h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold)
         pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
@@ -515,6 +641,26 @@ class _Net:
         _, rest = lax.scan(step, carry, None, length=max_new_tokens - 1)
         generated = jnp.concatenate([first[:, None], rest.T.astype(first.dtype)], 1)
         return jnp.concatenate([prompt, generated.astype(prompt.dtype)], 1)
+
+
+#: Parameters that only ever feed a matmul (the router and codebook do not:
+#: routing and code lookup decide by small differences, kept in float32).
+_MATMUL_WEIGHTS = frozenset({"embed", "wq", "wk", "wv", "wo", "w_in", "w_out"})
+
+
+def _matmul_weights_in(params: Any, dtype: Any) -> Any:
+    """``params`` with its matmul weights cast to ``dtype`` when that is narrower."""
+    def cast(path, leaf):
+        name = getattr(path[-1], "key", getattr(path[-1], "name", None))
+        narrower = jnp.dtype(dtype).itemsize < leaf.dtype.itemsize
+        return leaf.astype(dtype) if name in _MATMUL_WEIGHTS and narrower else leaf
+
+    return jax.tree_util.tree_map_with_path(cast, params)
+
+
+def _log_prob_of(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    picked = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, -1)
 
 
 def _split_layers(blocks: Any, at: int) -> tuple[Any, Any]:
@@ -577,12 +723,26 @@ class RuntimeSettings:
                    float(config.vq_adaptive_threshold))
 
 
+def config_of_plan(plan: Any) -> Any:
+    """The ``ModularModelConfig`` a plan was compiled from: its resolved values,
+    with the fields its provenance marks as set explicitly passed as keywords
+    (so derived values are derived again and explicitness-based rules agree)."""
+    from capibara.model_config import ModularModelConfig
+    from capibara.schema import FIELDS
+
+    implicit = ("default", "derived")
+    explicit = {f.name: plan.config[f.path] for f in FIELDS
+                if plan.provenance.get(f.path, "default").split(" ", 1)[0] not in implicit}
+    return ModularModelConfig(**explicit)
+
+
 class Model:
     """A CapibaraGPT model: parameters on a device mesh plus compiled forward,
     loss, generation and training functions (see the module docstring).
 
-    Build one with :meth:`from_plan` (kernels, dtypes and mesh as compiled) or
-    :meth:`build` (an explicit spec and kernel bundle).
+    ``Model(config)`` compiles for the host and builds from the plan;
+    :meth:`from_plan` takes a compiled plan; :meth:`build` an explicit spec
+    and kernel bundle.
     """
 
     spec: ModelSpec
@@ -591,28 +751,84 @@ class Model:
     params: Any
     step: int
 
+    def __init__(self, config: Any, *, target: Any = None, seed: int = 0) -> None:
+        """Compile ``config`` for ``target`` (default: the detected host) and build
+        the model that plan describes; see :meth:`from_plan`.
+
+        Diagnostics that stop the compile raise :class:`ConfigError`.
+        """
+        from capibara.compiler import compile_config
+
+        result = compile_config(config, target)
+        if result.has_errors:
+            raise ConfigError(result.diagnostics)
+        self._setup_from_plan(result.plan, config, seed)
+
+    @classmethod
+    def from_plan(cls, compiled_or_path: Any, *, config: Any = None, seed: int = 0) -> "Model":
+        """The model a compiled plan describes: its shapes, precision, mesh, kernel
+        variants with their static parameters, and execution policy.
+
+        ``compiled_or_path`` is a :class:`~capibara.plan.Plan`, a plan file, or
+        anything with a ``.plan`` (the runtime's ``CompiledPlan``). ``config``
+        defaults to the one the plan was compiled from, rebuilt from its
+        resolved values with their explicitness.
+        """
+        from capibara.plan import Plan, load_plan_file
+
+        plan = compiled_or_path
+        if isinstance(plan, (str, os.PathLike)):
+            plan = load_plan_file(plan)
+        elif not isinstance(plan, Plan):
+            plan = plan.plan
+        self = cls.__new__(cls)
+        self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed)
+        return self
+
+    def _setup_from_plan(self, plan: Any, config: Any, seed: int) -> None:
+        spec = ModelSpec.from_shape(plan.model, plan.precision, config)
+        choices = {}
+        for kernel in plan.kernels:
+            if kernel.family in ("attention", "vq", "moe", "linalg"):
+                # Deduplicated linalg sites share one precision policy; the first
+                # spec of each family stands for every call site of that family.
+                choices.setdefault(kernel.family, (kernel.implementation, dict(kernel.params)))
+        execution = plan.execution
+        policy = RunPolicy(remat=execution.remat, donate=execution.donate,
+                           loss_chunk=execution.loss_chunk)
+        if plan.mesh.devices > jax.device_count():
+            raise ValueError(f"the plan's mesh {list(plan.mesh.shape)} needs {plan.mesh.devices} "
+                             f"devices, {jax.device_count()} present")
+        self._setup(spec, Kernels.from_variants(spec, choices), config,
+                    make_mesh(tuple(plan.mesh.shape)), seed, policy)
+        self.plan = plan
+
     @classmethod
     def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,
-              seed: int = 0) -> "Model":
+              policy: RunPolicy | None = None, seed: int = 0) -> "Model":
         """A model for ``spec`` computed with ``kernels``, parameters initialized from ``seed``.
 
         ``config`` is the ``ModularModelConfig`` it was built from: its
         runtime fields and ``[training]`` section drive generation and
         training, and :meth:`apply_config_updates` compares against it.
+        ``policy`` defaults to :meth:`RunPolicy.from_config`.
         """
         self = cls.__new__(cls)
-        self._setup(spec, kernels, config, mesh if mesh is not None else make_mesh(), seed)
+        self._setup(spec, kernels, config, mesh if mesh is not None else make_mesh(), seed,
+                    policy if policy is not None else RunPolicy.from_config(config))
+        self.plan = None
         return self
 
-    def _setup(self, spec: ModelSpec, kernels: Kernels, config: Any, mesh: Mesh, seed: int) -> None:
+    def _setup(self, spec: ModelSpec, kernels: Kernels, config: Any, mesh: Mesh, seed: int,
+               policy: RunPolicy) -> None:
         from capibara import training
 
         if config.use_vq and not spec.use_vq:
             raise _vq_without_codebook()
-        self.spec, self.kernels, self.mesh = spec, kernels, mesh
+        self.spec, self.kernels, self.mesh, self.policy = spec, kernels, mesh, policy
         self._config = copy.copy(config)
         self._runtime = RuntimeSettings.from_config(config)
-        net = self._net = _Net(spec, kernels)
+        net = self._net = _Net(spec, kernels, policy.loss_chunk)
         abstract = jax.eval_shape(partial(init_params, spec), jax.random.key(0))
         self._param_shardings = param_shardings(spec, abstract, mesh)
         # Initialize straight into the sharded layout: no device ever holds the whole tree.
@@ -633,7 +849,8 @@ class Model:
         self._train = jax.jit(
             training.make_train_step(net.loss, self._optimizer,
                                      training.learning_rate_schedule(config)),
-            static_argnames=("use_vq", "threshold", "remat"), donate_argnums=(0, 1),
+            static_argnames=("use_vq", "threshold", "remat", "train"),
+            donate_argnums=(0, 1) if policy.donate else (),
             out_shardings=(self._param_shardings, self._state_shardings, None))
         self._opt_state = None
         self._checkpoints = None
@@ -734,7 +951,7 @@ class Model:
         each block's activations in the backward pass instead of storing them."""
         params, opt_state, metrics = self._train(
             self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32),
-            remat=bool(self._config.gradient_checkpointing), **self._static())
+            remat=self.policy.remat, train=True, **self._static())
         self.params, self._opt_state = params, opt_state
         self.step += 1
         if self._checkpoints is not None:

@@ -19,13 +19,27 @@ import numpy as np
 import pytest
 
 from capibara.diagnostics import ConfigError
-from capibara.model import Kernels, Model, ModelSpec
+from jax.sharding import PartitionSpec as P
+
+from capibara.kernels.moe import Experts
+from capibara.model import (Kernels, Model, ModelSpec, RunPolicy, _Net, init_params,
+                            param_partition_specs)
 from capibara.model_config import ModularModelConfig
+from capibara.plan import write_plan_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# float32 compute (no mixed precision) keeps greedy decoding free of rounding ties
 TINY = dict(hidden_size=64, num_layers=2, num_heads=4, vocab_size=128, max_seq_length=32,
-            mor_num_experts=4, warmup_steps=0, decay_steps=1000, learning_rate=3e-3)
+            mor_num_experts=4, warmup_steps=0, decay_steps=1000, learning_rate=3e-3,
+            mixed_precision=False, use_bfloat16=False)
+
+#: capibara's CPU kernels with tiles smaller than the sequence, so the blocked
+#: attention really skips causal blocks and the VQ really loops over row blocks.
+SMALL_TILES = {"attention": ("cpu_blocked", {"block_q": 8, "block_kv": 8}),
+               "vq": ("xla", {"block_rows": 16}),
+               "moe": ("dispatch", {"capacity_factor": None}),
+               "linalg": ("xla", {})}
 
 
 def tiny_config(**changes) -> ModularModelConfig:
@@ -33,8 +47,8 @@ def tiny_config(**changes) -> ModularModelConfig:
 
 
 def build(config: ModularModelConfig, seed: int = 0) -> Model:
-    spec = ModelSpec.from_config(config)
-    return Model.build(spec, Kernels.plain(spec), config, seed=seed)
+    """The model the compiler plans for this host (capibara's kernels)."""
+    return Model(config, seed=seed)
 
 
 def tokens(batch: int = 2, length: int = 32, seed: int = 1) -> jax.Array:
@@ -143,8 +157,8 @@ def test_generation_refuses_to_run_past_max_seq_length(dense_model) -> None:
         dense_model.generate(tokens(length=30), max_new_tokens=5)
 
 
-def test_sampling_is_seeded_and_temperature_changes_compile_nothing() -> None:
-    m = build(tiny_config(use_vq=False, use_sparse=False, temperature=0.0))
+def test_sampling_is_seeded_and_temperature_changes_compile_nothing(dense_model) -> None:
+    m = dense_model
     prompt = tokens(length=4)
     greedy = m.generate(prompt, 12)
     counts = m.compiled_counts()
@@ -234,6 +248,65 @@ def test_vq_cannot_be_turned_on_without_a_codebook(dense_model) -> None:
     assert dense_model.get_current_config().use_vq is False
 
 
+def test_the_model_runs_the_kernels_its_plan_chose(model) -> None:
+    chosen = {k.family: k.implementation for k in model.plan.kernels}
+    assert chosen["attention"] == "cpu_blocked" and chosen["vq"] == "xla"
+    assert model.kernels.attention.__name__ == "attention_cpu_blocked"
+    assert model.kernels.name == "capibara"
+    assert model.policy == RunPolicy(remat=True, donate=True, loss_chunk=1024)
+
+
+def test_a_plan_file_builds_the_same_model(dense_model, tmp_path) -> None:
+    path = write_plan_file(dense_model.plan, tmp_path / "tiny.plan.json")
+    loaded = Model.from_plan(path)
+    assert loaded.get_current_config() == dense_model.get_current_config()
+    assert loaded.get_current_config().explicit_fields == dense_model.get_current_config().explicit_fields
+    batch = tokens()
+    np.testing.assert_array_equal(loaded.forward(batch), dense_model.forward(batch))
+
+
+def test_capibara_kernels_compute_what_plain_jax_computes() -> None:
+    # one block: the bottleneck and the Rookies still run, for half the compile time
+    spec = ModelSpec.from_config(tiny_config(num_layers=1))
+    params = init_params(spec, jax.random.key(0))
+    batch = {"tokens": tokens()}
+    results = []
+    for kernels in (Kernels.plain(spec), Kernels.from_variants(spec, SMALL_TILES)):
+        net = _Net(spec, kernels)
+        loss = jax.jit(jax.value_and_grad(lambda p: net.loss(p, batch, use_vq=True, threshold=1.0).total))
+        results.append(loss(params))
+    (plain_loss, plain_grads), (ours_loss, our_grads) = results
+    assert float(ours_loss) == pytest.approx(float(plain_loss), rel=1e-5)
+    for a, b in zip(jax.tree.leaves(plain_grads), jax.tree.leaves(our_grads)):
+        np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-6)
+
+
+def test_chunked_loss_equals_the_whole_loss() -> None:
+    spec = ModelSpec.from_config(tiny_config(use_vq=False))
+    params = init_params(spec, jax.random.key(0))
+    h = jax.random.normal(jax.random.key(2), (2, 31, 64))
+    targets = tokens(length=31)
+    results = []
+    for chunk in (None, 20):  # 62 target tokens: four chunks, the last one padded
+        net = _Net(spec, Kernels.plain(spec), loss_chunk=chunk)
+        loss = lambda p, h: -jnp.sum(net.target_log_probs(p, h, targets))
+        results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, h))
+    (whole, whole_grads), (chunked, chunked_grads) = results
+    assert float(chunked) == pytest.approx(float(whole), rel=1e-6)
+    for a, b in zip(jax.tree.leaves(whole_grads), jax.tree.leaves(chunked_grads)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_mixed_precision_model_computes_in_bfloat16_close_to_float32(dense_model) -> None:
+    mixed = build(tiny_config(use_vq=False, use_sparse=False, temperature=0.0,
+                              mixed_precision=True, use_bfloat16=True))
+    assert (mixed.spec.param_dtype, mixed.spec.compute_dtype) == ("float32", "bfloat16")
+    assert mixed.params["embed"].dtype == jnp.float32
+    batch = tokens()
+    assert float(mixed.loss(batch).total) == pytest.approx(float(dense_model.loss(batch).total),
+                                                           rel=2e-2)
+
+
 SHARDED = textwrap.dedent("""
     import os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
@@ -241,17 +314,17 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np
     from jax.sharding import PartitionSpec as P
     from capibara.model import Kernels, Model, ModelSpec, make_mesh
-    from test_model import tiny_config, tokens
+    from test_model import SMALL_TILES, tiny_config, tokens
     assert jax.device_count() == 8
-    config = tiny_config(temperature=0.0)
+    config = tiny_config(use_vq=False, use_sparse=False, temperature=0.0)
     spec = ModelSpec.from_config(config)
-    model = Model.build(spec, Kernels.plain(spec), config, mesh=make_mesh((2, 4)))
-    model.init_codebook(tokens(batch=4, seed=9))
+    model = Model.build(spec, Kernels.from_variants(spec, SMALL_TILES), config,
+                        mesh=make_mesh((2, 4)))
     blocks = model.params["blocks"]
     specs = {{"embed": model.params["embed"].sharding.spec, "wq": blocks["wq"].sharding.spec,
-             "wo": blocks["wo"].sharding.spec, "w_in": blocks["experts"]["w_in"].sharding.spec}}
+             "wo": blocks["wo"].sharding.spec, "w_in": blocks["w_in"].sharding.spec}}
     assert specs == {{"embed": P("model", None), "wq": P(None, None, "model"),
-                     "wo": P(None, "model", None), "w_in": P(None, None, None, "model")}}, specs
+                     "wo": P(None, "model", None), "w_in": P(None, None, "model")}}, specs
     assert len(model.params["embed"].sharding.device_set) == 8
     batch = tokens(batch=4)
     logits = model.forward(batch)
@@ -263,7 +336,7 @@ SHARDED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_parameters_shard_over_a_2x4_mesh_and_compute_the_same(model, tmp_path) -> None:
+def test_parameters_shard_over_a_2x4_mesh_and_compute_the_same(dense_model, tmp_path) -> None:
     out = tmp_path / "sharded.npz"
     script = SHARDED.format(root=str(ROOT), tests=str(Path(__file__).parent), out=str(out))
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -271,6 +344,15 @@ def test_parameters_shard_over_a_2x4_mesh_and_compute_the_same(model, tmp_path) 
     assert proc.returncode == 0, proc.stderr[-3000:]
     sharded = np.load(out)
     batch = tokens(batch=4)
-    # same seed, same codebook data: the sharded program computes what one device does
-    np.testing.assert_allclose(sharded["logits"], model.forward(batch), rtol=2e-4, atol=2e-4)
-    np.testing.assert_allclose(sharded["loss"], model.loss(batch).total, rtol=1e-5)
+    # same seed: the sharded program computes what one device does
+    np.testing.assert_allclose(sharded["logits"], dense_model.forward(batch), rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(sharded["loss"], dense_model.loss(batch).total, rtol=1e-5)
+
+
+def test_rookie_experts_and_vocabulary_split_over_the_model_axis() -> None:
+    spec = ModelSpec.from_config(tiny_config())
+    specs = param_partition_specs(spec)
+    assert specs["blocks"]["experts"] == Experts(P(None, None, None, "model"),
+                                                 P(None, None, "model", None))
+    assert specs["blocks"]["router"] == P() and specs["codebook"] == P()
+    assert set(specs["blocks"]) == set(init_params(spec, jax.random.key(0))["blocks"])
