@@ -34,7 +34,7 @@ BF16 = 2.0**-8
 dims = st.integers(min_value=1, max_value=48)
 # One contract class subclassed per variant runs each @given test from several
 # classes; that is the point (same properties, different implementation).
-SETTINGS = settings(max_examples=12, deadline=None,
+SETTINGS = settings(max_examples=8, deadline=None,
                     suppress_health_check=[HealthCheck.differing_executors])
 
 

@@ -17,6 +17,10 @@ from jax import lax
 __all__ = ["Policy"]
 
 
+def _dtype_or_none(dtype: Any) -> np.dtype | None:
+    return None if dtype is None else jnp.dtype(dtype)
+
+
 @dataclass(frozen=True)
 class Policy:
     """Which dtype each stage of ``x @ w`` uses.
@@ -39,10 +43,9 @@ class Policy:
     def of(cls, *, param_dtype: Any = None, compute_dtype: Any = "float32",
            accumulate_dtype: Any = "float32", output_dtype: Any = None) -> "Policy":
         """Build a policy with every dtype normalized to a ``numpy.dtype``."""
-        norm = lambda d: None if d is None else jnp.dtype(d)  # noqa: E731
         accumulate = jnp.dtype(accumulate_dtype)
-        return cls(norm(param_dtype), jnp.dtype(compute_dtype), accumulate,
-                   norm(output_dtype) or accumulate)
+        return cls(_dtype_or_none(param_dtype), jnp.dtype(compute_dtype), accumulate,
+                   _dtype_or_none(output_dtype) or accumulate)
 
     @property
     def dot_precision(self) -> lax.Precision:
