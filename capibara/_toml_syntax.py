@@ -77,6 +77,14 @@ def explain_syntax_error(text: str, error: UnexpectedInput, open_brackets: list[
 
 
 class _Explainer:
+    """Reads the text where lark stopped, in the context lark was in.
+
+    Each method checks one construct (a statement, a key, a value, a string,
+    an escape, the space after an array element) and raises TomlProblem at
+    the first wrong character; a method that returns found nothing wrong.
+    ``opened`` are the ``[``/``{`` still open, ``last`` the last token read.
+    """
+
     def __init__(self, text: str, opened: list[int], last: Token | None) -> None:
         self.text = text
         self.opened = opened

@@ -3,6 +3,7 @@ their encodings, format_path, and the shared parser."""
 
 from __future__ import annotations
 
+import doctest
 import threading
 import tomllib
 from datetime import date, datetime, time, timedelta, timezone
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from capibara import toml
+from capibara import _toml_path, toml
 from capibara.diagnostics import ConfigError
 from capibara.testing.strategies import same_toml_value
 
@@ -138,3 +139,8 @@ def test_a_failed_parse_leaves_the_parser_ready() -> None:
     with pytest.raises(ConfigError):
         toml.loads("a = [1, {b = ")
     assert toml.loads("a = 1") == {"a": 1}
+
+
+def test_the_examples_in_the_docstrings_hold() -> None:
+    for module in (toml, _toml_path):
+        assert doctest.testmod(module).failed == 0
