@@ -8,6 +8,7 @@ message says so and names the exception, never a bare traceback).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from typing import Callable, Sequence, TextIO
 
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     from capibara.cli_plan import add_verbs
 
     add_verbs(verbs, _add_config_inputs, _add_message_format)
+
+    from capibara.cli_run import add_verb as add_run
+
+    add_run(verbs, _add_message_format)
     return parser
 
 
@@ -198,6 +203,12 @@ def _run_targets(args: argparse.Namespace, out: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
+    if out is None:
+        # File names and arguments carry the bytes they could not decode as lone surrogates;
+        # a strict UTF-8 stdout would fail on them (found by fuzzing), so show them escaped.
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+                stream.reconfigure(errors="backslashreplace")
     out = out or sys.stdout
     parser = build_parser()
     try:

@@ -57,7 +57,14 @@ Example: a file saved as Latin-1 containing `name = "Capibará"`, or
 Fix: re-save the file as UTF-8, or set the terminal's encoding to UTF-8."""),
     Code("P003", "file cannot be read",
          """The file exists but reading it failed (a directory, no permission,
-an I/O error). The message carries the operating system's reason."""),
+an I/O error). The message carries the operating system's reason. A file
+larger than 1 MiB is refused too, before it is read whole: configs are a
+few kilobytes, and a huge or endless file (`/dev/zero`) would otherwise
+tie up the machine.
+
+Example: `capibara check configs/` (a directory).
+
+Fix: pass the path of a TOML file."""),
     # ------------------------------------------------------------------ P1: TOML syntax and structure
     Code("P101", "syntax error",
          """The text is not TOML: something stands where TOML expects something
@@ -1233,6 +1240,29 @@ compiled.
 Example: changing `"batch": {"global_size": 32}` to 64 by hand.
 
 Fix: never edit a plan; change the config (or `--set`) and recompile."""),
+    # ------------------------------------------------------------------ R3: loading a plan on devices
+    Code("R301", "plan compiled for another platform",
+         """`capibara run` / `load_plan` found the plan's target platform (tpu, gpu,
+cpu) absent from this process's JAX devices. Running TPU tile sizes and
+kernels on a CPU would be wrong or fail deep inside XLA, so the plan is
+refused, unless its config allows `hardware_fallback`: then the config is
+re-lowered for the detected host and the run says so.
+
+Example: a plan compiled with `--target tpu_v4-8` and
+`hardware.hardware_fallback = false`, loaded on a laptop.
+
+Fix: `capibara compile --target auto` on the machine that runs it, or set
+`hardware.hardware_fallback = true` to re-lower on load."""),
+    Code("R302", "plan needs more devices than are present",
+         """The plan's mesh (`data` × `model`) needs more devices than this process
+sees. Sharding a mesh over missing devices cannot work, so the plan is
+refused (or re-lowered for the host with `hardware_fallback`).
+
+Example: a plan compiled for `cpux8` (8 host devices) run without
+`XLA_FLAGS=--xla_force_host_platform_device_count=8`.
+
+Fix: run it where the devices are, start the process with the devices the
+plan names, or compile for this machine."""),
 )
 
 

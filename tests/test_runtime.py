@@ -1,0 +1,146 @@
+"""Loading plans: verification, device checks, bound kernels, cache, processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from capibara.compiler import compile_sources
+from capibara.diagnostics import ConfigError
+from capibara.plan import write_plan_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = str(ROOT / "configs" / "development" / "development.toml")
+SMALL = ("model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
+         "model.max_seq_length=64", "deployment.batch_size=4")
+
+
+def compile_small(target: str = "cpu", *extra: str):
+    result = compile_sources([DEV], target=target, env=None, overrides=SMALL + extra)
+    assert result.plan is not None, [str(d) for d in result.diagnostics]
+    return result.plan
+
+
+@pytest.fixture(scope="module")
+def plan_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("plans") / "small.plan.json"
+    write_plan_file(compile_small(), path)
+    return path
+
+
+def test_kernels_follow_the_plan_and_match_their_reference(plan_file, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from capibara.kernels.attention import attention
+    from capibara.runtime import load_plan
+
+    compiled = load_plan(plan_file)
+    spec = compiled.kernels.attention.spec
+    assert compiled.kernels.attention.implementation == spec.implementation
+    q, k, v = compiled.kernels.attention.example_inputs()
+    assert q.shape == tuple(spec.shapes["q"])
+    out = np.asarray(compiled.kernels.attention(q, k, v), np.float32)
+    ref = np.asarray(attention(q, k, v, causal=True), np.float32)
+    # bf16 inputs (the plan's compute dtype on this CPU) and f32 accumulation: the
+    # two summation orders differ by a few bf16 ulps of outputs of size ~0.1.
+    np.testing.assert_allclose(out, ref, atol=2e-2, rtol=2e-2)
+    assert {b.spec.name for b in compiled.kernels} == {s.name for s in compiled.plan.kernels}
+
+
+def test_warmup_compiles_every_kernel_ahead_of_time(plan_file, tmp_path, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from capibara.runtime import load_plan
+
+    compiled = load_plan(plan_file)
+    progress = io.StringIO()
+    timings = compiled.warmup(progress=progress)
+    assert set(timings) == {s.name for s in compiled.plan.kernels}
+    assert all(k.compiled is not None for k in compiled.kernels)
+    assert progress.getvalue().count("compiling") == len(timings)
+    kernel = next(iter(compiled.kernels))
+    out = kernel.compiled(*kernel.example_inputs())
+    assert np.all(np.isfinite(np.asarray(jax_tree_leaves(out)[0], np.float32)))
+
+
+def jax_tree_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def test_an_edited_plan_object_is_refused() -> None:
+    from capibara.runtime import load_plan
+
+    plan = compile_small()
+    edited = msgspec.structs.replace(plan, batch=msgspec.structs.replace(plan.batch, global_size=999))
+    with pytest.raises(ConfigError) as refused:
+        load_plan(edited, cache=False)
+    assert refused.value.diagnostics[0].code == "R105"
+
+
+def test_a_plan_for_another_platform_is_refused_without_fallback() -> None:
+    from capibara.runtime import load_plan
+
+    plan = compile_small("tpu_v4-8", "hardware.hardware_fallback=false")
+    with pytest.raises(ConfigError) as refused:
+        load_plan(plan, cache=False)
+    diagnostic = refused.value.diagnostics[0]
+    assert diagnostic.code == "R301"
+    assert "tpu_v4-8" in diagnostic.message and "cpu" in diagnostic.message
+
+
+def test_with_fallback_the_plan_is_relowered_for_this_host() -> None:
+    from capibara.runtime import load_plan
+
+    plan = compile_small("tpu_v4-8")
+    compiled = load_plan(plan, cache=False)
+    assert compiled.plan.target.platform == "cpu"
+    assert any("re-lowered" in note for note in compiled.notes)
+    assert compiled.kernels.attention.implementation != "pallas_tpu"
+
+
+def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "capibara", "run", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_second_process_hits_the_persistent_cache(plan_file, tmp_path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    first = _run(str(plan_file), env=env)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert entries, "the first process wrote no cache entries"
+    second = _run(str(plan_file), env=env)
+    assert second.returncode == 0, second.stderr
+    # every kernel came from the cache: the second process wrote nothing new
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == entries
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_all_reduce_over_the_global_mesh(plan_file, tmp_path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "capibara", "run", str(plan_file), "--no-warmup",
+         "--coordinator", address, "--num-processes", "2", "--process-id", str(i)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-2000:]
+        assert "over 2 devices: sum 3, expected 3: ok" in out, out
