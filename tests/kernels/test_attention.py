@@ -19,6 +19,7 @@ of 4, so ``1/sqrt(head_dim)`` scales q exactly.
 """
 from __future__ import annotations
 
+import doctest
 import functools
 
 import jax
@@ -297,5 +298,5 @@ class TestContract:
         with pytest.raises(ValueError, match=message):
             attention(q, k, k, mask=mask, implementation=implementation)
 
-    def test_public_names(self):
-        assert attention_family.attention is attention
+    def test_docstring_example(self):
+        assert doctest.testmod(attention_family).failed == 0

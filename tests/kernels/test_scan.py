@@ -14,6 +14,7 @@ apart, so bf16 adds ``2u``; the saved bf16 output feeds ``da`` (another
 
 from __future__ import annotations
 
+import doctest
 import functools
 
 import jax
@@ -23,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import capibara.kernels.scan as scan_family
 from capibara.kernels.base import Unsupported
 from capibara.kernels.scan import VARIANTS, scan
 
@@ -208,3 +210,6 @@ class TestContract:
     def test_unknown_implementation(self):
         with pytest.raises(ValueError, match="unknown scan implementation 'parallel'"):
             scan(jnp.ones((1, 2, 1)), jnp.ones((1, 2, 1)), implementation="parallel")
+
+    def test_docstring_example(self):
+        assert doctest.testmod(scan_family).failed == 0

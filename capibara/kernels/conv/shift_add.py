@@ -1,0 +1,35 @@
+"""The causal conv1d as ``width`` shifted multiply-adds, unrolled into one fused loop.
+
+For the short filters of SSM blocks (width ~4) the output is
+``sum_i w[i] * (x shifted right by width - 1 - i)``: XLA fuses the pad, the
+slices and the adds into a single pass that reads x from cache ``width``
+times and writes y once, where the grouped convolution runs at 1-2 GFLOP/s.
+The taps are unrolled at trace time, so widths above :data:`MAX_WIDTH` are
+refused: long filters belong to the ``fft`` family's ``long_conv``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from capibara.kernels.base import Unsupported
+from capibara.kernels.conv.inputs import check_inputs
+
+__all__ = ["MAX_WIDTH", "causal_conv1d_shift_add"]
+
+MAX_WIDTH = 64
+
+
+def causal_conv1d_shift_add(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Depthwise causal conv1d by fused shifted multiply-adds (gradients by autodiff)."""
+    x, w = jnp.asarray(x), jnp.asarray(w)
+    check_inputs(x, w)
+    width, seq = w.shape[0], x.shape[1]
+    if width > MAX_WIDTH:
+        raise Unsupported(f"{width=} is above {MAX_WIDTH=} taps unrolled; use fft.long_conv for long filters")
+    w32 = w.astype(jnp.float32)
+    padded = jnp.pad(x.astype(jnp.float32), ((0, 0), (width - 1, 0), (0, 0)))
+    y = sum(w32[i] * lax.slice_in_dim(padded, i, i + seq, axis=1) for i in range(width))
+    return y.astype(jnp.result_type(x, w))
