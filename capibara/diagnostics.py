@@ -247,28 +247,51 @@ def _render_labels(out: list[str], labels: list[Label], primary: Span, pad: str)
         (lab for lab in labels if lab.span.source is primary.source),
         key=lambda lab: (lab.span.line, lab.span.column),
     )
-    previous_line = None
+    by_line: dict[int, list[Label]] = {}
     for lab in same_source:
-        span = lab.span
-        if previous_line is not None and span.line > previous_line + 1:
+        by_line.setdefault(lab.span.line, []).append(lab)
+    previous_line = None
+    for line, line_labels in by_line.items():
+        if previous_line is not None and line > previous_line + 1:
             out.append(f"{pad}...")
-        text = span.source.line_text(span.line)
-        shown = _expand_tabs(text)
-        out.append(f"{str(span.line).rjust(len(pad))} | {shown}".rstrip())
-        start_col = len(_expand_tabs(text[: span.column - 1]))
-        if span.end_line == span.line:
-            end_col = len(_expand_tabs(text[: max(span.end_column - 1, span.column)]))
-        else:
-            end_col = len(shown)
-        width = max(end_col - start_col, 1)
-        mark = "^" if span == primary else "-"
-        caret = " " * start_col + mark * width
-        out.append(f"{pad} | {caret}" + (f" {lab.message}" if lab.message else ""))
-        previous_line = span.line
+        text = primary.source.line_text(line)
+        shown = _visible(text)
+        out.append(f"{str(line).rjust(len(pad))} | {shown}".rstrip())
+        # Several labels on one line share it: carets on one row, the messages of
+        # all but the last on rows of their own below (rustc does the same).
+        marks = [" "] * len(shown)
+        for lab in line_labels:
+            start, end = _columns(text, lab.span)
+            marks.extend(" " * max(0, end - len(marks)))
+            for i in range(start, end):
+                marks[i] = "^" if lab.span == primary else "-"
+        caret = "".join(marks).rstrip()
+        last = line_labels[-1]
+        out.append(f"{pad} | {caret}" + (f" {last.message}" if last.message else ""))
+        for lab in reversed(line_labels[:-1]):
+            if lab.message:
+                start, _ = _columns(text, lab.span)
+                out.append(f"{pad} | {' ' * start}{lab.message}")
+        previous_line = line
 
 
-def _expand_tabs(text: str) -> str:
-    return text.replace("\t", "    ")
+def _columns(text: str, span: Span) -> tuple[int, int]:
+    """Display columns [start, end) of ``span`` on its first line (at least one wide)."""
+    start = len(_visible(text[: span.column - 1]))
+    if span.end_line == span.line:
+        end = len(_visible(text[: max(span.end_column - 1, span.column)]))
+    else:
+        end = len(_visible(text))
+    return start, max(end, start + 1)
+
+
+def _visible(text: str) -> str:
+    """The line as shown: tabs as four spaces, control characters as their
+    Unicode control pictures (U+2400 + code) so an invisible BEL can be seen."""
+    return text.replace("\t", "    ").translate(_CONTROL_PICTURES)
+
+
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c != 0x09} | {0x7F: 0x2421}
 
 
 def render_all(diagnostics: Iterable[Diagnostic]) -> str:

@@ -60,3 +60,16 @@ def test_json_format_and_config_error() -> None:
     assert [x.code for x in err.errors] == ["E1"]
     assert str(err).startswith("warning[W1]: hm\n --> f.toml:1:5")
     assert str(Diagnostic.error("E1", "bad", src.span(0, 1))) == "f.toml:1:1: error[E1]: bad"
+
+
+def test_labels_on_one_line_share_it_and_control_characters_show() -> None:
+    src = Source("t.toml", "a = {x = 1, x = 2}\nb = \"\x07\"\n")
+    first, second = src.text.index("x"), src.text.rindex("x = 2")
+    d = Diagnostic.error("P108", "twice", src.span(second, second + 1), label="again",
+                         labels=[Label(src.span(first, first + 1), "first")])
+    assert render(d).splitlines()[3:6] == [
+        "1 | a = {x = 1, x = 2}",
+        "  |      -      ^ again",
+        "  |      first"]
+    bell = src.text.index("\x07")
+    assert '2 | b = "␇"' in render(Diagnostic.error("P104", "bell", src.span(bell, bell + 1)))
