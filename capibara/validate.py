@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from itertools import product
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Severity, Span
@@ -115,13 +114,18 @@ class RuleContext:
     device: str | None = None
     target: Any = None
     mode: str | None = None
+    #: ``config.explicit_fields``, computed once for all the rules
+    explicit_fields: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "explicit_fields", self.config.explicit_fields)
 
     def __getattr__(self, name: str) -> Any:
         # ctx.hidden_size reads the config: the rules below stay close to §b's wording.
         return getattr(self.config, name)
 
     def explicit(self, name: str) -> bool:
-        return name in self.config.explicit_fields
+        return name in self.explicit_fields
 
 
 Check = Callable[[RuleContext], Iterable[Finding]]
@@ -221,8 +225,13 @@ def head_dim_is_integer(ctx: RuleContext) -> Iterator[Finding]:
              + (", or remove it to derive `hidden_size // 64`" if hidden % 64 == 0 else ""))
 
 
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
 def _nearest_divisor(n: int, near: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - near), d))
+    return min(_divisors(n), key=lambda d: (abs(d - near), d))
 
 
 @rule(2, "V002", WARNING, ("num_heads", "hidden_size"))
@@ -460,18 +469,34 @@ def _mesh(ctx: RuleContext) -> list[int] | None:
     return list(mesh) if isinstance(mesh, list) else None
 
 
+#: Meshes larger than any machine (the biggest TPU pods have a few thousand chips) get no
+#: suggestion: enumerating their factorizations would take longer than it helps.
+_MAX_SUGGESTED_DEVICES = 1 << 16
+
+
+def _factorizations(n: int, rank: int) -> Iterator[tuple[int, ...]]:
+    """Every ordered ``rank``-tuple of positive integers whose product is ``n``."""
+    if rank == 1:
+        yield (n,)
+        return
+    for first in _divisors(n):
+        for rest in _factorizations(n // first, rank - 1):
+            yield (first, *rest)
+
+
 def suggest_mesh(devices: int, like: Sequence[int], *, heads: int | None = None,
                  hidden: int | None = None) -> list[int]:
-    """A mesh of ``len(like)`` axes whose product is ``devices``, closest to ``like``.
+    """A mesh of ``len(like)`` axes (at most two) whose product is ``devices``, closest to ``like``.
 
     The last axis is the model axis (T2's ``[data, model]``); shapes whose
     model axis divides ``heads`` and ``hidden`` are preferred (C20), then the
     one nearest to ``like`` in log scale.  For 16 devices like ``[4, 8]`` with
     12 heads this is ``[4, 4]``: ``[2, 8]`` is as near but 8 does not divide 12.
     """
+    if len(like) > 2:  # capibara meshes are [data] or [data, model]: fold the extra axes
+        like = [math.prod(like[:-1]), like[-1]]
     rank = max(len(like), 1)
-    divisors = [d for d in range(1, devices + 1) if devices % d == 0]
-    shapes = [list(s) for s in product(divisors, repeat=rank) if math.prod(s) == devices]
+    shapes = [list(s) for s in _factorizations(devices, rank)]
 
     def fits(shape: list[int]) -> bool:
         model = shape[-1] if rank > 1 else 1
@@ -547,15 +572,18 @@ def model_axis_divides_model(ctx: RuleContext) -> Iterator[Finding]:
     bad = [n for n in ("num_heads", "hidden_size")
            if getattr(ctx.config, n) is not None and getattr(ctx.config, n) % axis]
     if bad:
-        better = suggest_mesh(math.prod(mesh), mesh, heads=ctx.num_heads, hidden=ctx.hidden_size)
+        devices = math.prod(mesh)
+        better = suggest_mesh(devices, mesh, heads=ctx.num_heads, hidden=ctx.hidden_size) \
+            if devices <= _MAX_SUGGESTED_DEVICES else None
         yield Finding(
             f"the model axis of `tpu_mesh_shape` {format_value(mesh)} ({axis}) does not divide "
             + " and ".join(f"`{n}` {getattr(ctx.config, n)}" for n in bad),
             ("tpu_mesh_shape", *bad, "model_parallel"),
             {"tpu_mesh_shape": f"model axis {axis}",
              **{n: f"not divisible by {axis}" for n in bad}},
-            help=f"set {_set('tpu_mesh_shape', better)} (same device count), or turn "
-                 "`model_parallel` off",
+            help=(f"set {_set('tpu_mesh_shape', better)} (same device count), or turn "
+                  "`model_parallel` off" if better else
+                  f"use a model axis that divides {_names(bad)}, or turn `model_parallel` off"),
             notes=("tensor parallelism splits attention heads and hidden features across the "
                    "model axis, so each device needs a whole share",))
     elif ctx.vocab_size % axis:
@@ -1260,8 +1288,6 @@ def _origin_note(config: Any, name: str) -> str | None:
         return f"`{name}` is {value} by default"
     if kind == "derived":
         return f"`{name}` = {value} is derived" + (f" ({detail})" if detail else "")
-    if kind == "legacy":
-        return f"`{name}` = {value} comes from the legacy " + (detail or "configuration")
     if kind == "keyword":
         return None  # the caller wrote it in Python: nothing to point at, nothing to add
     return f"`{name}` = {value} comes from {detail or kind}"

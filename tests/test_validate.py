@@ -207,6 +207,7 @@ def test_suggest_mesh_prefers_a_model_axis_that_divides_the_heads() -> None:
     assert suggest_mesh(16, [4, 8]) == [2, 8]
     assert suggest_mesh(8, [4]) == [8]
     assert suggest_mesh(32, [4, 8], heads=12, hidden=768) == [8, 4]
+    assert suggest_mesh(16, [2, 2, 8], heads=12, hidden=768) == [4, 4]  # folded to [data, model]
 
 
 def test_device_resolution_follows_the_fallback_chain() -> None:
