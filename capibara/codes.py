@@ -597,7 +597,7 @@ Example:
     fallback_strategy = "gpu"
 
 Fix: remove them, or `enterprise_mode = true`."""),
-    Code("V014", "VQ settings while VQ is off",
+    Code("V014", "vector-quantization settings while VQ is off",
          """Vector-quantization settings are set explicitly while `use_vq` is false;
 they are ignored (C14). A warning.
 
