@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -322,3 +323,41 @@ def test_runtime_update_is_revalidated_in_full() -> None:
     with pytest.raises(ConfigError, match="V041"):
         config.update_runtime_settings({"batch_size": 64})
     assert config.batch_size == "auto"
+
+
+# --------------------------------------------------------------------------- the bundled files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _file_config(relative: str) -> ModularModelConfig:
+    from capibara.sources import resolve_config
+
+    return resolve_config([ROOT / "configs" / relative], env=None).config
+
+
+@pytest.mark.parametrize("relative, warnings", [
+    ("production/tpu_v4.toml", []),
+    ("development/development.toml", ["V055"]),  # §d.2: mock_expensive_ops (C55)
+    ("specialized/arm_axion_inference.toml", []),
+    ("specialized/tpu_v6_vq_v33.toml", []),
+    ("examples/research.toml", []),
+    ("examples/production_cost_effective.toml", ["V042"]),
+    ("examples/enterprise_premium.toml", []),
+])
+def test_bundled_configs_validate_as_the_seed_says(relative: str, warnings: list[str]) -> None:
+    result = ConfigValidator().validate_full_config(_file_config(relative))
+    assert result.is_valid, [str(e) for e in result.errors]
+    assert [w.code for w in result.warnings] == warnings
+
+
+def test_seed_production_file_on_a_v4_32_slice() -> None:
+    """A18: the seed's `mesh_shape = [4, 8]` needs 32 devices; a v4-32 slice has 16."""
+    check = ConfigValidator().check_hardware_compatibility(
+        _file_config("production/tpu_v4.toml"), "tpu_v4-32")
+    assert not check.compatible and check.detected_device == "tpu_v4"
+    [error] = check.errors
+    assert error.code == "H017" and error.span.text == "[4, 8]"
+    assert error.help == 'set `tpu_v4_optimizations.mesh_shape = [4, 4]`, or "auto" to derive it'
+    assert check.recommendations == [
+        'set `tpu_mesh_shape = [4, 4]`, or "auto" to derive it: 16 devices detected on `tpu_v4-32`']
