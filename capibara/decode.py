@@ -16,17 +16,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from capibara.diagnostics import Diagnostic, Label, Span
+from capibara.diagnostics import Diagnostic, Label, Source, Span
 from capibara.fieldtypes import closest, describe_kind, format_value
 from capibara.model_config import Assignment, Provenance, check_value
 from capibara.schema import (ALIAS_SECTIONS, FIELD_BY_NAME, SECTIONS, Field, field_at, keys_of)
 
-__all__ = ["DecodedSource", "decode_document", "locate", "suggest_key", "suggest_section"]
+__all__ = ["DecodedSource", "decode_document", "locate", "not_utf8", "suggest_key",
+           "suggest_section"]
 
 UNKNOWN_SECTION = "S101"
 UNKNOWN_KEY = "S102"
 OUTSIDE_SECTION = "S105"
 ALIAS_CONFLICT = "S301"
+NOT_UTF8 = "P002"
+
+#: Unknown keys and sections listed one by one per file; past this many the file is
+#: probably not a capibara config, and a "did you mean" for each of 100,000 keys took
+#: 51 s (fuzz/hostile.py), so the rest are counted in one diagnostic.
+MAX_UNKNOWN_NAMES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,32 @@ class DecodedSource:
 
     assignments: dict[str, Assignment]
     diagnostics: tuple[Diagnostic, ...]
+
+
+def _shown(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD: printable, same offsets."""
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def not_utf8(name: str, text: str, what: str) -> Diagnostic | None:
+    """The P002 error for a ``--set`` argument or environment entry holding
+    bytes that are not UTF-8, or ``None`` when ``text`` is valid.
+
+    Python hands such bytes of ``sys.argv`` and ``os.environ`` over as lone
+    surrogates (``surrogateescape``); let through, they would reach the
+    config, and writing it as TOML or as a plan would fail (found by fuzzing).
+    """
+    bad = next((i for i, c in enumerate(text) if "\ud800" <= c <= "\udfff"), None)
+    if bad is None:
+        return None
+    char = ord(text[bad])
+    found = f"byte {char - 0xDC00:#04x}" if 0xDC80 <= char <= 0xDCFF else \
+        f"a lone surrogate U+{char:04X}"
+    source = Source(_shown(name), _shown(text))
+    return Diagnostic.error(NOT_UTF8, f"{_shown(what)} is not valid UTF-8: {found}",
+                            source.span(bad, bad + 1), label="not UTF-8",
+                            help="write the value in UTF-8 (check the terminal's or the "
+                                 "script's encoding)")
 
 
 def locate(doc: Any, origin: Mapping[tuple, tuple], path: tuple,
@@ -95,10 +128,21 @@ def decode_document(doc: Any, rewritten: Mapping[str, Any],
     diagnostics: list[Diagnostic] = []
     # field name -> [(assignment, key span, spelling)], in document order
     seen: dict[str, list[tuple[Assignment, Span | None, str]]] = {}
+    listed = 0  # unknown keys and sections reported one by one
+    unlisted: list[tuple] = []  # the paths of those past MAX_UNKNOWN_NAMES
+
+    def too_many(path: tuple) -> bool:
+        nonlocal listed
+        if listed < MAX_UNKNOWN_NAMES:
+            listed += 1
+            return False
+        unlisted.append(path)
+        return True
 
     for section, table in rewritten.items():
         if section not in SECTIONS and section not in ALIAS_SECTIONS:
-            diagnostics.append(_top_level_problem(doc, origin, section, table))
+            if not too_many((section,)):
+                diagnostics.append(_top_level_problem(doc, origin, section, table))
             continue
         if not isinstance(table, dict):
             # a plain value has a value span; `[[section]]` (an array of tables) only a key span
@@ -113,6 +157,8 @@ def decode_document(doc: Any, rewritten: Mapping[str, Any],
             path = (section, key)
             field = field_at(section, key)
             if field is None:
+                if too_many(path):
+                    continue
                 span, _ = locate(doc, origin, path, "key")
                 diagnostics.append(Diagnostic.error(
                     UNKNOWN_KEY, f"unknown key `{key}` in `[{section}]`", span,
@@ -131,6 +177,13 @@ def decode_document(doc: Any, rewritten: Mapping[str, Any],
                 diagnostics.append(result)
                 continue
             seen.setdefault(field.name, []).append((result, key_span, _spelled(section, key)))
+
+    if unlisted:
+        diagnostics.append(Diagnostic.error(
+            UNKNOWN_KEY, f"`{unlisted[0][-1]}` and {len(unlisted) - 1} more unknown keys or "
+                         "sections are not listed",
+            locate(doc, origin, unlisted[0], "key")[0], label="the first of them",
+            help=f"fix the {MAX_UNKNOWN_NAMES} above first; is this file a capibara config?"))
 
     assignments: dict[str, Assignment] = {}
     for name, spellings in seen.items():

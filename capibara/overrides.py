@@ -25,7 +25,7 @@ from lark.exceptions import UnexpectedInput
 
 from capibara._toml_builder import DocumentBuilder
 from capibara._toml_scalars import CONVERTERS, TomlProblem
-from capibara.decode import DecodedSource, suggest_key, suggest_section
+from capibara.decode import DecodedSource, not_utf8, suggest_key, suggest_section
 from capibara.diagnostics import Diagnostic, Label, Source, Span
 from capibara.fieldtypes import closest
 from capibara.model_config import Assignment, Provenance, check_value, unknown_field
@@ -56,12 +56,13 @@ class _OverrideBuilder(DocumentBuilder):
     def start(self, children: list) -> tuple:  # type: ignore[override]
         path, value = children
         if type(value) is Token:
-            converted = str(value) if value.type == "BARE_WORD" else CONVERTERS[value.type](value)
+            converted = str(value) if value.type == "BARE_WORD" else \
+                CONVERTERS[value.type](value, value.start_pos)
             return path, converted, value.start_pos, value.end_pos, ()
-        result, start, end, items = value
+        # an array or inline table: (value, (start, end, child records)), as the builder records it
+        result, (start, end, records) = value
         # element offsets of an array, so a bad element gets its own span
-        offsets = tuple((i.start_pos, i.end_pos) if type(i) is Token else (i[1], i[2])
-                        for i in items) if type(result) is list else ()
+        offsets = tuple((r[0], r[1]) for r in records) if type(result) is list else ()
         return path, result, start, end, offsets
 
 
@@ -75,6 +76,7 @@ def _get_parser() -> tuple[Lark, _OverrideBuilder]:
         builder = _OverrideBuilder()
         lark = Lark.open(str(grammar_path("override.lark")), parser="lalr", lexer="contextual",
                          transformer=builder)
+        builder.read_terminals(lark.terminals)
         _parser = lark, builder
     return _parser
 
@@ -84,7 +86,7 @@ def parse_override(argument: str) -> Override | Diagnostic:
     source = Source(f"--set {argument}", argument)
     with _lock:
         lark, builder = _get_parser()
-        builder.begin(argument)
+        builder.begin()
         try:
             path, value, start, end, items = lark.parse(argument)
         except UnexpectedInput as error:
@@ -95,7 +97,7 @@ def parse_override(argument: str) -> Override | Diagnostic:
                 label=problem.label, notes=problem.notes, help=problem.help,
                 labels=[Label(source.span(s, e), m) for s, e, m in problem.labels])
         finally:
-            builder.begin("")
+            builder.begin()
     return Override("".join(str(path).split()), source.span(path.start_pos, path.end_pos), value,
                     source.span(start, end), tuple(source.span(s, e) for s, e in items))
 
@@ -170,6 +172,10 @@ def read_overrides(arguments: Sequence[str]) -> DecodedSource:
     assignments: dict[str, Assignment] = {}
     diagnostics: list[Diagnostic] = []
     for argument in arguments:
+        undecodable = not_utf8(f"--set {argument}", argument, "`--set` argument")
+        if undecodable is not None:
+            diagnostics.append(undecodable)
+            continue
         override = parse_override(argument)
         if isinstance(override, Diagnostic):
             diagnostics.append(override)

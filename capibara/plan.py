@@ -450,10 +450,19 @@ def decode_plan(data: bytes, name: str = "<plan>", fmt: str | None = None) -> Pl
                       help=f"never edit a plan; change the config and {recompile}")
     raw["digest"] = claimed
     try:
-        return msgspec.convert(raw, Plan)
+        plan = msgspec.convert(raw, Plan)
     except msgspec.ValidationError as error:
         raise _refuse("R103", f"`{name}` does not match the `{FORMAT}` layout",
                       notes=[str(error)], help=written_by) from None
+    # A loaded plan must be writable again in either container; a free-form value may
+    # hold what one cannot (an integer beyond 64 bits, a msgpack NaN). Found by fuzzing.
+    try:
+        _MSGPACK.encode(plan)
+        canonical_bytes(plan)
+    except (OverflowError, ValueError) as error:
+        raise _refuse("R103", f"`{name}` holds a value no plan can hold",
+                      notes=[str(error)], help=written_by) from None
+    return plan
 
 
 def load_plan_file(path: str | os.PathLike[str], fmt: str | None = None) -> Plan:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from capibara.decode import ALIAS_CONFLICT, DecodedSource, decode_document
+from capibara.decode import ALIAS_CONFLICT, DecodedSource, decode_document, not_utf8
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Source
 from capibara.fieldtypes import ValueProblem, closest, format_value
 from capibara.model_config import (Assignment, ModularModelConfig, Provenance, build_config,
@@ -139,6 +139,10 @@ def read_env(env: Mapping[str, str]) -> DecodedSource:
         if not name.startswith("CAPIBARA_") or name in TOOL_ENV:
             continue
         text = env[name]
+        undecodable = not_utf8(f"${name}", f"{name}={text}", f"environment variable `{name}`")
+        if undecodable is not None:
+            diagnostics.append(undecodable)
+            continue
         source = _env_source(name, text)
         field = ENV_VARS.get(name)
         if field is None:

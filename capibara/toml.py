@@ -188,9 +188,16 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     return parse_file(path).value
 
 
+#: The largest config file read, in bytes. The bundled configs are ~4 KB; parsing a
+#: mebibyte takes about a second here, so a larger file (or an endless one such as
+#: `/dev/zero`) is refused before it is read whole rather than tying up the machine.
+MAX_FILE_BYTES = 1 << 20
+
+
 def _read(name: str) -> str:
     try:
-        data = Path(name).read_bytes()
+        with open(name, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([Diagnostic.error(
             "P001", f"file `{name}` not found",
@@ -199,6 +206,10 @@ def _read(name: str) -> str:
         reason = error.strerror or str(error)
         raise ConfigError([Diagnostic.error(
             "P003", f"cannot read `{name}`: {reason[:1].lower()}{reason[1:]}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([Diagnostic.error(
+            "P003", f"cannot read `{name}`: it is larger than {MAX_FILE_BYTES >> 20} MiB",
+            help="a config is a few kilobytes; check that this is the file you meant")]) from None
     return _decode(data, name)
 
 

@@ -16,15 +16,16 @@ validation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field as dataclass_field
 from typing import Any
 
 from hypothesis import strategies as st
 
 from capibara.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
                                  Optional, Subset, Text)
-from capibara.schema import FIELD_BY_NAME, FIELDS, Field
+from capibara.schema import FIELD_BY_NAME, FIELDS, SECTIONS, Field
 
-__all__ = ["configs", "field_values", "values_of"]
+__all__ = ["ConfigSources", "config_files", "configs", "env_text", "field_values", "values_of"]
 
 # Unbounded ranges are capped so values stay readable; the bounds themselves are drawn.
 _INT_CAP = 10**6
@@ -91,3 +92,118 @@ def configs(draw: st.DrawFn, fields: tuple[Field, ...] = FIELDS) -> dict[str, An
     if kwargs.get("hidden_size", 768) % 64 and kwargs.get("num_heads") is None:
         kwargs["num_heads"] = draw(values_of(FIELD_BY_NAME["num_heads"].type.inner))
     return kwargs
+
+
+# --------------------------------------------------------------------------- layered sources
+
+
+def env_text(field: Field, value: Any) -> str | None:
+    """How ``CAPIBARA_*`` spells a checked ``value`` of ``field``; ``None`` where it cannot.
+
+    An environment value is stripped and an empty one means unset (PARAMS.md
+    §1.12), so text that is blank or has outer white space has no spelling;
+    nor does a NUL, which no real environment can hold.
+    """
+    written = field.type.to_toml(value)
+    if written is None:
+        return None
+    if isinstance(written, bool):
+        return "true" if written else "false"
+    if isinstance(written, list):
+        return ",".join(str(v) for v in written)
+    if isinstance(written, float):
+        return repr(written)
+    text = str(written)
+    if not text.strip() or text != text.strip() or "\0" in text:
+        return None
+    return text
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """One configuration spread over layered sources, and what it must resolve to.
+
+    ``files`` are TOML texts in layer order, ``env`` the ``CAPIBARA_*``
+    variables, ``overrides`` the ``--set`` arguments; ``expected`` the keyword
+    arguments of ``ModularModelConfig`` the layering must give. A field may
+    also appear in layers below the one that sets it, with another valid
+    value that precedence must hide.
+    """
+
+    files: tuple[str, ...]
+    env: dict[str, str] = dataclass_field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+    expected: dict[str, Any] = dataclass_field(default_factory=dict)
+
+
+def _file_text(values: dict[str, Any]) -> str:
+    from capibara.tomlwriter import toml_value
+
+    blocks = []
+    for section in SECTIONS:
+        lines = [f"{f.key} = {toml_value(f.type.to_toml(values[f.name]))}"
+                 for f in FIELDS if f.section == section and f.name in values]
+        if lines:
+            blocks.append(f"[{section}]\n" + "\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+@st.composite
+def config_files(draw: st.DrawFn, max_files: int = 3,
+                 fields: tuple[Field, ...] = FIELDS) -> ConfigSources:
+    """A :func:`configs` config split over 1..``max_files`` files, env vars and ``--set``.
+
+    Precedence, lowest first: the files in order, the environment, ``--set``
+    (PARAMS.md §0.3.1). Each field of the config gets one layer that sets its
+    value; any lower layer may set it to another value, which must lose.
+
+        @given(config_files())
+        def test_layering(sources): ...  # write sources.files, resolve, compare
+    """
+    from capibara.tomlwriter import toml_value
+
+    kwargs = draw(configs(fields))
+    count = draw(st.integers(1, max_files))
+    files: list[dict[str, Any]] = [{} for _ in range(count)]
+    env: dict[str, str] = {}
+    sets: list[str] = []
+    set_shadows: list[str] = []
+    for name in sorted(kwargs):
+        field = FIELD_BY_NAME[name]
+        value = field.type.check(kwargs[name], name)
+        if field.type.to_toml(value) is None:
+            continue  # `num_heads = None`: derive it, which is what leaving it out says
+        # layers 0..count-1 are files, count is the environment, count+1 is --set
+        homes = list(range(count))
+        if field.env and env_text(field, value) is not None:
+            homes.append(count)
+        homes.append(count + 1)
+        home = draw(st.sampled_from(homes))
+        # one spelling per field: two spellings with different values are an error (S301)
+        variable = draw(st.sampled_from(field.env)) if field.env else ""
+        for below in range(home):
+            if draw(st.integers(0, 3)):
+                continue
+            shadow = field.type.check(draw(field_values(field)), name)
+            if field.type.to_toml(shadow) is None:
+                continue
+            if below < count:
+                files[below][name] = shadow
+            elif below == count and variable and env_text(field, shadow) is not None:
+                env[variable] = env_text(field, shadow)  # type: ignore[assignment]
+        if home < count:
+            files[home][name] = value
+        elif home == count:
+            env[variable] = env_text(field, value)  # type: ignore[assignment]
+        else:
+            argument = f"{draw(st.sampled_from([field.path, field.name]))}=" \
+                       f"{toml_value(field.type.to_toml(value))}"
+            if draw(st.integers(0, 3)) == 0:  # an earlier --set of the same field loses
+                shadow = field.type.check(draw(field_values(field)), name)
+                if field.type.to_toml(shadow) is not None:
+                    set_shadows.append(
+                        f"{field.path}={toml_value(field.type.to_toml(shadow))}")
+            sets.append(argument)
+    # every shadowing --set comes before all the winning ones: later arguments win
+    return ConfigSources(tuple(_file_text(f) for f in files), env, tuple(set_shadows + sets),
+                         kwargs)

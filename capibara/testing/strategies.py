@@ -27,7 +27,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-__all__ = ["same_toml_value", "toml_documents", "toml_mutations"]
+__all__ = ["mutations_of", "same_toml_value", "toml_documents", "toml_mutations"]
 
 # ---------------------------------------------------------------- keys
 
@@ -342,12 +342,11 @@ _MUTATION_CHARS = st.sampled_from(list(
 
 
 @st.composite
-def toml_mutations(draw: st.DrawFn) -> str:
-    """A :func:`toml_documents` document after one to three small edits:
-    deleting, inserting or replacing characters (TOML's punctuation, digits,
-    letters of keywords, control characters, non-ASCII) or duplicating a line.
-    Most results are invalid, many only just."""
-    text = draw(toml_documents())
+def mutations_of(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> str:
+    """A text drawn from ``texts`` after one to three small edits: deleting,
+    inserting or replacing characters (TOML's punctuation, digits, letters of
+    keywords, control characters, non-ASCII) or duplicating a line."""
+    text = draw(texts)
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["delete", "insert", "replace", "duplicate"]))
         at = draw(st.integers(0, len(text)))
@@ -364,6 +363,12 @@ def toml_mutations(draw: st.DrawFn) -> str:
             lines.insert(index, lines[index])
             text = "\n".join(lines)
     return text
+
+
+def toml_mutations() -> st.SearchStrategy[str]:
+    """A :func:`toml_documents` document after :func:`mutations_of`'s small
+    edits. Most results are invalid, many only just."""
+    return mutations_of(toml_documents())
 
 
 # ---------------------------------------------------------------- comparing
