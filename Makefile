@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,19 @@ test: $(STAMP)
 # Benchmarks print medians and ratios against named anchors; run on a quiet machine.
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Each atheris harness for FUZZ_SECONDS (fuzz/README.md); a crash stops the run and its
+# input lands in fuzz/crashes/<target>/, to become a test in fuzz/regressions/ once fixed.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := toml override compile plan
+
+fuzz: $(STAMP)
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python fuzz/corpus.py
+	@for t in $(FUZZ_TARGETS); do echo "== fuzz/fuzz_$$t.py"; mkdir -p fuzz/crashes/$$t; \
+	  $(BIN)/python fuzz/fuzz_$$t.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -max_len=32768 -print_final_stats=1 \
+	    -artifact_prefix=fuzz/crashes/$$t/ fuzz/corpus-work/$$t || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
