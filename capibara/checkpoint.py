@@ -15,6 +15,11 @@ half-written step visible::
 Restoring needs a template tree (the live model's state): the checkpoint must
 have exactly its leaves, shapes and dtypes, otherwise a :class:`ConfigError`
 lists every difference. Arrays come back with the template's shardings.
+
+:func:`check_checkpoint` verifies a checkpoint without loading it (and
+without JAX or NumPy, so ``capibara check CONFIG CHECKPOINT`` stays on the
+light compile path): its manifest, its digest, and its parameter shapes
+against the ones a config implies.
 """
 
 from __future__ import annotations
@@ -29,12 +34,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from typing import Mapping
+
 import msgspec
-import numpy as np
 
 from capibara.diagnostics import ConfigError, Diagnostic
 
-__all__ = ["CheckpointManager", "Manifest", "ArrayEntry", "save_tree", "load_tree"]
+__all__ = ["CheckpointManager", "Manifest", "ArrayEntry", "save_tree", "load_tree",
+           "read_manifest", "resolve_checkpoint", "check_checkpoint", "is_checkpoint_dir"]
+
+MISMATCH = "R201"
+DAMAGED = "R202"
+NOT_FOUND = "R203"
 
 FORMAT = "capibara.checkpoint/1"
 ARRAYS = "arrays.npz"
@@ -67,7 +78,9 @@ def _flatten(tree: Any) -> tuple[list[tuple[str, Any]], Any]:
     return [(jax.tree_util.keystr(path), leaf) for path, leaf in leaves], treedef
 
 
-def _storable(array: np.ndarray) -> np.ndarray:
+def _storable(array):
+    import numpy as np
+
     # The .npy format has no bfloat16/float8: store their bits as unsigned
     # integers of the same width; the manifest keeps the real dtype name.
     if array.dtype.kind in "biufc":
@@ -98,6 +111,7 @@ def save_tree(directory: str | os.PathLike, step: int, tree: Any, *, compress: b
     same step is replaced only after the new one is complete.
     """
     import jax
+    import numpy as np
 
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -140,7 +154,7 @@ def save_tree(directory: str | os.PathLike, step: int, tree: Any, *, compress: b
 
 def _damaged(path: Path, reason: str) -> ConfigError:
     return ConfigError([Diagnostic.error(
-        "R202", f"checkpoint `{path}` cannot be read: {reason}",
+        DAMAGED, f"checkpoint `{path}` cannot be read: {reason}",
         help="restore an earlier step, or delete this directory and save again")])
 
 
@@ -156,6 +170,99 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     return manifest
 
 
+def _verify_digest(path: Path, manifest: Manifest) -> None:
+    try:
+        digest = _sha256(path / ARRAYS)
+    except OSError as error:
+        raise _damaged(path, f"`{ARRAYS}` is unreadable ({error.strerror or error})") from None
+    if digest != manifest.arrays_sha256:
+        raise _damaged(path, f"`{ARRAYS}` does not match the digest in its manifest")
+
+
+def _mismatch(path: Path, problems: list[str]) -> ConfigError:
+    return ConfigError([Diagnostic.error(
+        MISMATCH, f"checkpoint `{path}` does not match the model",
+        notes=problems,
+        help="restore into a model built from the same configuration, "
+             "or train from scratch in a new checkpoint directory")])
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` if it is a checkpoint, else the newest checkpoint in it (``R203`` if none)."""
+    path = Path(path)
+    if (path / MANIFEST).exists():
+        return path
+    steps = sorted(int(m.group(1)) for m in (_STEP_DIR.match(p.name) for p in _entries(path)) if m)
+    if not steps:
+        raise ConfigError([Diagnostic.error(
+            NOT_FOUND, f"no checkpoint in `{path}`",
+            notes=(f"a checkpoint is a `step_<N>` directory holding `{MANIFEST}` and `{ARRAYS}`",),
+            help="check the directory, or start training to create one")])
+    return path / f"step_{steps[-1]:08d}"
+
+
+def is_checkpoint_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint or a directory of them (complete or left
+    half-written by an interrupted save)."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return True
+    return any(_STEP_DIR.match(p.name) or p.name.startswith(_TEMP_PREFIX + "step_")
+               for p in _entries(path) if p.is_dir())
+
+
+def _entries(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
+
+
+def check_checkpoint(path: str | os.PathLike,
+                     parameter_shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[Diagnostic]:
+    """Every problem with the checkpoint at ``path`` (a step, or a directory of steps).
+
+    Reads the manifest and hashes the arrays, never loads them. With
+    ``parameter_shapes`` (:meth:`capibara.model_spec.ModelSpec.parameter_shapes`),
+    the checkpoint's parameters must have exactly those paths and shapes.
+    """
+    try:
+        step = resolve_checkpoint(path)
+        manifest = read_manifest(step)
+    except ConfigError as error:
+        return list(error.diagnostics)
+    found: list[Diagnostic] = []
+    if parameter_shapes is not None:
+        stored = {entry.path[len(_PARAMS):]: entry.shape for entry in manifest.arrays
+                  if entry.path.startswith(_PARAMS)}
+        problems = _shape_problems(stored, parameter_shapes, prefix=_PARAMS)
+        if problems:
+            found += _mismatch(step, problems).diagnostics
+    try:
+        _verify_digest(step, manifest)
+    except ConfigError as error:
+        found += error.diagnostics
+    return found
+
+
+#: Where a model's checkpoints keep its parameters (``Model`` saves
+#: ``{"params": ..., "opt_state": ..., "step": ...}``).
+_PARAMS = "['params']"
+
+
+def _shape_problems(stored: Mapping[str, tuple[int, ...]], wanted: Mapping[str, tuple[int, ...]],
+                    *, prefix: str = "") -> list[str]:
+    problems = [f"`{prefix}{path}` is in the checkpoint but not in the model"
+                for path in stored if path not in wanted]
+    for path, shape in wanted.items():
+        if path not in stored:
+            problems.append(f"`{prefix}{path}` is in the model but not in the checkpoint")
+        elif tuple(stored[path]) != tuple(shape):
+            problems.append(f"`{prefix}{path}` has shape {tuple(stored[path])} in the checkpoint, "
+                            f"the model expects {tuple(shape)}")
+    return problems
+
+
 def load_tree(path: str | os.PathLike, like: Any) -> Any:
     """Read the checkpoint directory ``path`` into the structure of ``like``.
 
@@ -163,21 +270,17 @@ def load_tree(path: str | os.PathLike, like: Any) -> Any:
     with the shardings of ``like``'s leaves when those are JAX arrays.
     """
     import jax
+    import numpy as np
 
     path = Path(path)
     manifest = read_manifest(path)
     expected, treedef = _flatten(like)
     problems = _mismatches(manifest, expected)
     if problems:
-        raise ConfigError([Diagnostic.error(
-            "R201", f"checkpoint `{path}` does not match the model",
-            notes=problems,
-            help="restore into a model built from the same configuration, "
-                 "or train from scratch in a new checkpoint directory")])
+        raise _mismatch(path, problems)
+    _verify_digest(path, manifest)
     arrays_file = path / ARRAYS
     try:
-        if _sha256(arrays_file) != manifest.arrays_sha256:
-            raise _damaged(path, f"`{ARRAYS}` does not match the digest in its manifest")
         with np.load(arrays_file, allow_pickle=False) as stored:
             host = [stored[f"a{i}"].view(jax.numpy.dtype(entry.dtype)).reshape(entry.shape)
                     for i, entry in enumerate(manifest.arrays)]
@@ -189,20 +292,16 @@ def load_tree(path: str | os.PathLike, like: Any) -> Any:
 
 
 def _mismatches(manifest: Manifest, expected: list[tuple[str, Any]]) -> list[str]:
+    import numpy as np
+
     stored = {entry.path: entry for entry in manifest.arrays}
     wanted = {path: leaf for path, leaf in expected}
-    problems = [f"`{path}` is in the checkpoint but not in the model"
-                for path in stored if path not in wanted]
+    problems = _shape_problems({p: e.shape for p, e in stored.items()},
+                               {p: tuple(np.shape(leaf)) for p, leaf in wanted.items()})
     for path, leaf in wanted.items():
         entry = stored.get(path)
-        if entry is None:
-            problems.append(f"`{path}` is in the model but not in the checkpoint")
-            continue
-        shape, dtype = tuple(np.shape(leaf)), np.dtype(leaf.dtype).name
-        if entry.shape != shape:
-            problems.append(f"`{path}` has shape {entry.shape} in the checkpoint, "
-                            f"the model expects {shape}")
-        elif entry.dtype != dtype:
+        dtype = np.dtype(leaf.dtype).name
+        if entry is not None and entry.shape == tuple(np.shape(leaf)) and entry.dtype != dtype:
             problems.append(f"`{path}` has dtype {entry.dtype} in the checkpoint, "
                             f"the model expects {dtype}")
     return problems
@@ -285,13 +384,8 @@ class CheckpointManager:
     def restore(self, like: Any, step: int | None = None) -> Any:
         """Load ``step`` (default: the newest) into the structure of ``like``."""
         self.wait()
-        if step is None:
-            step = self.latest_step()
-            if step is None:
-                raise ConfigError([Diagnostic.error(
-                    "R203", f"no checkpoint in `{self.directory}`",
-                    help="check the directory, or start training to create one")])
-        return load_tree(self.path(step), like)
+        path = resolve_checkpoint(self.directory) if step is None else self.path(step)
+        return load_tree(path, like)
 
     def close(self) -> None:
         """Finish any background save and stop the writer thread."""

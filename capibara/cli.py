@@ -107,13 +107,19 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic], fmt: str, out: TextIO)
 
 def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     from capibara import pipeline
+    from capibara.checkpoint import check_checkpoint, is_checkpoint_dir
     from capibara.cli_plan import split_plan_files
 
     files, plan_diagnostics = split_plan_files(args.files)  # plans are verified, not parsed
+    checkpoints = [path for path in files if is_checkpoint_dir(path)]  # verified, not parsed
+    files = [path for path in files if path not in checkpoints]
     try:
-        diagnostics = plan_diagnostics + (pipeline.check(
-            files, env=None if args.no_env else pipeline.ENVIRON, overrides=args.overrides,
-            target=args.target, runtime_updates=args.runtime_updates) if files else [])
+        if files:
+            diagnostics = plan_diagnostics + pipeline.check(
+                files, env=None if args.no_env else pipeline.ENVIRON, overrides=args.overrides,
+                target=args.target, runtime_updates=args.runtime_updates, checkpoints=checkpoints)
+        else:
+            diagnostics = plan_diagnostics + [d for path in checkpoints for d in check_checkpoint(path)]
     except ConfigError as error:
         _print_diagnostics(plan_diagnostics + list(error.diagnostics), args.message_format, out)
         return EXIT_ERRORS

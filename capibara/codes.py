@@ -1240,6 +1240,58 @@ compiled.
 Example: changing `"batch": {"global_size": 32}` to 64 by hand.
 
 Fix: never edit a plan; change the config (or `--set`) and recompile."""),
+    # ------------------------------------------------------------------ R2: the model, its checkpoints and updates
+    Code("R201", "checkpoint does not match the model",
+         """A checkpoint's arrays are not the ones the model has: a parameter (or
+optimizer state) has another shape or dtype, or exists on one side only.
+It was saved by a model built from another configuration (another
+`hidden_size`, `vocab_size`, number of experts, VQ on or off, ...).
+Restoring it would either fail half way or silently misread weights, so
+nothing is restored. `capibara check CONFIG CHECKPOINT` runs the same
+comparison for the parameters without loading anything.
+
+Example: a checkpoint saved with `vocab_size = 32` restored into a model
+with `vocab_size = 64`: `['params']['embed']` has shape (32, 16) in the
+checkpoint, the model expects (64, 16).
+
+Fix: restore into a model built from the configuration that saved it, or
+start training in a new checkpoint directory."""),
+    Code("R202", "checkpoint cannot be read",
+         """A checkpoint directory exists but its `manifest.json` is missing or
+malformed, or its `arrays.npz` is unreadable or no longer matches the sha256
+digest its manifest recorded. Checkpoints are written atomically (a hidden
+temporary directory renamed into place), so a checkpoint capibara wrote is
+never half-written; this one was damaged or edited afterwards.
+
+Example: `arrays.npz` of `runs/dev/step_00001000` copied incompletely to
+another disk.
+
+Fix: restore an earlier step (`model.restore_checkpoint(step=...)`), or
+delete the damaged step directory."""),
+    Code("R203", "no checkpoint to restore",
+         """A checkpoint directory holds no complete `step_<N>` checkpoint: it is
+empty, or only a hidden `.tmp.step_*` directory is left from a save that was
+interrupted before it finished (the next checkpoint manager removes it).
+
+Example: a run killed during its first save, then restarted with
+`model.restore_checkpoint()`.
+
+Fix: check the directory name, or train from scratch; a checkpoint appears
+after `save_checkpoint_steps` steps."""),
+    Code("R212", "`use_vq` turned on for a model without codebooks",
+         """At run time `use_vq` is a bypass: a model built with the VQ bottleneck
+may skip it (`use_vq = false`) and use it again. A model built without it
+has no codebooks to quantize with, so turning `use_vq` on is refused
+(PARAMS.md A34). `capibara check --runtime use_vq=true` reports the same.
+
+Example:
+    [vector_quantization]
+    enabled = false
+then `config.update_runtime_settings({"use_vq": True})` and
+`model.apply_config_updates(config)`.
+
+Fix: build the model with `[vector_quantization] enabled = true` (and bypass
+it at run time when it is not wanted)."""),
     # ------------------------------------------------------------------ R3: loading a plan on devices
     Code("R301", "plan compiled for another platform",
          """`capibara run` / `load_plan` found the plan's target platform (tpu, gpu,

@@ -44,6 +44,8 @@ from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.kernels.base import Unsupported
 from capibara.kernels.moe import Experts, MoRResult
 from capibara.kernels.vq import VQResult
+from capibara.model_spec import (DIVERSITY_WEIGHT, LOAD_BALANCING_WEIGHT, ModelSpec, RunPolicy,
+                                 live_update_diagnostics)
 
 __all__ = [
     "ModelSpec",
@@ -62,142 +64,6 @@ ROPE_BASE = 10_000.0
 #: further scaled by 1/sqrt(2·layers) so the residual stream's variance does
 #: not grow with depth.
 INIT_STD = 0.02
-
-
-# --------------------------------------------------------------------------- the spec
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything fixed about a model once it is built: shapes, dtypes, loss weights.
-
-    ``vq_codes`` is ``None`` for a model without a VQ bottleneck and
-    ``num_experts`` ``None`` for a dense feed-forward. ``param_dtype`` is the
-    dtype parameters are stored (and trained) in; ``compute_dtype`` the one
-    matmul and attention operands are rounded to (accumulation is float32).
-    """
-
-    vocab_size: int
-    d_model: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    ffn_dim: int
-    max_seq_len: int
-    vq_codes: int | None = None
-    num_experts: int | None = None
-    top_k: int = 2
-    expert_ffn_dim: int | None = None
-    param_dtype: str = "float32"
-    compute_dtype: str = "float32"
-    vq_commitment_weight: float = 0.25
-    vq_diversity_weight: float = 0.0
-    load_balancing_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        d, h, kv = self.d_model, self.num_heads, self.num_kv_heads
-        if d % h:
-            raise ValueError(f"d_model={d} must be a multiple of num_heads={h}")
-        if h % kv:
-            raise ValueError(f"num_heads={h} must be a multiple of num_kv_heads={kv}")
-        if (d // h) % 2:
-            raise ValueError(f"head_dim={d // h} must be even for rotary positions")
-        if self.num_experts is not None and not 1 <= self.top_k <= self.num_experts:
-            raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.num_heads
-
-    @property
-    def use_vq(self) -> bool:
-        return self.vq_codes is not None
-
-    @property
-    def use_moe(self) -> bool:
-        return self.num_experts is not None
-
-    @property
-    def vq_after_layer(self) -> int:
-        """Blocks before the VQ bottleneck: the first half (rounded up)."""
-        return (self.num_layers + 1) // 2
-
-    @classmethod
-    def from_shape(cls, shape: Any, precision: Any, config: Any) -> "ModelSpec":
-        """The spec of a plan's ``ModelShape`` and ``Precision``, with the loss
-        weights of ``config`` (its VQ and Mixture-of-Rookies switches)."""
-        return cls(
-            vocab_size=shape.vocab_size, d_model=shape.hidden_size,
-            num_layers=shape.num_layers, num_heads=shape.num_heads,
-            num_kv_heads=shape.num_heads, ffn_dim=shape.ffn_dim,
-            max_seq_len=shape.max_seq_length, vq_codes=shape.vq_codes,
-            num_experts=shape.num_experts, top_k=shape.experts_per_token or 1,
-            expert_ffn_dim=shape.expert_ffn_dim,
-            param_dtype=precision.params, compute_dtype=precision.compute,
-            vq_commitment_weight=config.vq_commitment_weight,
-            vq_diversity_weight=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
-            load_balancing_weight=(LOAD_BALANCING_WEIGHT if shape.num_experts and
-                                   config.mor_load_balancing else 0.0),
-        )
-
-    @classmethod
-    def from_config(cls, config: Any, *, param_dtype: str = "float32",
-                    compute_dtype: str = "float32") -> "ModelSpec":
-        """The spec ``config`` describes, without compiling for a target.
-
-        Shapes come from :func:`capibara.lower.model_shape` (the one place the
-        derived sizes are computed: 4×-wide MLP, Rookies splitting that width);
-        the dtypes, which a plan would choose for its target, are given here.
-        """
-        from capibara.lower import model_shape
-
-        return cls.from_shape(model_shape(config),
-                              _Precision(param_dtype, compute_dtype), config)
-
-    def parameter_count(self) -> int:
-        """Number of scalars in :func:`init_params`'s tree."""
-        d, L, dh = self.d_model, self.num_layers, self.head_dim
-        attn = d * dh * (2 * self.num_heads + 2 * self.num_kv_heads)
-        if self.use_moe:
-            ffn = d * self.num_experts + 2 * self.num_experts * d * self.expert_ffn_dim
-        else:
-            ffn = 2 * d * self.ffn_dim
-        codebook = self.vq_codes * d if self.use_vq else 0
-        return self.vocab_size * d + L * (attn + ffn + 2 * d) + d + codebook
-
-
-class _Precision(NamedTuple):
-    params: str
-    compute: str
-
-
-@dataclass(frozen=True)
-class RunPolicy:
-    """How the compiled step trades memory for time (a plan's ``execution`` section).
-
-    ``remat`` recomputes each block in the backward pass, keeping only its
-    input (``gradient_checkpointing``); ``donate`` lets the training step
-    reuse the old parameter and optimizer buffers; ``loss_chunk`` computes the
-    output projection and cross-entropy that many tokens at a time, so the
-    full ``[tokens, vocab]`` logits never exist in training (``None``: whole).
-    """
-
-    remat: bool = False
-    donate: bool = True
-    loss_chunk: int | None = None
-
-    @classmethod
-    def from_config(cls, config: Any) -> "RunPolicy":
-        return cls(remat=bool(config.gradient_checkpointing))
-
-
-#: Weight of the Mixture-of-Rookies load-balancing loss when
-#: ``mor_load_balancing`` is on: the Switch Transformer's α = 0.01, small enough
-#: not to fight the language-model loss, large enough to keep experts in use.
-LOAD_BALANCING_WEIGHT = 0.01
-#: Weight of the codebook-usage (diversity) term when
-#: ``vq_diversity_regularization`` is on.
-DIVERSITY_WEIGHT = 0.1
 
 
 # --------------------------------------------------------------------------- kernels
@@ -445,13 +311,15 @@ def _rms_norm(x: jax.Array, scale: jax.Array) -> jax.Array:
 
 
 def _rope(x: jax.Array, positions: jax.Array) -> jax.Array:
-    """Rotary positions for ``x [B, S, heads, D]`` at ``positions [S]``."""
+    """Rotary positions for ``x [B, S, heads, D]`` at ``positions [S]``; with an odd
+    ``D`` the last feature is left unrotated."""
     half = x.shape[-1] // 2
     freqs = ROPE_BASE ** (-jnp.arange(half, dtype=jnp.float32) / half)
     angles = positions.astype(jnp.float32)[:, None] * freqs
     sin, cos = jnp.sin(angles)[:, None, :], jnp.cos(angles)[:, None, :]
-    a, b = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
-    return jnp.concatenate([a * cos - b * sin, b * cos + a * sin], -1)
+    x = x.astype(jnp.float32)
+    a, b, rest = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+    return jnp.concatenate([a * cos - b * sin, b * cos + a * sin, rest], -1)
 
 
 class _Net:
@@ -824,7 +692,7 @@ class Model:
         from capibara import training
 
         if config.use_vq and not spec.use_vq:
-            raise _vq_without_codebook()
+            raise ConfigError(live_update_diagnostics(config, config, built_with_vq=False))
         self.spec, self.kernels, self.mesh, self.policy = spec, kernels, mesh, policy
         self._config = copy.copy(config)
         self._runtime = RuntimeSettings.from_config(config)
@@ -1020,17 +888,13 @@ class Model:
         codebook is refused too (A34). Only what the change touches is
         compiled again: a new ``temperature`` compiles nothing.
         """
-        from capibara.schema import FIELDS, RUNTIME_MUTABLE
         from capibara.validate import check_config
 
         check_config(config)
-        current = self._config
-        changed = [f.name for f in FIELDS if getattr(config, f.name) != getattr(current, f.name)]
-        fixed = [name for name in changed if name not in RUNTIME_MUTABLE]
-        if fixed:
-            raise _immutable_change(fixed, current, config)
-        if config.use_vq and not self.spec.use_vq:
-            raise _vq_without_codebook()
+        refused = live_update_diagnostics(self._config, config, built_with_vq=self.spec.use_vq)
+        if refused:
+            raise ConfigError([replace(d, notes=d.notes + ("apply_config_updates changed nothing",))
+                               for d in refused])
         runtime = RuntimeSettings.from_config(config)
         self._config, self._runtime = copy.copy(config), runtime
 
@@ -1039,23 +903,3 @@ class Model:
         return {name: fn._cache_size() for name, fn in (
             ("forward", self._forward), ("loss", self._loss), ("generate", self._generate),
             ("train_step", self._train))}
-
-
-def _immutable_change(names: list[str], old: Any, new: Any) -> ConfigError:
-    from capibara.fieldtypes import format_value
-
-    listed = ", ".join(f"`{n}`" for n in names)
-    return ConfigError([Diagnostic.error(
-        "R211", f"{listed} cannot change on a built model",
-        notes=tuple(f"`{n}` is {format_value(getattr(old, n))} in the model, "
-                    f"{format_value(getattr(new, n))} in the new config" for n in names)
-        + ("apply_config_updates changed nothing",),
-        help="build a new model from this config (`Model.from_plan` after "
-             "`capibara compile`); only runtime-mutable fields change in place")])
-
-
-def _vq_without_codebook() -> ConfigError:
-    return ConfigError([Diagnostic.error(
-        "R212", "`use_vq` cannot be turned on for a model built without VQ codebooks",
-        notes=("at run time `use_vq` only bypasses an existing bottleneck (A34)",),
-        help="build the model with `use_vq = true`; set it to false at run time to bypass it")])

@@ -169,3 +169,46 @@ def test_refuses_a_damaged_checkpoint(tmp_path) -> None:
 def test_restore_from_an_empty_directory_says_so(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"error\[R203\]: no checkpoint in"):
         CheckpointManager(tmp_path, save_every=1, keep_max=1).restore(make_state())
+
+
+# --------------------------------------------------------------------------- checking without loading
+
+
+def test_check_compares_parameter_shapes_without_loading(tmp_path) -> None:
+    state = make_state()
+    save_tree(tmp_path, 2, state)
+    shapes = {"['embed']": (16, 8), "['blocks']['w']": (2, 8, 8), "['norm']": (8,)}
+    assert checkpoint.check_checkpoint(tmp_path, shapes) == []
+    other = {**shapes, "['embed']": (32, 8), "['extra']": (3,)}
+    del other["['norm']"]
+    (found,) = checkpoint.check_checkpoint(tmp_path, other)
+    assert found.code == "R201"
+    assert found.notes == (
+        "`['params']['norm']` is in the checkpoint but not in the model",
+        "`['params']['embed']` has shape (16, 8) in the checkpoint, the model expects (32, 8)",
+        "`['params']['extra']` is in the model but not in the checkpoint")
+
+
+def test_check_reports_damage_and_missing_checkpoints(tmp_path) -> None:
+    path = save_tree(tmp_path / "run", 1, make_state())
+    (path / checkpoint.ARRAYS).write_bytes(b"not an archive")
+    assert [d.code for d in checkpoint.check_checkpoint(tmp_path / "run")] == ["R202"]
+    (tmp_path / "empty").mkdir()
+    assert [d.code for d in checkpoint.check_checkpoint(tmp_path / "empty")] == ["R203"]
+    assert checkpoint.is_checkpoint_dir(tmp_path / "run") and checkpoint.is_checkpoint_dir(path)
+    assert not checkpoint.is_checkpoint_dir(tmp_path / "empty")
+
+
+def test_capibara_check_of_a_checkpoint_imports_neither_jax_nor_numpy() -> None:
+    script = textwrap.dedent("""
+        import io, sys
+        from capibara import cli
+        out = io.StringIO()
+        status = cli.main(["check", "--no-env", "tests/golden/checkpoints/tiny",
+                           "tests/golden/R202-damaged-checkpoint.toml"], out=out)
+        assert status == 0, out.getvalue()
+        print(sorted(m for m in ("jax", "jaxlib", "numpy") if m in sys.modules))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "[]", proc.stdout

@@ -1,0 +1,214 @@
+"""What a built model is, without JAX: its spec, run policy, parameter layout and
+the rules a live model applies to configuration updates.
+
+:mod:`capibara.model` computes with these; the compile-path tools read them
+too (``capibara check CONFIG CHECKPOINT`` compares a checkpoint with the
+parameters a config implies, ``--runtime`` updates are refused as a live
+model refuses them) without importing JAX.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from capibara.diagnostics import Diagnostic
+
+__all__ = [
+    "ModelSpec",
+    "RunPolicy",
+    "LOAD_BALANCING_WEIGHT",
+    "DIVERSITY_WEIGHT",
+    "VQ_WITHOUT_CODEBOOK",
+    "live_update_diagnostics",
+]
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything fixed about a model once it is built: shapes, dtypes, loss weights.
+
+    ``vq_codes`` is ``None`` for a model without a VQ bottleneck and
+    ``num_experts`` ``None`` for a dense feed-forward. ``param_dtype`` is the
+    dtype parameters are stored (and trained) in; ``compute_dtype`` the one
+    matmul and attention operands are rounded to (accumulation is float32).
+    """
+
+    vocab_size: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    ffn_dim: int
+    max_seq_len: int
+    vq_codes: int | None = None
+    num_experts: int | None = None
+    top_k: int = 2
+    expert_ffn_dim: int | None = None
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+    vq_commitment_weight: float = 0.25
+    vq_diversity_weight: float = 0.0
+    load_balancing_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        d, h, kv = self.d_model, self.num_heads, self.num_kv_heads
+        if d % h:
+            raise ValueError(f"d_model={d} must be a multiple of num_heads={h}")
+        if h % kv:
+            raise ValueError(f"num_heads={h} must be a multiple of num_kv_heads={kv}")
+        if self.num_experts is not None and not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def use_vq(self) -> bool:
+        return self.vq_codes is not None
+
+    @property
+    def use_moe(self) -> bool:
+        return self.num_experts is not None
+
+    @property
+    def vq_after_layer(self) -> int:
+        """Blocks before the VQ bottleneck: the first half (rounded up)."""
+        return (self.num_layers + 1) // 2
+
+    @classmethod
+    def from_shape(cls, shape: Any, precision: Any, config: Any) -> "ModelSpec":
+        """The spec of a plan's ``ModelShape`` and ``Precision``, with the loss
+        weights of ``config`` (its VQ and Mixture-of-Rookies switches)."""
+        return cls(
+            vocab_size=shape.vocab_size, d_model=shape.hidden_size,
+            num_layers=shape.num_layers, num_heads=shape.num_heads,
+            num_kv_heads=shape.num_heads, ffn_dim=shape.ffn_dim,
+            max_seq_len=shape.max_seq_length, vq_codes=shape.vq_codes,
+            num_experts=shape.num_experts, top_k=shape.experts_per_token or 1,
+            expert_ffn_dim=shape.expert_ffn_dim,
+            param_dtype=precision.params, compute_dtype=precision.compute,
+            vq_commitment_weight=config.vq_commitment_weight,
+            vq_diversity_weight=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
+            load_balancing_weight=(LOAD_BALANCING_WEIGHT if shape.num_experts and
+                                   config.mor_load_balancing else 0.0),
+        )
+
+    @classmethod
+    def from_config(cls, config: Any, *, param_dtype: str = "float32",
+                    compute_dtype: str = "float32") -> "ModelSpec":
+        """The spec ``config`` describes, without compiling for a target.
+
+        Shapes come from :func:`capibara.lower.model_shape` (the one place the
+        derived sizes are computed: 4×-wide MLP, Rookies splitting that width);
+        the dtypes, which a plan would choose for its target, are given here.
+        """
+        from capibara.lower import model_shape
+
+        return cls.from_shape(model_shape(config),
+                              _Precision(param_dtype, compute_dtype), config)
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's shape by its tree path, as ``jax.tree_util.keystr``
+        prints it in :func:`capibara.model.init_params`'s tree and checkpoints."""
+        d, L, dh = self.d_model, self.num_layers, self.head_dim
+        shapes = {
+            "['blocks']['attn_norm']": (L, d),
+            "['blocks']['wq']": (L, d, self.num_heads * dh),
+            "['blocks']['wk']": (L, d, self.num_kv_heads * dh),
+            "['blocks']['wv']": (L, d, self.num_kv_heads * dh),
+            "['blocks']['wo']": (L, self.num_heads * dh, d),
+            "['blocks']['ffn_norm']": (L, d),
+        }
+        if self.use_moe:
+            e, f = self.num_experts, self.expert_ffn_dim
+            shapes["['blocks']['router']"] = (L, d, e)
+            shapes["['blocks']['experts'].w_in"] = (L, e, d, f)
+            shapes["['blocks']['experts'].w_out"] = (L, e, f, d)
+        else:
+            shapes["['blocks']['w_in']"] = (L, d, self.ffn_dim)
+            shapes["['blocks']['w_out']"] = (L, self.ffn_dim, d)
+        shapes["['embed']"] = (self.vocab_size, d)
+        shapes["['final_norm']"] = (d,)
+        if self.use_vq:
+            shapes["['codebook']"] = (self.vq_codes, d)
+        return shapes
+
+    def parameter_count(self) -> int:
+        """Number of scalars in the parameter tree."""
+        return sum(math.prod(shape) for shape in self.parameter_shapes().values())
+
+
+class _Precision(NamedTuple):
+    params: str
+    compute: str
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """How the compiled step trades memory for time (a plan's ``execution`` section).
+
+    ``remat`` recomputes each block in the backward pass, keeping only its
+    input (``gradient_checkpointing``); ``donate`` lets the training step
+    reuse the old parameter and optimizer buffers; ``loss_chunk`` computes the
+    output projection and cross-entropy that many tokens at a time, so the
+    full ``[tokens, vocab]`` logits never exist in training (``None``: whole).
+    """
+
+    remat: bool = False
+    donate: bool = True
+    loss_chunk: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RunPolicy":
+        return cls(remat=bool(config.gradient_checkpointing))
+
+
+#: Weight of the Mixture-of-Rookies load-balancing loss when
+#: ``mor_load_balancing`` is on: the Switch Transformer's α = 0.01, small enough
+#: not to fight the language-model loss, large enough to keep experts in use.
+LOAD_BALANCING_WEIGHT = 0.01
+#: Weight of the codebook-usage (diversity) term when
+#: ``vq_diversity_regularization`` is on.
+DIVERSITY_WEIGHT = 0.1
+
+
+
+# --------------------------------------------------------------------------- live updates
+
+#: ``use_vq`` turned on for a model built without codebooks (A34).
+VQ_WITHOUT_CODEBOOK = "R212"
+#: A field that is not runtime-mutable changed (the schema's code for it).
+NOT_RUNTIME_MUTABLE = "S501"
+
+
+def live_update_diagnostics(built: Any, updated: Any, *, built_with_vq: bool | None = None) -> list[Diagnostic]:
+    """Why a model running with config ``built`` cannot adopt ``updated``.
+
+    Every field that differs must be runtime-mutable (PARAMS.md §c): one
+    ``S501`` per field that is not, since only a rebuilt model can honour it.
+    ``use_vq`` may turn on only if the model has codebooks (``built_with_vq``,
+    by default ``built.use_vq``): at run time it is a bypass (A34, ``R212``).
+    An empty list means the update is allowed.
+    """
+    from capibara.fieldtypes import format_value
+    from capibara.schema import FIELDS, RUNTIME_MUTABLE
+
+    diagnostics = []
+    for f in FIELDS:
+        old, new = getattr(built, f.name), getattr(updated, f.name)
+        if old != new and f.name not in RUNTIME_MUTABLE:
+            diagnostics.append(Diagnostic.error(
+                NOT_RUNTIME_MUTABLE,
+                f"`{f.name}` cannot change on a running model ({format_value(old)} to "
+                f"{format_value(new)})",
+                help="build a new model from the new config; only runtime-mutable fields "
+                     "change in place"))
+    has_codebook = built.use_vq if built_with_vq is None else built_with_vq
+    if updated.use_vq and not has_codebook:
+        diagnostics.append(Diagnostic.error(
+            VQ_WITHOUT_CODEBOOK, "`use_vq` cannot be turned on for a model built without VQ codebooks",
+            notes=("at run time `use_vq` only bypasses an existing bottleneck (A34)",),
+            help="build the model with `use_vq = true`; set it to false at run time to bypass it"))
+    return diagnostics
