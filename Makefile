@@ -13,8 +13,15 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The main job: compile the seed's production config for this machine (shrunk so it
+# runs in seconds on a laptop), load the plan, build the model, generate tokens.
+DEMO_SET := --set model.hidden_size=256 --set model.num_layers=2 --set model.num_heads=4 \
+            --set model.max_seq_length=256 --set vector_quantization.embedding_dim=256 \
+            --set deployment.batch_size=4
+
 demo: $(STAMP)
-	$(BIN)/capibara check configs/production/tpu_v4.toml
+	$(BIN)/capibara compile configs/production/tpu_v4.toml --target auto $(DEMO_SET) -o demo.plan.json
+	$(BIN)/capibara run demo.plan.json --generate 16
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="PATH=VALUE",
                        help="also check that this runtime update (as update_runtime_settings "
                             "on a live model) is allowed")
+    check.add_argument("--mode", choices=("train", "inference"),
+                       help="what the config is for: enables the rules that depend on it "
+                            "(e.g. training settings that inference ignores)")
     check.set_defaults(run=_run_check)
 
     explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), a config "
@@ -117,7 +120,8 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
         if files:
             diagnostics = plan_diagnostics + pipeline.check(
                 files, env=None if args.no_env else pipeline.ENVIRON, overrides=args.overrides,
-                target=args.target, runtime_updates=args.runtime_updates, checkpoints=checkpoints)
+                target=args.target, runtime_updates=args.runtime_updates, mode=args.mode,
+                checkpoints=checkpoints)
         else:
             diagnostics = plan_diagnostics + [d for path in checkpoints for d in check_checkpoint(path)]
     except ConfigError as error:

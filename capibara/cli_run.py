@@ -114,7 +114,7 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"note       {note}\n")
     if compiled.cache is not None:
         out.write(f"cache      {compiled.cache}\n")
-    if not args.no_warmup:
+    if not args.no_warmup and not args.generate:  # the model compiles its own step functions
         timings = compiled.warmup(progress=sys.stderr)
         out.write(f"warmup     {sum(timings.values()):.2f} s for {len(timings)} kernels\n")
     if args.generate:

@@ -29,7 +29,7 @@ from capibara.decode import DecodedSource, not_utf8, suggest_key, suggest_sectio
 from capibara.diagnostics import Diagnostic, Label, Source, Span
 from capibara.fieldtypes import closest
 from capibara.model_config import Assignment, Provenance, check_value, unknown_field
-from capibara.resources import grammar_path
+from capibara.resources import lark_parser
 from capibara.schema import ALIAS_SECTIONS, FIELD_BY_NAME, SECTIONS, Field, all_paths, field_at
 
 __all__ = ["Override", "parse_override", "read_overrides"]
@@ -74,8 +74,7 @@ def _get_parser() -> tuple[Lark, _OverrideBuilder]:
     global _parser
     if _parser is None:
         builder = _OverrideBuilder()
-        lark = Lark.open(str(grammar_path("override.lark")), parser="lalr", lexer="contextual",
-                         transformer=builder)
+        lark = lark_parser("override.lark", builder)
         builder.read_terminals(lark.terminals)
         _parser = lark, builder
     return _parser

@@ -19,7 +19,8 @@ ENVIRON: Mapping[str, str] = os.environ
 
 def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
           overrides: Sequence[str] = (), target: str | None = None,
-          runtime_updates: Sequence[str] = (), checkpoints: Sequence[str] = ()) -> list[Diagnostic]:
+          runtime_updates: Sequence[str] = (), checkpoints: Sequence[str] = (),
+          mode: str | None = None) -> list[Diagnostic]:
     """Run every check on layered config files; return all diagnostics.
 
     Stages: parse and schema-check each source (with the legacy rewrite), then
@@ -28,7 +29,8 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
     hardware rules, the lowering's checks, the passes' warnings and the
     memory estimate), without writing a plan. ``runtime_updates`` (``PATH=VALUE``, as ``--set``) are
     then applied as ``config.update_runtime_settings`` would apply them to a
-    live model, to check that they are allowed. ``checkpoints`` (directories) are
+    live model, to check that they are allowed. ``mode`` (``"train"`` or
+    ``"inference"``) enables the rules that depend on what the config is for. ``checkpoints`` (directories) are
     verified and compared with the parameters the config implies
     (:func:`capibara.checkpoint.check_checkpoint`). Raises :class:`ConfigError` when the sources cannot be
     turned into a config at all (the error carries every diagnostic found).
@@ -38,7 +40,7 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
 
     resolved = resolve_config(files, env=env, overrides=overrides)
     diagnostics: list[Diagnostic] = list(resolved.diagnostics)
-    diagnostics += get_validation_errors(resolved.config)
+    diagnostics += get_validation_errors(resolved.config, mode=mode)
     if target is not None:
         from capibara.compiler import target_diagnostics
 

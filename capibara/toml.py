@@ -34,7 +34,7 @@ from capibara._toml_path import format_path
 from capibara._toml_scalars import TomlProblem
 from capibara._toml_syntax import explain_syntax_error
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Source, Span
-from capibara.resources import grammar_path
+from capibara.resources import lark_parser
 
 __all__ = [
     "Document",
@@ -118,7 +118,8 @@ _parser: tuple[Lark, DocumentBuilder] | None = None
 
 def _get_parser() -> tuple[Lark, DocumentBuilder]:
     """The process's parser, built on first use (about 80 ms of CPU: lark
-    checks each coarse terminal's regular expression).
+    checks each coarse terminal's regular expression; ~3 ms from the per-user
+    cache of :func:`capibara.resources.lark_parser`).
 
     The builder is the transformer lark calls while parsing, so it holds the
     state of the document being parsed; callers hold ``_lock`` around a parse.
@@ -126,8 +127,7 @@ def _get_parser() -> tuple[Lark, DocumentBuilder]:
     global _parser
     if _parser is None:
         builder = DocumentBuilder()
-        grammar = grammar_path("toml.lark").read_text(encoding="utf-8")
-        lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=builder)
+        lark = lark_parser("toml.lark", builder)
         builder.read_terminals(lark.terminals)
         _parser = lark, builder
     return _parser
