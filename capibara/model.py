@@ -1,6 +1,7 @@
 """CapibaraGPT: the decoder-only language model a plan describes, computed by capibara kernels.
 
-    model = Model.from_plan("dev.plan.json")
+    model = capibara.Model(config)                    # compiles for this host
+    model = Model.from_plan("dev.plan.json")          # or from a compiled plan
     logits = model.forward(tokens)                    # [batch, seq, vocab]
     parts = model.loss({"tokens": tokens})            # total and each part
     tokens = model.generate(prompt, max_new_tokens=32)
@@ -18,10 +19,20 @@ the blocks is replaced by its nearest codebook vectors (the ``vq`` kernel);
 the second half and the tied output projection read the quantized stream.
 
 What the network computes *with* is a :class:`Kernels` bundle of four
-callables (attention, vq, moe, matmul). :meth:`Kernels.from_specs` binds the
-capibara kernel variants a plan chose; :meth:`Kernels.plain` is the same
+callables (attention, vq, moe, matmul). :meth:`Kernels.from_variants` binds
+the capibara kernel variants a plan chose; :meth:`Kernels.plain` is the same
 network in straightforward JAX (``jax.nn.dot_product_attention``, dense
 all-experts evaluation), the baseline the benchmark compares against.
+
+Parameters live on a ``("data", "model")`` mesh (:func:`param_partition_specs`);
+the batch is split over ``data``. Runtime-mutable settings change without
+rebuilding (:meth:`Model.apply_config_updates`); everything else about a
+built model is fixed (:class:`~capibara.model_spec.ModelSpec`).
+
+Not honoured yet from a plan: a linalg kernel's quantized weight formats
+(``attrs.weights`` affine/BitNet: the model multiplies float weights), the
+int8 VQ codebook, ``execution.saved_activation_dtype``,
+``execution.offload_activations`` and ``execution.jit`` (always jitted).
 """
 
 from __future__ import annotations
@@ -40,21 +51,23 @@ import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.diagnostics import ConfigError
 from capibara.kernels.base import Unsupported
 from capibara.kernels.moe import Experts, MoRResult
 from capibara.kernels.vq import VQResult
-from capibara.model_spec import (DIVERSITY_WEIGHT, LOAD_BALANCING_WEIGHT, ModelSpec, RunPolicy,
-                                 live_update_diagnostics)
+from capibara.model_spec import ModelSpec, RunPolicy, live_update_diagnostics
 
 __all__ = [
+    "Model",
     "ModelSpec",
+    "RunPolicy",
     "Kernels",
     "LossParts",
     "RuntimeSettings",
-    "Model",
+    "config_of_plan",
     "init_params",
     "param_partition_specs",
+    "param_shardings",
     "make_mesh",
 ]
 
@@ -71,7 +84,7 @@ INIT_STD = 0.02
 
 @dataclass(frozen=True)
 class Kernels:
-    """The four callables the network computes with.
+    """The callables the network computes with.
 
     - ``attention(q, k, v, *, causal, mask)``: ``q [B, Sq, H, D]``, ``k``/``v``
       ``[B, Skv, KV, D]`` → ``[B, Sq, H, D]``; ``mask`` (``[B, Skv]`` bool, or
@@ -107,7 +120,6 @@ class Kernels:
                    partial(_plain_vq, commitment_weight=spec.vq_commitment_weight),
                    _plain_moe,
                    partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), name="plain")
-
 
     @classmethod
     def from_variants(cls, spec: ModelSpec,
@@ -362,10 +374,17 @@ class _Net:
         h, balance = self.feed_forward(h, layer, train)
         return h, (k, v, balance)
 
-    def blocks(self, h, blocks, positions, *, remat: bool, train: bool = False):
+    def blocks(self, h, blocks, positions, *, remat: bool, train: bool = False,
+               keep_kv: bool = False):
+        """Run stacked ``blocks`` over ``h``; the per-layer keys and values come back
+        only with ``keep_kv`` (generation's prefill), so training never stores them."""
         if not jax.tree.leaves(blocks) or jax.tree.leaves(blocks)[0].shape[0] == 0:
             return h, None, None, jnp.zeros(())
-        body = partial(self.block, positions=positions, train=train)
+
+        def body(h, layer):
+            h, (k, v, balance) = self.block(h, layer, positions, train)
+            return h, ((k, v, balance) if keep_kv else (None, None, balance))
+
         if remat:
             # Keep only each block's input; recompute its insides in the backward pass.
             body = jax.checkpoint(body)
@@ -379,17 +398,20 @@ class _Net:
         return quantized, out
 
     def hidden(self, params, tokens, *, use_vq: bool, threshold: float | None,
-               remat: bool = False, train: bool = False):
-        """Final hidden states, per-layer keys/values and the auxiliary losses."""
+               remat: bool = False, train: bool = False, keep_kv: bool = False):
+        """Final hidden states, per-layer keys/values (with ``keep_kv``) and the
+        auxiliary losses."""
         s = self.spec
         h = params["embed"][tokens].astype(jnp.float32)
         positions = jnp.arange(tokens.shape[1])
         first, second = _split_layers(params["blocks"], s.vq_after_layer if s.use_vq else s.num_layers)
-        h, k1, v1, balance1 = self.blocks(h, first, positions, remat=remat, train=train)
+        h, k1, v1, balance1 = self.blocks(h, first, positions, remat=remat, train=train,
+                                          keep_kv=keep_kv)
         vq = None
         if use_vq:
             h, vq = self.bottleneck(h, params["codebook"], threshold)
-        h, k2, v2, balance2 = self.blocks(h, second, positions, remat=remat, train=train)
+        h, k2, v2, balance2 = self.blocks(h, second, positions, remat=remat, train=train,
+                                          keep_kv=keep_kv)
         keys = _concat_layers(k1, k2)
         values = _concat_layers(v1, v2)
         return _rms_norm(h, params["final_norm"]), keys, values, vq, balance1 + balance2
@@ -491,7 +513,8 @@ class _Net:
         # compute dtype (cast once here) rather than in float32 every step.
         params = _matmul_weights_in(params, self.compute)
         prompt_len = prompt.shape[1]
-        h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold)
+        h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold,
+                                            keep_kv=True)
         pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
         cache = (jnp.pad(keys, pad), jnp.pad(values, pad))
         key, sub = jax.random.split(key)
