@@ -60,7 +60,7 @@ def problems(draw):
         head_dim=draw(st.sampled_from([4, 16])),
         causal=draw(st.booleans()),
         mask=draw(st.sampled_from([None, "padding", "full", "per_head"])),
-        block_q=block_q, block_kv=block_kv,
+        block_q=block_q, block_kv=block_kv, heads_per_step=draw(st.sampled_from([None, 1, 2])),
         seed=draw(st.integers(0, 2**16)),
     )
 
@@ -157,7 +157,7 @@ class AttentionContract:
     vmap_dtype = np.float32
 
     def static(self, p) -> dict:
-        return dict(block_q=p["block_q"], block_kv=p["block_kv"])
+        return dict(block_q=p["block_q"], block_kv=p["block_kv"], heads_per_step=p.get("heads_per_step"))
 
     def check(self, p, dtype, fwd_tol, grad_tol):
         q, k, v, mask, ct = make_inputs(p, dtype)
@@ -200,6 +200,11 @@ class TestCpuBlocked(AttentionContract):
             attention(q, q, q, implementation="cpu_blocked", block_q=8, block_kv=4)
         with pytest.raises(Unsupported, match="seq_kv=12 must be a multiple of block_kv=8"):
             attention(q, q, q, implementation="cpu_blocked", block_q=4, block_kv=8)
+
+    def test_refuses_kv_heads_that_are_not_a_multiple_of_heads_per_step(self):
+        q, k = jnp.ones((1, 4, 6, 4)), jnp.ones((1, 4, 3, 4))
+        with pytest.raises(Unsupported, match="kv_heads=3 must be a multiple of heads_per_step=2"):
+            attention(q, k, k, implementation="cpu_blocked", heads_per_step=2)
 
     def test_short_sequences_are_one_block(self):
         q = jnp.asarray(np.random.default_rng(0).standard_normal((1, 6, 2, 4)), jnp.float32)
