@@ -10,7 +10,7 @@ of the faster one. It also prints the per-unit costs the model in
 Round-robin timing: each round runs every candidate once, so a noisy
 neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
 
-    .venv/bin/python benchmarks/kernels_fft.py [--channels 64] [--length 8192] [--rounds 7]
+    .venv/bin/python benchmarks/kernels_fft.py [--channels 64] [--length 8192] [--rounds 7] [--kernel-lengths 96,128]
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--length", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--kernel-lengths", type=lambda text: [int(x) for x in text.split(",")],
+                        default=list(KERNEL_LENGTHS), help="comma-separated, e.g. 96,128,192")
     args = parser.parse_args()
     channels, length = args.channels, args.length
     rng = np.random.default_rng(0)
@@ -57,7 +59,7 @@ def main() -> None:
     print(f"{'K':>5} {'n':>6} {'reference':>10} {'direct':>9} {'fft':>8}  {'choice':>6}  "
           f"{'vs best':>7}  {'ns/tap':>7} {'ns/nlogn':>8}")
     all_within = True
-    for kernel_len in KERNEL_LENGTHS:
+    for kernel_len in args.kernel_lengths:
         if kernel_len > length:
             continue
         k = jnp.asarray(rng.standard_normal((channels, kernel_len)), jnp.float32)

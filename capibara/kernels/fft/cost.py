@@ -9,12 +9,14 @@ kernel length ``K`` only:
 - ``fft`` does three real FFTs of the padded length ``n = fast_fft_length(L + K - 1)``:
   ``FFT_NS_PER_POINT * n * log2(n)`` per channel.
 
-Constants measured on the 2-core dev box (AMD EPYC, AVX-512; JAX 0.10.2,
-XLA:CPU) by ``benchmarks/kernels_fft.py`` at L = 8192, 64 channels, best of 7
-interleaved runs: direct costs 0.038-0.050 ns per tap-output (K = 16..1024),
-FFT 0.38-0.42 ns per point·log2(point) (n = 8640..16384). That puts the
-crossover near K = 130 taps at L = 8192. DESIGN.md's "~300 taps" was measured
-against power-of-two FFT lengths, which cost up to 2x more than the 5-smooth
+Constants measured on the 2-core dev box (AMD EPYC with AVX-512, shared
+with other jobs; JAX 0.10.2, XLA:CPU) by ``benchmarks/kernels_fft.py`` at
+L = 8192 and 64 channels, medians of 9 interleaved runs: direct costs
+0.042-0.047 ns per tap-output for K = 96..256 (0.04-0.07 over 16..8192), the
+FFT 0.45-0.47 ns per point·log2(point) at n = 8640 in its quieter runs. With
+those the crossover sits at K ~ 145 taps for L = 8192 (measured: direct wins
+at 128, 2.8 vs 3.3 ms; FFT at 160, 3.4 vs 3.6 ms). DESIGN.md's "~300 taps"
+was against power-of-two FFT lengths, up to 2x longer than the 5-smooth
 lengths :func:`fast_fft_length` picks.
 
 Accelerators were not measured here; they use the same model, which is the
@@ -27,8 +29,8 @@ import math
 
 __all__ = ["choose_long_conv", "fast_fft_length", "long_conv_costs"]
 
-DIRECT_NS_PER_TAP = 0.045
-FFT_NS_PER_POINT = 0.40
+DIRECT_NS_PER_TAP = 0.044
+FFT_NS_PER_POINT = 0.46
 
 
 def fast_fft_length(n: int) -> int:
