@@ -92,9 +92,8 @@ def test_forward_gives_finite_logits(dense_model) -> None:
 
 
 def test_parameters_come_from_the_seed(dense_model) -> None:
-    config = dense_model.get_current_config()
-    same, other = build(config, seed=0), build(config, seed=1)
-    for a, b, c in zip(*(jax.tree.leaves(m.params) for m in (dense_model, same, other))):
+    same, other = (init_params(dense_model.spec, jax.random.key(seed)) for seed in (0, 1))
+    for a, b, c in zip(*(jax.tree.leaves(p) for p in (dense_model.params, same, other))):
         np.testing.assert_array_equal(a, b)
         assert bool(jnp.all(a == 1)) or not np.array_equal(a, c)  # norm scales start at 1
 
@@ -257,6 +256,7 @@ def test_the_model_runs_the_kernels_its_plan_chose(model) -> None:
     chosen = {k.family: k.implementation for k in model.plan.kernels}
     assert chosen["attention"] == "cpu_blocked" and chosen["vq"] == "xla"
     assert model.kernels.attention.__name__ == "attention_cpu_blocked"
+    assert model.kernels.attention_decode.__name__ == "attention_reference"
     assert model.kernels.name == "capibara"
     assert model.policy == RunPolicy(remat=True, donate=True, loss_chunk=1024)
 
