@@ -12,8 +12,8 @@ Goals: causal >= 4x the anchor; non-causal f32 >= 50% of the f32 roofline;
 bf16 >= 30% of the bf16 roofline. Causal GFLOP/s count the useful half of
 the score matrix. ``--grad`` adds forward+backward timings (slow anchor).
 
-Round-robin timing: each round runs every candidate once, so a noisy
-neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
+Round-robin timing: each round runs every candidate once, in a fresh order,
+so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
 
     .venv/bin/python benchmarks/kernels_attention.py [--seq 2048] [--rounds 5] [--grad]
 """
@@ -35,8 +35,13 @@ def race(candidates, rounds):
     for run in candidates.values():
         run()
     times = {name: ([], []) for name in candidates}
+    order = list(candidates)
+    shuffle = np.random.default_rng(0).permutation
     for _ in range(rounds):
-        for name, run in candidates.items():
+        # A fresh order each round: a run right after a big one (the XLA
+        # anchor frees ~1 GiB) pays for the allocator's aftermath.
+        for name in (order[i] for i in shuffle(len(order))):
+            run = candidates[name]
             wall, cpu = time.perf_counter(), time.process_time()
             run()
             times[name][0].append(time.perf_counter() - wall)

@@ -6,8 +6,8 @@ the anchor) and ``shift_add``, in f32 and bf16, forward and forward+backward;
 plus the memory floor (one fused pass reading x, writing y). The kernel is
 memory-bound: GB/s counts x read once and y written once.
 
-Round-robin timing: each round runs every candidate once, so a noisy
-neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
+Round-robin timing: each round runs every candidate once, in a fresh order,
+so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
 
     .venv/bin/python benchmarks/kernels_conv.py [--batch 4 --seq 4096 --channels 512 --width 4] [--rounds 5]
 """
@@ -29,8 +29,13 @@ def race(candidates, rounds):
     for run in candidates.values():
         run()
     times = {name: ([], []) for name in candidates}
+    order = list(candidates)
+    shuffle = np.random.default_rng(0).permutation
     for _ in range(rounds):
-        for name, run in candidates.items():
+        # A fresh order each round: a run right after a big one (the XLA
+        # anchor frees ~1 GiB) pays for the allocator's aftermath.
+        for name in (order[i] for i in shuffle(len(order))):
+            run = candidates[name]
             wall, cpu = time.perf_counter(), time.process_time()
             run()
             times[name][0].append(time.perf_counter() - wall)

@@ -7,8 +7,8 @@ anchor), then checks that ``choose_long_conv`` picks a variant within 10%
 of the faster one. It also prints the per-unit costs the model in
 ``capibara/kernels/fft/cost.py`` uses, measured in this run.
 
-Round-robin timing: each round runs every candidate once, so a noisy
-neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
+Round-robin timing: each round runs every candidate once, in a fresh order,
+so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
 
     .venv/bin/python benchmarks/kernels_fft.py [--channels 64] [--length 8192] [--rounds 7] [--kernel-lengths 96,128]
 """
@@ -34,8 +34,13 @@ def race(candidates, rounds):
     for run in candidates.values():
         run()
     times = {name: ([], []) for name in candidates}
+    order = list(candidates)
+    shuffle = np.random.default_rng(0).permutation
     for _ in range(rounds):
-        for name, run in candidates.items():
+        # A fresh order each round: a run right after a big one (the XLA
+        # anchor frees ~1 GiB) pays for the allocator's aftermath.
+        for name in (order[i] for i in shuffle(len(order))):
+            run = candidates[name]
             wall, cpu = time.perf_counter(), time.process_time()
             run()
             times[name][0].append(time.perf_counter() - wall)

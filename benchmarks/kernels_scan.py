@@ -12,8 +12,8 @@ the output; every timed call gets a fresh copy). XLA:CPU page-faults every
 fresh 64 MiB output on each call, which costs more than the recurrence itself,
 so donation is where in-place kernels show. Goal: >= 2x ``lax.scan``.
 
-Round-robin timing: each round runs every candidate once, so a noisy
-neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
+Round-robin timing: each round runs every candidate once, in a fresh order,
+so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-up.
 
     .venv/bin/python benchmarks/kernels_scan.py [--batch 16 --seq 4096 --dim 256] [--rounds 7]
 """
@@ -37,8 +37,13 @@ def race(candidates, rounds):
     for prepare, run in candidates.values():
         jax.block_until_ready(run(*prepare()))
     times = {name: ([], []) for name in candidates}
+    order = list(candidates)
+    shuffle = np.random.default_rng(0).permutation
     for _ in range(rounds):
-        for name, (prepare, run) in candidates.items():
+        # A fresh order each round: a run right after a big one pays for the
+        # allocator's aftermath.
+        for name in (order[i] for i in shuffle(len(order))):
+            prepare, run = candidates[name]
             args = jax.block_until_ready(prepare())
             wall, cpu = time.perf_counter(), time.process_time()
             jax.block_until_ready(run(*args))
