@@ -15,7 +15,6 @@ process's devices, checking the sum.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from typing import Any, TextIO
@@ -130,7 +129,7 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
             t0 = time.perf_counter()
             jax.block_until_ready(fn(*inputs))
             times.append(time.perf_counter() - t0)
-        seconds = statistics.median(times)
+        seconds = sorted(times)[len(times) // 2]  # the median (upper, for an even count)
         amount, unit = kernel.work()
         out.write(f"{kernel.spec.name:20s} {kernel.spec.family}/{kernel.implementation:12s} "
                   f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
