@@ -10,11 +10,9 @@ Why this shape (measured on the 2-core dev box, B4 H8 S2048 D64; see
   ``groups`` query heads that share it, attending as one ``[groups * block_q,
   head_dim]`` matrix per kv head (grouped/multi-query attention gets bigger
   matmuls for free). A step's temporaries are one ``[heads, groups, block_q,
-  block_kv]`` score tile and its exponentials (2 MiB for 8 heads of 256 x 256
+  block_kv]`` score tile and its exponentials (2 MiB for 2 heads of 512 x 512
   f32), reused by every step of a ``fori_loop``; unrolling the blocks in Python
   instead made XLA keep 170-630 MiB of temporaries alive and run 1.5-2x slower.
-  Batching 8 query heads per step instead of 1 cut the per-step overhead by
-  ~13% of the CPU time.
 - Causal block skipping is in the loop bounds: for query block ``i`` the kv
   loop runs over the blocks entirely below the diagonal without a mask, then
   over the few straddling it with one; blocks above it are never visited.
@@ -46,22 +44,24 @@ __all__ = ["BlockSizes", "attention_cpu_blocked"]
 class BlockSizes:
     """Tile sizes for :func:`attention_cpu_blocked`; a sequence shorter than its
     block is one block. ``heads_per_step`` kv heads share a loop step; None
-    picks the most that keep ``heads_per_step * groups <= 8`` query heads.
+    picks the most that keep ``heads_per_step * groups <= 2`` query heads.
 
-    At B4 H8 S2048 D64 with 8 heads per step, 256 x 256 took the least CPU
-    time of 256/512 tiles both causal (~300 ms vs ~335 ms at 512 x 512: the
-    smaller diagonal tiles waste less of their masked half) and full (~470 ms
-    vs ~520-580 ms)."""
+    Measured on the idle 2-core box at B4 H8 S2048 D64 f32: 512 x 512 tiles
+    took 162 ms causal / 240 ms full, 256 x 512 218 / 332 ms, 512 x 1024
+    182 / 243 ms. XLA splits a matmul across both cores only when it is big
+    enough: an 8 x 512 x 512 score tile ran at 2.4 cores, 8 x 256 x 256 at
+    1.0. (On a loaded box, where one core is all there is, 256 x 256 costs
+    less CPU time; the defaults are for a machine the job has to itself.)"""
 
-    block_q: int = 256
-    block_kv: int = 256
+    block_q: int = 512
+    block_kv: int = 512
     heads_per_step: int | None = None
 
 
-# Query heads per loop step when heads_per_step is None: one step per head
-# spent ~25% of the CPU time in per-step overhead at B4 H8 S2048 (8 heads per
-# step: 305 ms of CPU vs 393 ms causal); more would make the score tile spill L2.
-QUERY_HEADS_PER_STEP = 8
+# Query heads per loop step when heads_per_step is None. 1, 2 and 8 were
+# within 6% of each other at 512 x 512 tiles (162, 163, 172 ms causal);
+# 2 halves the loop steps, 8 makes the score tile spill L2.
+QUERY_HEADS_PER_STEP = 2
 
 
 def _auto_heads_per_step(dims: Dims) -> int:
