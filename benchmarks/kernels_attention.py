@@ -21,32 +21,13 @@ so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _harness import blocking, medians, race
 from capibara.kernels.attention import attention
-
-
-def race(candidates, rounds):
-    """name -> (median wall seconds, median CPU seconds) over round-robin runs."""
-    for run in candidates.values():
-        run()
-    times = {name: ([], []) for name in candidates}
-    order = list(candidates)
-    shuffle = np.random.default_rng(0).permutation
-    for _ in range(rounds):
-        # A fresh order each round: a run right after a big one (the XLA
-        # anchor frees ~1 GiB) pays for the allocator's aftermath.
-        for name in (order[i] for i in shuffle(len(order))):
-            run = candidates[name]
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return {name: (float(np.median(w)), float(np.median(c))) for name, (w, c) in times.items()}
 
 
 def main() -> None:
@@ -77,13 +58,13 @@ def main() -> None:
             return jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal))
         return jax.jit(lambda q, k, v: attention(q, k, v, causal=causal, implementation=implementation))
 
-    cands = {"dot f32": lambda: jax.block_until_ready(dot32(x, y)),
-             "dot bf16->f32": lambda: jax.block_until_ready(dot16(xb, yb))}
+    cands = {"dot f32": blocking(dot32, x, y),
+             "dot bf16->f32": blocking(dot16, xb, yb)}
     for causal in (True, False):
         for impl in ("xla", "cpu_blocked", "cpu_bf16"):
             f = attn(causal, impl)
-            cands[f"{'causal' if causal else 'full'} {impl}"] = lambda f=f: jax.block_until_ready(f(q, k, v))
-    res = race(cands, args.rounds)
+            cands[f"{'causal' if causal else 'full'} {impl}"] = blocking(f, q, k, v)
+    res = medians(race(cands, args.rounds, shuffled=True))
     wall = {name: t for name, (t, _) in res.items()}
     print(f"attention B{b} H{h} S{s} D{d} f32 inputs, {jax.devices()[0].device_kind}, "
           f"median of {args.rounds} rounds")
@@ -113,8 +94,8 @@ def main() -> None:
                     o = attention(q, k, v, causal=True, implementation=impl)
                 return jnp.sum(o * ct)
             g = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-            grads[f"causal grad {impl}"] = lambda g=g: jax.block_until_ready(g(q, k, v))
-        res = race(grads, args.rounds)
+            grads[f"causal grad {impl}"] = blocking(g, q, k, v)
+        res = medians(race(grads, args.rounds, shuffled=True))
         anchor = res["causal grad xla"][0]
         for name, (t, c) in res.items():
             print(f"  {name:24s} {t * 1e3:8.1f} ms  {anchor / t:5.2f}x xla  (cpu {c * 1e3:.0f} ms)")

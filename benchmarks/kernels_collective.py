@@ -8,7 +8,7 @@ gather-then-multiply against the ``ppermute`` ring.
 
 JAX fixes the device count at start-up, so this script re-executes itself
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` when needed.
-Round-robin timing; see kernels_vq.py.
+Round-robin timing; see _harness.py.
 
     .venv/bin/python benchmarks/kernels_collective.py [--mib 64] [--rounds 5]
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 DEVICES = 8
 FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
@@ -33,32 +32,8 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
+from _harness import blocking, print_speedup_table, race  # noqa: E402
 from capibara.kernels import collective  # noqa: E402
-
-
-def race(candidates, rounds):
-    """Round-robin timing: every round runs each candidate once, so a noisy
-    neighbour slows them all alike. Returns name -> (wall seconds, CPU seconds)."""
-    for run in candidates.values():  # warm-up: compile, fault pages in once
-        run()
-    times = {name: ([], []) for name in candidates}
-    for _ in range(rounds):
-        for name, run in candidates.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return times
-
-
-def report(times, anchor):
-    """Median and min wall time, median CPU time (all threads), and speedups."""
-    base_wall, base_cpu = (float(np.median(t)) for t in anchor)
-    print(f"{'candidate':40s} {'median ms':>10s} {'min ms':>8s} {'cpu ms':>8s} {'x wall':>7s} {'x cpu':>6s}")
-    for name, (wall, cpu) in times.items():
-        w, c = float(np.median(wall)), float(np.median(cpu))
-        print(f"{name:40s} {w * 1e3:10.1f} {min(wall) * 1e3:8.1f} {c * 1e3:8.1f} "
-              f"{base_wall / w:6.2f}x {base_cpu / c:5.2f}x")
 
 
 def main() -> None:
@@ -95,7 +70,7 @@ def main() -> None:
     times = race(candidates, args.rounds)
     print(f"all-reduce {args.mib} MiB f32 per device over {DEVICES} host devices, {args.rounds} rounds, "
           f"jax {jax.__version__}")
-    report(times, times["psum (reference, anchor)"])
+    print_speedup_table(times, "psum (reference, anchor)")
 
     m, k, n = 4096, 1024, 1024
     rng = np.random.default_rng(0)
@@ -104,13 +79,13 @@ def main() -> None:
 
     def matmul(impl):
         f = collective.collective("all_gather_matmul", mesh, "data", implementation=impl)
-        return lambda: jax.block_until_ready(f(a, w))
+        return blocking(f, a, w)
 
     times = race({"all_gather then matmul (reference)": matmul("reference"),
                   "ppermute ring (decomposed)": matmul("decomposed")}, args.rounds)
     print()
     print(f"all-gather matmul x[{m},{k}] (rows over 8) @ w[{k},{n}] (columns over 8)")
-    report(times, times["all_gather then matmul (reference)"])
+    print_speedup_table(times, "all_gather then matmul (reference)")
 
 
 if __name__ == "__main__":

@@ -15,32 +15,13 @@ so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _harness import blocking, medians, race
 from capibara.kernels.conv import causal_conv1d
-
-
-def race(candidates, rounds):
-    """name -> (median wall seconds, median CPU seconds) over round-robin runs."""
-    for run in candidates.values():
-        run()
-    times = {name: ([], []) for name in candidates}
-    order = list(candidates)
-    shuffle = np.random.default_rng(0).permutation
-    for _ in range(rounds):
-        # A fresh order each round: a run right after a big one (the XLA
-        # anchor frees ~1 GiB) pays for the allocator's aftermath.
-        for name in (order[i] for i in shuffle(len(order))):
-            run = candidates[name]
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return {name: (float(np.median(w)), float(np.median(c))) for name, (w, c) in times.items()}
 
 
 def main() -> None:
@@ -61,15 +42,15 @@ def main() -> None:
         tag = jnp.dtype(dtype).name
         sizes[tag] = 2 * x.size * x.dtype.itemsize
         floor = jax.jit(lambda x: x * 2)
-        cands[(tag, "memory floor", "fwd")] = lambda f=floor, x=x: jax.block_until_ready(f(x))
+        cands[(tag, "memory floor", "fwd")] = blocking(floor, x)
         for impl in ("reference", "shift_add"):
             fwd = jax.jit(lambda x, w, impl=impl: causal_conv1d(x, w, implementation=impl))
             grad = jax.jit(jax.grad(
                 lambda x, w, impl=impl: jnp.sum(causal_conv1d(x, w, implementation=impl).astype(jnp.float32)),
                 argnums=(0, 1)))
-            cands[(tag, impl, "fwd")] = lambda f=fwd, x=x, w=w: jax.block_until_ready(f(x, w))
-            cands[(tag, impl, "fwd+bwd")] = lambda f=grad, x=x, w=w: jax.block_until_ready(f(x, w))
-    res = race(cands, args.rounds)
+            cands[(tag, impl, "fwd")] = blocking(fwd, x, w)
+            cands[(tag, impl, "fwd+bwd")] = blocking(grad, x, w)
+    res = medians(race(cands, args.rounds, shuffled=True))
 
     print(f"causal_conv1d B{args.batch} S{args.seq} C{args.channels} width {args.width}, "
           f"{jax.devices()[0].device_kind}, median of {args.rounds} rounds")

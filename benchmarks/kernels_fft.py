@@ -17,35 +17,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _harness import blocking, medians, race
 from capibara.kernels.fft import choose_long_conv, fast_fft_length, long_conv
 
 KERNEL_LENGTHS = (16, 64, 256, 1024, 4096, 8192)
 REFERENCE_UP_TO = 256  # XLA's depthwise conv takes ~0.2 s at 256 taps already
-
-
-def race(candidates, rounds):
-    """name -> (median wall seconds, median CPU seconds) over round-robin runs."""
-    for run in candidates.values():
-        run()
-    times = {name: ([], []) for name in candidates}
-    order = list(candidates)
-    shuffle = np.random.default_rng(0).permutation
-    for _ in range(rounds):
-        # A fresh order each round: a run right after a big one (the XLA
-        # anchor frees ~1 GiB) pays for the allocator's aftermath.
-        for name in (order[i] for i in shuffle(len(order))):
-            run = candidates[name]
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return {name: (float(np.median(w)), float(np.median(c))) for name, (w, c) in times.items()}
 
 
 def main() -> None:
@@ -70,8 +51,8 @@ def main() -> None:
         k = jnp.asarray(rng.standard_normal((channels, kernel_len)), jnp.float32)
         impls = ["direct", "fft"] + (["reference"] if kernel_len <= REFERENCE_UP_TO else [])
         jitted = {name: jax.jit(lambda u, k, name=name: long_conv(u, k, implementation=name)) for name in impls}
-        results = race({name: (lambda f=f: jax.block_until_ready(f(u, k))) for name, f in jitted.items()},
-                       args.rounds)
+        results = medians(race({name: blocking(f, u, k) for name, f in jitted.items()},
+                               args.rounds, shuffled=True))
         wall = {name: t for name, (t, _) in results.items()}
         choice = choose_long_conv(length, kernel_len, "cpu")
         best = min(wall["direct"], wall["fft"])

@@ -14,39 +14,14 @@ kernels_vq.py.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from _harness import blocking, print_speedup_table, race
 from capibara.kernels import linalg
-
-
-def race(candidates, rounds):
-    """Round-robin timing: every round runs each candidate once, so a noisy
-    neighbour slows them all alike. Returns name -> (wall seconds, CPU seconds)."""
-    for run in candidates.values():  # warm-up: compile, fault pages in once
-        run()
-    times = {name: ([], []) for name in candidates}
-    for _ in range(rounds):
-        for name, run in candidates.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return times
-
-
-def report(times, anchor):
-    """Median and min wall time, median CPU time (all threads), and speedups."""
-    base_wall, base_cpu = (float(np.median(t)) for t in anchor)
-    print(f"{'candidate':40s} {'median ms':>10s} {'min ms':>8s} {'cpu ms':>8s} {'x wall':>7s} {'x cpu':>6s}")
-    for name, (wall, cpu) in times.items():
-        w, c = float(np.median(wall)), float(np.median(cpu))
-        print(f"{name:40s} {w * 1e3:10.1f} {min(wall) * 1e3:8.1f} {c * 1e3:8.1f} "
-              f"{base_wall / w:6.2f}x {base_cpu / c:5.2f}x")
 
 
 def main() -> None:
@@ -66,8 +41,7 @@ def main() -> None:
     a8 = jnp.asarray(rng.integers(-127, 128, (m, k)), jnp.int8)
 
     def timed(f, *args):
-        g = jax.jit(f)
-        return lambda: jax.block_until_ready(g(*args))
+        return blocking(jax.jit(f), *args)
 
     candidates = {
         "jnp.dot f32 (anchor)": timed(jnp.dot, a, b),
@@ -87,7 +61,7 @@ def main() -> None:
     times = race(candidates, args.rounds)
     flops = 2.0 * m * k * n
     print(f"linalg {m}x{k} @ {k}x{n}, {args.rounds} rounds, jax {jax.__version__} on {jax.devices()[0].platform}")
-    report(times, times["jnp.dot f32 (anchor)"])
+    print_speedup_table(times, "jnp.dot f32 (anchor)")
     print()
     print(f"{'candidate':40s} {'GFLOP/s (median)':>17s} {'(best)':>8s}")
     for name, (wall, _) in times.items():

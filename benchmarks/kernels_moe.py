@@ -13,38 +13,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _harness import blocking, print_speedup_table, race
 from capibara.kernels import moe
-
-
-def race(candidates, rounds):
-    """Round-robin timing: every round runs each candidate once, so a noisy
-    neighbour slows them all alike. Returns name -> (wall seconds, CPU seconds)."""
-    for run in candidates.values():  # warm-up: compile, fault pages in once
-        run()
-    times = {name: ([], []) for name in candidates}
-    for _ in range(rounds):
-        for name, run in candidates.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return times
-
-
-def report(times, anchor):
-    """Median and min wall time, median CPU time (all threads), and speedups."""
-    base_wall, base_cpu = (float(np.median(t)) for t in anchor)
-    print(f"{'candidate':40s} {'median ms':>10s} {'min ms':>8s} {'cpu ms':>8s} {'x wall':>7s} {'x cpu':>6s}")
-    for name, (wall, cpu) in times.items():
-        w, c = float(np.median(wall)), float(np.median(cpu))
-        print(f"{name:40s} {w * 1e3:10.1f} {min(wall) * 1e3:8.1f} {c * 1e3:8.1f} "
-              f"{base_wall / w:6.2f}x {base_cpu / c:5.2f}x")
 
 
 def main() -> None:
@@ -68,7 +43,7 @@ def main() -> None:
 
     def timed(impl, x, **static):
         g = jax.jit(functools.partial(moe.mor, top_k=args.top_k, implementation=impl, **static))
-        return lambda: jax.block_until_ready(g(x, router, experts))
+        return blocking(g, x, router, experts)
 
     candidates = {
         "reference (dense, anchor)": timed("reference", x),
@@ -81,7 +56,7 @@ def main() -> None:
     print(f"moe T{t} d{d} f{f} E{e} top-{args.top_k}, {args.rounds} rounds, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}; "
           f"capacity 1.25 drops {float(dropped):.2%} of assignments")
-    report(times, times["reference (dense, anchor)"])
+    print_speedup_table(times, "reference (dense, anchor)")
 
 
 if __name__ == "__main__":

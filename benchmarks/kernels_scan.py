@@ -21,35 +21,14 @@ so a noisy neighbour slows all alike; medians of ``--rounds`` runs after a warm-
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from _harness import blocking, medians, race
 from capibara.kernels.scan import scan
-
-
-def race(candidates, rounds):
-    """name -> (median wall seconds, median CPU seconds) over round-robin runs.
-    A candidate is (prepare, run): prepare() makes fresh arguments, untimed."""
-    for prepare, run in candidates.values():
-        jax.block_until_ready(run(*prepare()))
-    times = {name: ([], []) for name in candidates}
-    order = list(candidates)
-    shuffle = np.random.default_rng(0).permutation
-    for _ in range(rounds):
-        # A fresh order each round: a run right after a big one pays for the
-        # allocator's aftermath.
-        for name in (order[i] for i in shuffle(len(order))):
-            prepare, run = candidates[name]
-            args = jax.block_until_ready(prepare())
-            wall, cpu = time.perf_counter(), time.process_time()
-            jax.block_until_ready(run(*args))
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return {name: (float(np.median(w)), float(np.median(c))) for name, (w, c) in times.items()}
 
 
 def associative_anchor(a, b):
@@ -80,10 +59,13 @@ def main() -> None:
     plain = {name: jax.jit(f) for name, f in fns.items()}
     donated = {name: jax.jit(f, donate_argnums=1) for name, f in fns.items()}
     same = lambda: (a, b)  # noqa: E731
-    fresh = lambda: (a, b + 0.0)  # noqa: E731 - a new b to donate, made outside the timing
-    cands = {**{(name, False): (same, f) for name, f in plain.items()},
-             **{(name, True): (fresh, f) for name, f in donated.items()}}
-    res = race(cands, args.rounds)
+    fresh = blocking(lambda: (a, b + 0.0))  # a new b to donate, made outside the timing
+    cands, prepare = {}, {}
+    for donate, jitted, arguments in ((False, plain, same), (True, donated, fresh)):
+        for name, f in jitted.items():
+            cands[(name, donate)] = lambda *args, f=f: jax.block_until_ready(f(*args))
+            prepare[(name, donate)] = arguments
+    res = medians(race(cands, args.rounds, shuffled=True, prepare=prepare))
 
     nbytes = 3 * a.size * 4
     print(f"scan B{args.batch} T{args.seq} D{args.dim} f32 (chunk {args.chunk}), {jax.devices()[0].device_kind}, "

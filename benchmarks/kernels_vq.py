@@ -17,38 +17,13 @@ longer needs x calls them. Each call's output is the next call's input.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _harness import print_speedup_table, race
 from capibara.kernels import vq as vq_family
-
-
-def race(candidates, rounds):
-    """Round-robin timing: every round runs each candidate once, so a noisy
-    neighbour slows them all alike. Returns name -> (wall seconds, CPU seconds)."""
-    for run in candidates.values():  # warm-up: compile, fault pages in once
-        run()
-    times = {name: ([], []) for name in candidates}
-    for _ in range(rounds):
-        for name, run in candidates.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return times
-
-
-def report(times, anchor):
-    """Median and min wall time, median CPU time (all threads), and speedups."""
-    base_wall, base_cpu = (float(np.median(t)) for t in anchor)
-    print(f"{'candidate':40s} {'median ms':>10s} {'min ms':>8s} {'cpu ms':>8s} {'x wall':>7s} {'x cpu':>6s}")
-    for name, (wall, cpu) in times.items():
-        w, c = float(np.median(wall)), float(np.median(cpu))
-        print(f"{name:40s} {w * 1e3:10.1f} {min(wall) * 1e3:8.1f} {c * 1e3:8.1f} "
-              f"{base_wall / w:6.2f}x {base_cpu / c:5.2f}x")
 
 
 def numpy_lookup(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -92,10 +67,10 @@ def main() -> None:
         "int8 codebook + int8 lookup, donated": jitted("int8", int8_codes, donate=True),
     }
     times = race(candidates, args.rounds)
-    anchor = times["numpy matmul-form lookup (anchor)"]
     print(f"vq forward N{args.n} D{args.dim} K{args.codes} f32, {args.rounds} rounds, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}")
-    report(times, anchor)
+    print_speedup_table(times, "numpy matmul-form lookup (anchor)")
+
 
 if __name__ == "__main__":
     main()
