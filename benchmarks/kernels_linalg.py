@@ -6,7 +6,7 @@ path), bf16 with bf16 output (the slow path DESIGN.md §5 warns about),
 ``int8_matmul`` (W8A8: per-row int8 activations, int8 x int8 -> int32, rescale;
 the activation quantization is included in its time), BitNet ternary, and
 the raw int8 x int8 -> int32 ``dot`` for the ceiling. Round-robin timing; see
-kernels_vq.py.
+_harness.py.
 
     .venv/bin/python benchmarks/kernels_linalg.py [--m 2048 --k 2048 --n 2048] [--rounds 7]
 """

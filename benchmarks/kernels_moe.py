@@ -4,7 +4,7 @@ Shape (defaults): T 4096 tokens, d 512, f 1024, E 8 experts, top-2, f32; the
 dispatch variant at capacity factor 1.25 (tokens past an expert's capacity
 are dropped) and with no limit (exactly the reference's result), plus bf16
 activations (bf16 operands, f32 accumulation). Round-robin timing; see
-kernels_vq.py.
+_harness.py.
 
     .venv/bin/python benchmarks/kernels_moe.py [--tokens 4096] [--rounds 5]
 """
