@@ -20,7 +20,7 @@ DEMO_SET := --set model.hidden_size=256 --set model.num_layers=2 --set model.num
             --set deployment.batch_size=4
 
 demo: $(STAMP)
-	$(BIN)/capibara compile configs/production/tpu_v4.toml --target auto $(DEMO_SET) -o demo.plan.json
+	$(BIN)/capibara compile configs/production/tpu_v4.toml --target auto $(DEMO_SET) --time-stages -o demo.plan.json
 	$(BIN)/capibara run demo.plan.json --generate 16
 
 test: $(STAMP)
