@@ -230,7 +230,7 @@ class _Explainer:
             self.fail("P101", "table header has no name", index, start + 1,
                       label="empty header", help=f"write `{opener}name{closer}`")
         if self.char(start) == "[":
-            self.fail("P101", f"unexpected `[` in a table header", start, start + 1,
+            self.fail("P101", "unexpected `[` in a table header", start, start + 1,
                       label="unexpected",
                       help="an array-of-tables header is written `[[name]]`, with no space "
                            "between the brackets")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
 
-from capibara.diagnostics import Diagnostic, Label, Span
+from capibara.diagnostics import Diagnostic, Label
 from capibara.fieldtypes import describe_kind, format_value
 
 __all__ = [
@@ -192,7 +192,7 @@ def _translate_model_size(value: Any) -> Translation:
         raise LegacyValueError(
             BAD_LEGACY_VALUE, f"`model_size` must be a string such as \"600m\", found "
             f"{describe_kind(value)}", "expected a size string",
-            f"write it in double quotes with its unit, e.g. `model_size = \"600m\"`")
+            "write it in double quotes with its unit, e.g. `model_size = \"600m\"`")
     label = parse_model_size(value)
     if label is None:
         raise LegacyValueError(

@@ -149,7 +149,7 @@ class ResolveMesh(Pass):
                 INEFFECTIVE, f"`tpu_mesh_shape` has no effect on `{ir.target.name}`: only TPU "
                              "meshes are set by hand",
                 config, ("tpu_mesh_shape",), {"tpu_mesh_shape": "ignored here"},
-                help=f"remove it, or compile for a TPU (`--target tpu_v4-32`)", warning=True))
+                help="remove it, or compile for a TPU (`--target tpu_v4-32`)", warning=True))
         devices = _devices_available(ir)
         model = 1
         if config.model_parallel:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from lark import Lark

@@ -6,7 +6,6 @@ import io
 import subprocess
 import sys
 
-import pytest
 
 from capibara import cli, pipeline
 from capibara.codes import CODES

@@ -119,7 +119,6 @@ def _main(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(0)
     # small integers: every sum is exact in float32
     x = rng.integers(-8, 8, (DEVICES * 8, 3)).astype(np.float32)  # 8 rows per block
-    r = rng.integers(-8, 8, x.shape).astype(np.float32)
     ragged = rng.integers(-8, 8, (DEVICES * 3, 5)).astype(np.float32)  # 15 per block: pads
 
     adjoint = {"all_reduce": "all_reduce", "all_gather": "reduce_scatter", "reduce_scatter": "all_gather"}
