@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-__all__ = ["Unsupported", "Variant"]
+__all__ = ["Unsupported", "Variant", "lookup"]
 
 
 class Unsupported(NotImplementedError):
@@ -40,3 +40,12 @@ class Variant:
 
     def __call__(self, *args: Any, **static: Any) -> Any:
         return self.fn(*args, **{**self.defaults, **static})
+
+
+def lookup(variants: Mapping[str, Variant], function: str, implementation: str) -> Variant:
+    """The variant named ``implementation``, or a ``ValueError`` naming ``function``'s choices."""
+    try:
+        return variants[implementation]
+    except KeyError:
+        raise ValueError(f"unknown {function} implementation {implementation!r}; "
+                         f"expected one of {sorted(variants)}") from None

@@ -27,7 +27,7 @@ from capibara.kernels.attention.cpu import BlockSizes, attention_cpu_blocked
 from capibara.kernels.attention.gpu import attention_cudnn
 from capibara.kernels.attention.reference import attention_reference
 from capibara.kernels.attention.tpu import attention_pallas_tpu
-from capibara.kernels.base import Variant
+from capibara.kernels.base import Variant, lookup
 
 __all__ = ["BlockSizes", "VARIANTS", "attention"]
 
@@ -63,7 +63,4 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool = False,
     seq_q, seq_kv]`` (True = keep), ``scale`` defaults to ``1/sqrt(head_dim)``.
     Returns q's shape and dtype.
     """
-    if implementation not in VARIANTS:
-        raise ValueError(f"unknown attention implementation {implementation!r}; "
-                         f"expected one of {sorted(VARIANTS)}")
-    return VARIANTS[implementation](q, k, v, causal=causal, mask=mask, scale=scale, **static)
+    return lookup(VARIANTS, "attention", implementation)(q, k, v, causal=causal, mask=mask, scale=scale, **static)

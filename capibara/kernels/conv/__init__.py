@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import Variant, lookup
 from capibara.kernels.conv.reference import causal_conv1d_reference
 from capibara.kernels.conv.shift_add import causal_conv1d_shift_add
 
@@ -33,7 +33,4 @@ VARIANTS: dict[str, Variant] = {
 
 def causal_conv1d(x: jax.Array, w: jax.Array, *, implementation: str = "reference", **static) -> jax.Array:
     """Depthwise causal conv1d with the named variant; returns x's shape."""
-    if implementation not in VARIANTS:
-        raise ValueError(f"unknown causal_conv1d implementation {implementation!r}; "
-                         f"expected one of {sorted(VARIANTS)}")
-    return VARIANTS[implementation](x, w, **static)
+    return lookup(VARIANTS, "causal_conv1d", implementation)(x, w, **static)

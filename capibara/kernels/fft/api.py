@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import Variant, lookup
 from capibara.kernels.fft.direct import TAPS_PER_STEP, long_conv_direct
 from capibara.kernels.fft.reference import long_conv_reference
 from capibara.kernels.fft.spectral import long_conv_fft
@@ -25,6 +25,4 @@ VARIANTS: dict[str, Variant] = {
 
 def long_conv(u: jax.Array, k: jax.Array, *, implementation: str = "reference", **static) -> jax.Array:
     """Causal depthwise long convolution with the named variant; returns u's shape."""
-    if implementation not in VARIANTS:
-        raise ValueError(f"unknown long_conv implementation {implementation!r}; expected one of {sorted(VARIANTS)}")
-    return VARIANTS[implementation](u, k, **static)
+    return lookup(VARIANTS, "long_conv", implementation)(u, k, **static)

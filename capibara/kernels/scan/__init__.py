@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import Variant, lookup
 from capibara.kernels.scan.associative import scan_associative
 from capibara.kernels.scan.chunked import CHUNK, scan_chunked
 from capibara.kernels.scan.reference import scan_reference
@@ -44,6 +44,4 @@ VARIANTS: dict[str, Variant] = {
 
 def scan(a: jax.Array, b: jax.Array, *, implementation: str = "reference", **static) -> jax.Array:
     """``h_t = a_t * h_{t-1} + b_t`` over axis 1 of ``[batch, seq, dim]`` with the named variant."""
-    if implementation not in VARIANTS:
-        raise ValueError(f"unknown scan implementation {implementation!r}; expected one of {sorted(VARIANTS)}")
-    return VARIANTS[implementation](a, b, **static)
+    return lookup(VARIANTS, "scan", implementation)(a, b, **static)
