@@ -56,6 +56,7 @@ from capibara.kernels.base import Unsupported
 from capibara.kernels.moe import Experts, MoRResult
 from capibara.kernels.vq import VQResult
 from capibara.model_spec import ModelSpec, RunPolicy, live_update_diagnostics
+from capibara.plan import config_of_plan
 
 __all__ = [
     "Model",
@@ -622,19 +623,6 @@ class RuntimeSettings:
     def from_config(cls, config: Any) -> "RuntimeSettings":
         return cls(float(config.temperature), bool(config.use_vq),
                    float(config.vq_adaptive_threshold))
-
-
-def config_of_plan(plan: Any) -> Any:
-    """The ``ModularModelConfig`` a plan was compiled from: its resolved values,
-    with the fields its provenance marks as set explicitly passed as keywords
-    (so derived values are derived again and explicitness-based rules agree)."""
-    from capibara.model_config import ModularModelConfig
-    from capibara.schema import FIELDS
-
-    implicit = ("default", "derived")
-    explicit = {f.name: plan.config[f.path] for f in FIELDS
-                if plan.provenance.get(f.path, "default").split(" ", 1)[0] not in implicit}
-    return ModularModelConfig(**explicit)
 
 
 class Model:

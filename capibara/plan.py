@@ -67,6 +67,7 @@ __all__ = [
     "explain_plan",
     "resolve_path",
     "summary",
+    "config_of_plan",
 ]
 
 #: The format tag every plan carries; a later, incompatible layout gets ``/2``.
@@ -289,6 +290,19 @@ class Plan(_Frozen, kw_only=True):
 _JSON = msgspec.json.Encoder(order="sorted")
 _MSGPACK = msgspec.msgpack.Encoder(order="sorted")
 _DIGEST_PREFIX = "sha256:"
+
+
+def config_of_plan(plan: Plan) -> Any:
+    """The ``ModularModelConfig`` a plan was compiled from: its resolved values,
+    with the fields its provenance marks as set explicitly passed as keywords
+    (so derived values are derived again and explicitness-based rules agree)."""
+    from capibara.model_config import ModularModelConfig
+    from capibara.schema import FIELDS
+
+    implicit = ("default", "derived")
+    explicit = {f.name: plan.config[f.path] for f in FIELDS
+                if plan.provenance.get(f.path, "default").split(" ", 1)[0] not in implicit}
+    return ModularModelConfig(**explicit)
 
 
 def _non_finite(plan: Plan) -> Iterator[str]:

@@ -16,7 +16,10 @@ JAX's persistent compilation cache lives in a per-user directory
 (``$XDG_CACHE_HOME/capibara/jax`` or ``~/.cache/capibara/jax``), one
 sub-directory per host CPU feature set and plan digest: a second process that
 loads the same plan skips compilation (jax issue 38445: entries shared
-between machines with different CPU features never hit).
+between machines with different CPU features never hit). Beside it,
+:mod:`capibara.executables` keeps each kernel's compiled executable, so that
+process skips tracing and lowering too: a warm ``load_plan`` + ``warmup`` costs
+a few percent of a cold one.
 
 This module imports JAX; the compile path never imports it.
 """
@@ -34,7 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from capibara.diagnostics import ConfigError, Diagnostic
-from capibara.plan import KernelSpec, Plan, compute_digest, load_plan_file
+from capibara.executables import ExecutableCache
+from capibara.plan import KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file
 
 __all__ = ["BoundKernel", "CompiledPlan", "KernelSet", "cache_dir", "load_plan"]
 
@@ -115,6 +119,8 @@ class BoundKernel:
     implementation: str
     notes: list[str] = field(default_factory=list)
     compiled: Any = None
+    fallback_allowed: bool = True
+    from_cache: bool = False
 
     def __call__(self, *arrays: Any) -> Any:
         return self.fn(*arrays)
@@ -134,15 +140,25 @@ class BoundKernel:
                 arrays[name] = (jax.random.normal(key, shape, jnp.float32) * 0.1).astype(dtype)
         return self.prepare(arrays)
 
-    def warmup(self, seed: int = 0) -> float:
-        """AOT-compile for the plan's shapes; returns the seconds it took."""
+    def warmup(self, seed: int = 0, cache: ExecutableCache | None = None) -> float:
+        """AOT-compile for the plan's shapes, or load the executable a previous
+        process saved in ``cache``; returns the seconds it took."""
         import jax
 
         start = time.perf_counter()
+        if cache is not None and (saved := cache.load(self)) is not None:
+            self.compiled, notes = saved
+            self.from_cache = True
+            self.notes.extend(n for n in notes if n not in self.notes)
+            return time.perf_counter() - start
+        self.from_cache = False
+        before = len(self.notes)
         # Only shapes and dtypes are needed: tracing the input generator abstractly
         # costs nothing, where running it eagerly compiled each random op (~0.8 s a plan).
         structs = jax.eval_shape(lambda: self.example_inputs(seed))
         self.compiled = self.fn.lower(*structs).compile()
+        if cache is not None:  # notes made while tracing (a variant refused) travel with it
+            cache.store(self, self.compiled, self.notes[before:])
         return time.perf_counter() - start
 
     def work(self) -> tuple[float, str]:
@@ -225,7 +241,8 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
         axes = tuple(attrs.get("axes", ("data",)))
         per_call = module.collective(attrs.get("op", "all_reduce"), mesh, axes,
                                      implementation=variant.name)
-        return BoundKernel(spec, per_call, ("x",), lambda a: (a["x"],), variant.name, notes)
+        return BoundKernel(spec, per_call, ("x",), lambda a: (a["x"],), variant.name, notes,
+                           fallback_allowed=allow_fallback)
 
     if family == "linalg":
         from capibara.kernels.linalg.quant import quantize_affine, ternarize
@@ -270,7 +287,7 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
         core = _with_fallback(core, ref_core, notes, spec.name)
     donate = (0,) if plan.execution.donate and family in ("scan",) else ()
     return BoundKernel(spec, jax.jit(core, donate_argnums=donate), names, prepare,
-                       variant.name, notes)
+                       variant.name, notes, fallback_allowed=allow_fallback)
 
 
 class KernelSet:
@@ -313,19 +330,22 @@ class CompiledPlan:
     platform: str
     cache: Path | None
     notes: list[str]
+    executables: ExecutableCache | None = None
 
     def warmup(self, progress: TextIO | None = sys.stderr) -> dict[str, float]:
-        """AOT-compile every kernel for the plan's shapes; seconds per kernel."""
+        """AOT-compile every kernel for the plan's shapes, or load the executables
+        an earlier process saved for this plan; seconds per kernel."""
         timings: dict[str, float] = {}
         kernels = list(self.kernels)
         for i, kernel in enumerate(kernels, 1):
             if progress is not None:
-                progress.write(f"[{i}/{len(kernels)}] compiling {kernel.spec.name} "
+                progress.write(f"[{i}/{len(kernels)}] {kernel.spec.name} "
                                f"({kernel.spec.family}/{kernel.implementation}) ...")
                 progress.flush()
-            timings[kernel.spec.name] = kernel.warmup()
+            timings[kernel.spec.name] = kernel.warmup(cache=self.executables)
             if progress is not None:
-                progress.write(f" {timings[kernel.spec.name]:.2f} s\n")
+                how = "loaded from cache" if kernel.from_cache else "compiled"
+                progress.write(f" {how} in {timings[kernel.spec.name]:.2f} s\n")
         return timings
 
 
@@ -364,10 +384,7 @@ def load_plan(path_or_plan: Plan | str | os.PathLike[str], *,
     import numpy as np
     from jax.sharding import Mesh
 
-    from capibara.model import config_of_plan
-
     plan = _verified(path_or_plan)
-    config = config_of_plan(plan)
     devices = list(devices) if devices is not None else jax.devices()
     platform = devices[0].platform
     notes: list[str] = []
@@ -383,18 +400,39 @@ def load_plan(path_or_plan: Plan | str | os.PathLike[str], *,
                    f"{'s are' if len(devices) != 1 else ' is'} present")
     if problem is not None:
         code, reason = problem
-        if not config.hardware_fallback:
+        # The plan records every resolved field; building the config object (~20 ms
+        # of imports and validation) is left to the re-lowering that needs it.
+        if not plan.config.get("hardware.hardware_fallback", True):
             raise ConfigError([Diagnostic.error(
                 code, reason,
                 help="compile for this machine (`capibara compile --target auto`), or set "
                      "`hardware.hardware_fallback = true` to re-lower on load")])
-        plan, note = _relower(plan, config, reason)
+        plan, note = _relower(plan, config_of_plan(plan), reason)
         notes.append(note)
         needed = int(np.prod(plan.mesh.shape))
     mesh = Mesh(np.array(devices[:needed]).reshape(tuple(plan.mesh.shape)), tuple(plan.mesh.axes))
     cache_path = _enable_cache(cache_dir(plan)) if cache else None
-    allow = bool(config.fallback_to_standard)
+    allow = bool(plan.config.get("jax_config.fallback_to_standard", True))
     bound = [bind(spec, plan, mesh, platform, allow_fallback=allow) for spec in plan.kernels]
     for b in bound:
         notes.extend(b.notes)
-    return CompiledPlan(plan, mesh, KernelSet(bound), platform, cache_path, notes)
+    return CompiledPlan(plan, mesh, KernelSet(bound), platform, cache_path, notes,
+                        _executable_cache(cache_path, mesh))
+
+
+def _executable_cache(jax_cache: Path | None, mesh: Any) -> ExecutableCache | None:
+    """Saved executables beside JAX's cache: single-process runs only (an
+    executable that spans processes is compiled by all of them together)."""
+    import jax
+
+    if jax_cache is None or jax.process_count() != 1:
+        return None
+    directory = jax_cache / "executables"
+    try:
+        directory.mkdir(exist_ok=True, mode=0o700)
+        info = directory.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None
+    return ExecutableCache(directory, tuple(mesh.devices.flat))

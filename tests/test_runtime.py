@@ -64,7 +64,7 @@ def test_warmup_compiles_every_kernel_ahead_of_time(plan_file, tmp_path, monkeyp
     timings = compiled.warmup(progress=progress)
     assert set(timings) == {s.name for s in compiled.plan.kernels}
     assert all(k.compiled is not None for k in compiled.kernels)
-    assert progress.getvalue().count("compiling") == len(timings)
+    assert progress.getvalue().count(" compiled in ") == len(timings)
     kernel = next(iter(compiled.kernels))
     out = kernel.compiled(*kernel.example_inputs())
     assert np.all(np.isfinite(np.asarray(jax_tree_leaves(out)[0], np.float32)))
@@ -123,6 +123,7 @@ def test_second_process_hits_the_persistent_cache(plan_file, tmp_path) -> None:
     assert second.returncode == 0, second.stderr
     # every kernel came from the cache: the second process wrote nothing new
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == entries
+    assert second.stderr.count("loaded from cache") == len(compile_small().kernels), second.stderr
 
 
 def _free_port() -> int:
