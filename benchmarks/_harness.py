@@ -11,6 +11,9 @@ The scripts then either take ``medians`` and print their own rows, or print
 the common table with ``print_speedup_table`` (median and min wall time,
 median CPU time, speedups over an anchor).
 
+Importing it re-executes the script with huge pages for XLA's buffers when
+they are available and not asked for (see ``capibara.hugepages``).
+
 This module is imported as ``_harness`` by scripts run as
 ``python benchmarks/kernels_<family>.py`` (their folder is on ``sys.path``).
 """
@@ -21,8 +24,16 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-import jax
-import numpy as np
+from capibara.hugepages import current as huge_pages, reexec_with_huge_pages
+
+# Measure kernels in the memory setting `capibara run` gives them: glibc malloc
+# with transparent huge pages (capibara.hugepages). The anchors run in the same
+# process, so they get it too. GLIBC_TUNABLES=glibc.malloc.hugetlb=0 opts out.
+reexec_with_huge_pages()
+print(f"memory: {huge_pages().detail}")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 #: name -> (wall seconds per timed round, CPU seconds per timed round)
 Timings = dict[Hashable, tuple[list[float], list[float]]]

@@ -229,6 +229,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if argv is None and getattr(args, "huge_pages", False):
+            # Only as the process's own command line: in-process callers keep their process.
+            from capibara.hugepages import reexec_with_huge_pages
+
+            reexec_with_huge_pages()
         run: Callable[[argparse.Namespace, TextIO], int] = args.run
         return run(args, out)
     except SystemExit as exit_:

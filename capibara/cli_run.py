@@ -38,7 +38,9 @@ def add_verb(verbs: Any, add_message_format) -> None:
     run.add_argument("--num-processes", type=int, metavar="N")
     run.add_argument("--process-id", type=int, metavar="I")
     add_message_format(run)
-    run.set_defaults(run=run_plan)
+    # glibc reads its tunables at start-up: the command re-executes itself with
+    # huge pages for XLA's buffers before doing anything (capibara.hugepages).
+    run.set_defaults(run=run_plan, huge_pages=True)
 
 
 def _print_errors(error: ConfigError, fmt: str) -> None:
@@ -113,6 +115,10 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"note       {note}\n")
     if compiled.cache is not None:
         out.write(f"cache      {compiled.cache}\n")
+    if compiled.platform == "cpu":
+        from capibara.hugepages import current
+
+        out.write(f"memory     {current().detail}\n")
     if not args.no_warmup and not args.generate:  # the model compiles its own step functions
         timings = compiled.warmup(progress=sys.stderr)
         out.write(f"warmup     {sum(timings.values()):.2f} s for {len(timings)} kernels\n")
@@ -126,12 +132,15 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         jax.block_until_ready(fn(*inputs))  # first call: compile if not warmed up
         times = []
         for _ in range(args.repeat if args.benchmark else 1):
+            if kernel.donates:  # the call consumed its input: make a fresh one, untimed
+                inputs = jax.block_until_ready(kernel.example_inputs())
             t0 = time.perf_counter()
             jax.block_until_ready(fn(*inputs))
             times.append(time.perf_counter() - t0)
         seconds = sorted(times)[len(times) // 2]  # the median (upper, for an even count)
         amount, unit = kernel.work()
-        out.write(f"{kernel.spec.name:20s} {kernel.spec.family}/{kernel.implementation:12s} "
+        variant = f"{kernel.spec.family}/{kernel.implementation}"
+        out.write(f"{kernel.spec.name:20s} {variant:24s} "
                   f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
     return EXIT_OK
 

@@ -117,6 +117,11 @@ def test_second_process_hits_the_persistent_cache(plan_file, tmp_path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     first = _run(str(plan_file), env=env)
     assert first.returncode == 0, first.stderr
+    from capibara import hugepages
+
+    machine = hugepages.classify({}, hugepages._thp_mode(), hugepages._glibc_version())
+    if machine.state == "off" and "GLIBC_TUNABLES" not in os.environ:  # run turned them on
+        assert "memory     glibc malloc asks for transparent huge pages" in first.stdout
     entries = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     assert entries, "the first process wrote no cache entries"
     second = _run(str(plan_file), env=env)
