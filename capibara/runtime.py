@@ -110,6 +110,8 @@ class BoundKernel:
     keys in the kernel's own order). ``example_inputs`` makes random inputs of
     the plan's shapes and dtypes; ``work`` estimates the FLOPs (or bytes
     moved, for bandwidth-bound families) of one call for the benchmark.
+    ``donates``: the call reuses its first argument's buffer for the result,
+    so the caller must not use that argument afterwards.
     """
 
     spec: KernelSpec
@@ -121,6 +123,7 @@ class BoundKernel:
     compiled: Any = None
     fallback_allowed: bool = True
     from_cache: bool = False
+    donates: bool = False
 
     def __call__(self, *arrays: Any) -> Any:
         return self.fn(*arrays)
@@ -239,10 +242,17 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
     if family == "collective":
         module = _family_module("collective")
         axes = tuple(attrs.get("axes", ("data",)))
-        per_call = module.collective(attrs.get("op", "all_reduce"), mesh, axes,
-                                     implementation=variant.name)
-        return BoundKernel(spec, per_call, ("x",), lambda a: (a["x"],), variant.name, notes,
-                           fallback_allowed=allow_fallback)
+        op = attrs.get("op", "all_reduce")
+        # A two-phase all-reduce is only chosen to run in place (optimize.py).
+        in_place = plan.execution.donate and op == "all_reduce" and variant.name == "decomposed"
+        per_call = module.collective(op, mesh, axes, implementation=variant.name, donate=in_place)
+        # Inputs laid out as the kernel takes them (split over every mesh axis), so a
+        # donated buffer is the one the caller passed, not a resharded copy of it.
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        split = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+        return BoundKernel(spec, per_call, ("x",), lambda a: (jax.device_put(a["x"], split),),
+                           variant.name, notes, fallback_allowed=allow_fallback, donates=in_place)
 
     if family == "linalg":
         from capibara.kernels.linalg.quant import quantize_affine, ternarize
@@ -287,7 +297,7 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
         core = _with_fallback(core, ref_core, notes, spec.name)
     donate = (0,) if plan.execution.donate and family in ("scan",) else ()
     return BoundKernel(spec, jax.jit(core, donate_argnums=donate), names, prepare,
-                       variant.name, notes, fallback_allowed=allow_fallback)
+                       variant.name, notes, fallback_allowed=allow_fallback, donates=bool(donate))
 
 
 class KernelSet:
@@ -416,6 +426,11 @@ def load_plan(path_or_plan: Plan | str | os.PathLike[str], *,
     bound = [bind(spec, plan, mesh, platform, allow_fallback=allow) for spec in plan.kernels]
     for b in bound:
         notes.extend(b.notes)
+    if platform == "cpu":
+        from capibara.hugepages import advice, current
+
+        if (note := advice(current())) is not None:
+            notes.append(note)
     return CompiledPlan(plan, mesh, KernelSet(bound), platform, cache_path, notes,
                         _executable_cache(cache_path, mesh))
 

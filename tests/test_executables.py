@@ -148,8 +148,9 @@ for attempt in ("compiled", "cached"):
     compiled.warmup(progress=None)
     kernel = compiled.kernels.collective
     x, = kernel.example_inputs()
-    out = np.asarray(kernel.compiled(x))
     blocks = np.asarray(x, np.float64).reshape(8, -1)  # x is split over the 8 devices
+    out = np.asarray(kernel.compiled(x))
+    assert x.is_deleted() == kernel.donates  # an in-place all-reduce consumed its input
     # f32 sums of 8 terms of size <= ~0.5, in another order: a few ulps, ~1e-6.
     print(attempt, kernel.from_cache, np.allclose(out, np.tile(blocks.sum(0), 8), atol=1e-5))
 """

@@ -230,6 +230,18 @@ def test_collectives_by_target_and_size() -> None:
     assert tpu.kernel("grads.all_reduce").implementation == "reference"
 
 
+def test_two_phase_all_reduce_only_where_it_runs_in_place() -> None:
+    donating = plan_of("cpux8", hidden_size=256, num_layers=2, memory_optimization_level=1)
+    assert donating.execution.donate
+    assert donating.kernel("grads.all_reduce").implementation == "decomposed"
+    keeping = compiled("cpux8", hidden_size=256, num_layers=2, memory_optimization_level=0)
+    assert not keeping.plan.execution.donate
+    assert keeping.plan.kernel("grads.all_reduce").implementation == "reference"
+    (why,) = [d.reason for d in keeping.plan.decisions
+              if d.path == "kernels.grads.all_reduce.implementation"]
+    assert "not donated" in why
+
+
 # --------------------------------------------------------------------------- resolve-batch
 
 
