@@ -99,6 +99,8 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         except ConfigError as error:
             _print_errors(error, args.message_format)
             return EXIT_ERRORS
+    import jax  # first, so "loaded in" below is the plan's time, not JAX's import
+
     from capibara.runtime import load_plan
 
     try:
@@ -127,8 +129,6 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
     for kernel in compiled.kernels:
         inputs = kernel.example_inputs()
         fn = kernel.compiled or kernel.fn
-        import jax
-
         jax.block_until_ready(fn(*inputs))  # first call: compile if not warmed up
         times = []
         for _ in range(args.repeat if args.benchmark else 1):
