@@ -8,8 +8,8 @@ process that loads the same plan deserializes it in a few milliseconds.
 
 An entry is found only by a key that covers everything the executable depends
 on and the plan digest does not: capibara's kernel and loader source, the
-JAX and jaxlib versions, the backend and its version, and the devices the
-kernel runs on. A plan's digest already covers its shapes, dtypes and
+JAX and jaxlib versions, the backend and its version, the XLA flags and the
+JAX settings that change lowering, and the devices the kernel runs on. A plan's digest already covers its shapes, dtypes and
 parameters (it names the directory).
 
 Entries are pickles, JAX's own format for serialized executables, and loading
@@ -74,6 +74,9 @@ class ExecutableCache:
         parts = (
             ENTRY_FORMAT, source_fingerprint(), jax.__version__, jaxlib.__version__,
             client.platform, client.platform_version,
+            # settings that change what the same code lowers or compiles to
+            os.environ.get("XLA_FLAGS", ""), os.environ.get("LIBTPU_INIT_ARGS", ""),
+            jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
             tuple((d.id, d.device_kind) for d in self.devices),
             kernel.spec.name, kernel.spec.family, kernel.implementation,
             kernel.fallback_allowed,

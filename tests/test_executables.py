@@ -164,3 +164,15 @@ def test_a_collective_over_eight_devices_runs_from_the_cache(tmp_path) -> None:
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["compiled False True", "cached True True"], out.stdout
+
+
+def test_other_xla_flags_are_a_miss(plan, cache_home, monkeypatch) -> None:
+    from capibara.runtime import load_plan
+
+    compiled = load_plan(plan)
+    _logits(compiled).warmup(cache=compiled.executables)
+    # read when the key is made: an executable built under other codegen flags is not reused
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    again = load_plan(plan)
+    _logits(again).warmup(cache=again.executables)
+    assert not _logits(again).from_cache
