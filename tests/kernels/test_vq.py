@@ -200,6 +200,25 @@ class VQContract:
             np.testing.assert_array_equal(result.quantized[i], one.quantized)
             np.testing.assert_allclose(result.commitment[i], one.commitment, rtol=1e-6)
 
+    def test_duplicate_codes_pick_the_first(self):
+        # identical codes tie exactly in every score form; argmin semantics
+        # (the first) keeps indices and counts deterministic
+        x, c = problem(12, 33, 8, 3)
+        once = self.run(x, c)
+        twice = self.run(x, np.concatenate([c, c]))
+        np.testing.assert_array_equal(twice.indices, once.indices)
+        np.testing.assert_allclose(float(twice.perplexity), float(once.perplexity), rtol=1e-6)
+
+    def test_donated_input(self):
+        # a runtime that no longer needs x donates it; the output may reuse its buffer
+        x, c = problem(13, 40, 8, 5)
+        want = self.run(x, c, adaptive_threshold=0.9)
+        f = functools.partial(vq_family.vq, implementation=self.implementation,
+                              adaptive_threshold=0.9, **self.static)
+        got = jax.jit(f, donate_argnums=(0,))(jnp.asarray(x), c)
+        for name in ("quantized", "indices", "bypassed"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
     def test_refusals(self):
         x, c = problem(9, 4, 6, 3)
         with pytest.raises(ValueError, match="adaptive_threshold=1.5"):

@@ -17,9 +17,9 @@ Variants (all accept a float codebook or an int8 one from
 :func:`quantize_codebook`):
 
 - ``reference``: the full ``[N, K]`` distance matrix in float32; the oracle.
-- ``xla``: blocked over rows (``block_rows``), optional bf16 score product
-  (``compute_dtype``).
-- ``int8``: blocked, with the lookup in int8 x int8 -> int32.
+- ``xla``: lookup and losses blocked over rows (``block_rows``), optional
+  bf16 score product (``compute_dtype``); the output is one gather.
+- ``int8``: the same, with the lookup in int8 x int8 -> int32.
 
 >>> import jax.numpy as jnp
 >>> r = vq(jnp.array([[0.9, 0.1], [0.0, 2.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0]]))
@@ -47,9 +47,9 @@ VARIANTS: dict[str, Variant] = {
                          "full float32 distance matrix; the oracle and the fallback"),
     "xla": Variant("vq", "xla", vq_xla, _EVERYWHERE,
                    {"block_rows": BLOCK_ROWS, "compute_dtype": "float32"},
-                   "row blocks, one small score matmul each (bf16 operands optional)"),
+                   "row blocks for the lookup and losses (bf16 score operands optional), one gather for the output"),
     "int8": Variant("vq", "int8", vq_int8, _EVERYWHERE, {"block_rows": BLOCK_ROWS},
-                    "row blocks, int8 x int8 -> int32 lookup"),
+                    "row blocks, int8 x int8 -> int32 lookup, one gather for the output"),
 }
 
 

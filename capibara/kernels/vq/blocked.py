@@ -1,20 +1,36 @@
-"""Blocked vector quantizers: rows in blocks, one small score matrix at a time.
+"""Blocked vector quantizers: the lookup and the losses walk row blocks; the output is one gather.
 
 The reference materializes ``[N, K]`` distances, their softmax and several
-``[N, D]`` temporaries. Here a loop walks blocks of ``block_rows`` vectors and
-each block does its lookup, gather, straight-through output and partial loss
-sums while the block is still in cache; only the outputs and a few ``[K]``
-sums leave it. On CPU that matters more than the FLOPs: XLA
-allocates every large buffer fresh per call and page-faults it in at ~0.5 ms
-per MiB (DESIGN.md §5), so small temporaries are the whole game.
+``[N, D]`` temporaries. Here a loop walks blocks of ``block_rows`` vectors
+and each block does its score product (the bf16 or int8 operands made from
+the block while it is in cache), lookup, exact squared error of the chosen
+code and partial loss sums; only the indices, the bypass flags and a few
+``[K]`` sums leave it. The quantized rows are then written once, outside
+the loop, by a single gather ``codebook[indices]`` that never reads ``x``
+(it does only with a threshold, to pass bypassed rows through), with the
+straight-through gradient attached by :func:`_straight_through`.
+
+On CPU the memory traffic matters more than the FLOPs: XLA allocates every
+large buffer fresh per call, and a fresh ``[N, D]`` output is the one we
+cannot avoid. Measured at N65536 D768 K64 f32 on the 2-core dev box, huge
+pages on (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), x not donated, whole
+arrays: writing the output costs 12-16 ms (as much as a broadcast of one
+row: the page faults, not the gather); the f32 score product 34 ms; the bf16
+one 23 ms from bf16 operands plus 13 ms for a separate ``[N, D]`` convert,
+which the blocks keep in cache instead. An exact error pass after the
+output would re-read ``x`` and the output (+16 ms), or re-gather per element
+(35 ms); inside a block it costs ~12 ms, the largest item after those two.
+The former design, which carried ``x`` through the loop as the output
+buffer, paid an ``[N, D]`` copy when ``x`` was not donated (92 ms in all
+against 57 ms now with bf16 scores, 71 ms with f32).
 
 ``||x||²`` is constant along a row, so the lookup needs only
 ``||c||² - 2 x·cᵀ``; the softmax for the diversity term is shift-invariant
 along the row too, so it uses the same partial distance.
 
-Two score functions: ``xla`` (float32, or bf16 operands with f32 sums, which
-is the AMX path) and ``int8`` (both sides int8 per row, int8 x int8 -> int32),
-whose gradient is the straight-through float one.
+Two score functions: ``xla`` (float32, or bf16 operands with f32 sums) and
+``int8`` (both sides int8 per row, int8 x int8 -> int32), whose gradient is
+the straight-through float one.
 """
 
 from __future__ import annotations
@@ -29,20 +45,53 @@ from capibara.kernels.base import Unsupported
 from capibara.kernels.linalg import AffineWeight, quantize_rows
 from capibara.kernels.linalg.policy import Policy
 from capibara.kernels.vq.inputs import check_inputs, float_codes
-from capibara.kernels.vq.reference import straight_through
 from capibara.kernels.vq.result import VQResult, summarize
 
 __all__ = ["BLOCK_ROWS", "vq_int8", "vq_xla"]
 
-#: Rows per block. Measured at N65536 D768 K64 f32 on the 2-core dev box (CPU
-#: time, donated input): 512 -> 151 ms, 1024 -> 159, 4096 -> ~220, 128 -> 168.
-#: A 512 x 768 float32 block is 1.5 MiB, so it stays in cache between the
-#: score product, the gather and the error sums; smaller blocks pay the
-#: per-iteration overhead.
-BLOCK_ROWS = 512
+#: Rows per block. Measured at N65536 D768 K64, x not donated, median ms with
+#: f32 / bf16 scores: 512 -> 117 / 57 (the f32 dot slows down on 512 rows),
+#: 1024 -> 71 / 57, 2048 -> 71 / 60, 4096 -> 77 / 65. A 1024 x 768 f32 block
+#: (3 MiB) stays in cache between the convert, the score product and the
+#: exact error; smaller blocks pay the per-iteration overhead.
+BLOCK_ROWS = 1024
 
 sg = lax.stop_gradient
 Scores = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@jax.custom_vjp
+def _straight_through(x: jax.Array, q: jax.Array) -> jax.Array:
+    """Forward exactly ``q`` (never reading ``x``); gradient the identity to ``x``, none to ``q``.
+
+    The reference's autodiff form ``sg(q) + (x - sg(x))`` reads ``x`` in the
+    forward pass to add an exact zero: a second ``[N, D]`` stream for nothing.
+    """
+    return q
+
+
+def _straight_through_fwd(x, q):
+    return q, None
+
+
+def _straight_through_bwd(_, g):
+    return g, None
+
+
+_straight_through.defvjp(_straight_through_fwd, _straight_through_bwd)
+
+
+def _first_index(hit: jax.Array) -> jax.Array:
+    """The first True along axis 1 of a bool ``[rows, K]`` (each row has one).
+
+    ``argmin`` as a min, a compare and this: XLA:CPU lowers ``jnp.argmin``'s
+    (value, index) pair reduction to a slow scalar loop (8.9 ms on an
+    ``[65536, 64]`` f32 matrix, 4.5 ms this way; an int32 iota, 7.6 ms), and
+    the row minimum is needed anyway to shift the softmax. Indices up to
+    2^24 are exact in float32.
+    """
+    iota = lax.broadcasted_iota(jnp.float32, hit.shape, 1)
+    return jnp.min(jnp.where(hit, iota, hit.shape[1]), axis=1).astype(jnp.int32)
 
 
 def _blocked(
@@ -67,60 +116,57 @@ def _blocked(
     scale = -1.0 / (diversity_temperature * dim)
 
     def one_block(xb):
-        """Everything one block contributes: its output rows and partial sums."""
+        """Everything one block contributes: its indices, bypass flags and partial sums."""
         xf = xb.astype(jnp.float32)
         partial = codes_sq[None, :] - 2.0 * scores(xf, codes)
-        idx = jnp.argmin(partial, axis=1).astype(jnp.int32)
-        q = jnp.take(codes, idx, axis=0)
+        best = jnp.min(partial, axis=1, keepdims=True)
+        idx = _first_index(partial == best)
+        # the block's codes are small and in cache: the exact error costs one
+        # pass over the block, where after the loop it would re-read all of x
+        q = codes.at[idx].get(mode="clip")
         commit = jnp.sum((xf - sg(q)) ** 2, axis=1)
-        if adaptive_threshold is None:
-            bypass = jnp.zeros(idx.shape, bool)
-        else:
-            bypass = sg(commit) > adaptive_threshold * jnp.sum(sg(xf) ** 2, axis=1)
-        out = jnp.where(bypass[:, None], xf, straight_through(xf, q)).astype(x.dtype)
+        # softmax(partial * scale) (scale < 0) shifted by the row minimum we
+        # already have, instead of another max reduction
+        weights = jnp.exp((partial - sg(best)) * scale)
         sums = (
             jnp.sum(commit),
             jnp.sum((sg(xf) - q) ** 2),
-            jnp.sum(jax.nn.one_hot(idx, k, dtype=jnp.int32), axis=0),
-            jnp.sum(jax.nn.softmax(partial * scale, axis=1), axis=0),
+            jnp.zeros(k, jnp.int32).at[idx].add(1),
+            jnp.sum(weights / jnp.sum(weights, axis=1, keepdims=True), axis=0),
         )
-        return out, idx, bypass, sums
+        if adaptive_threshold is None:
+            return (idx,), sums
+        bypass = sg(commit) > adaptive_threshold * jnp.sum(sg(xf) ** 2, axis=1)
+        return (idx, bypass), sums
 
     def store(carry, start, size):
-        out, idx, bypass, sums = carry
-        # Read the block through a conditional that is always true: XLA
-        # cannot fuse across it, so the block becomes one small buffer that
-        # every reader shares. Without it XLA fuses the slice separately into
-        # each consumer (the bf16 cast, the error sums), finds several readers
-        # of the buffer about to be overwritten and copies all of ``out`` on
-        # every iteration (measured 2-3x slower with bf16 scores).
-        # ``optimization_barrier`` does not help: XLA:CPU expands it away
-        # before fusion.
-        xb = lax.cond(start < n, lambda: lax.dynamic_slice_in_dim(out, start, size),
-                      lambda: jnp.zeros((size, dim), out.dtype))
-        ob, ib, bb, sb = one_block(xb)
+        rows_out, sums = carry
+        block_out, block_sums = one_block(lax.dynamic_slice_in_dim(rows, start, size))
         return (
-            lax.dynamic_update_slice_in_dim(out, ob, start, 0),
-            lax.dynamic_update_slice_in_dim(idx, ib, start, 0),
-            lax.dynamic_update_slice_in_dim(bypass, bb, start, 0),
-            jax.tree.map(jnp.add, sums, sb),
+            tuple(lax.dynamic_update_slice_in_dim(a, b, start, 0) for a, b in zip(rows_out, block_out)),
+            jax.tree.map(jnp.add, sums, block_sums),
         )
 
-    # The output buffer *is* the input: block i is read, then overwritten by
-    # its quantized rows, so a donated x is quantized in place with no fresh
-    # [N, D] allocation (and an undonated one costs a single copy, where a
-    # lax.map would zero-fill a stacked output and copy it out again).
+    # per-row outputs: the indices, and the bypass flags only with a threshold
+    rows_out = (jnp.zeros(n, jnp.int32),) if adaptive_threshold is None else (
+        jnp.zeros(n, jnp.int32), jnp.zeros(n, bool))
     zeros = (jnp.float32(0), jnp.float32(0), jnp.zeros(k, jnp.int32), jnp.zeros(k, jnp.float32))
-    carry = (rows, jnp.zeros(n, jnp.int32), jnp.zeros(n, bool), zeros)
-    carry = lax.fori_loop(0, full, lambda i, c: store(c, i * block, block), carry)
+    carry = lax.fori_loop(0, full, lambda i, c: store(c, i * block, block), (rows_out, zeros))
     if tail:
         carry = store(carry, full * block, tail)
-    out, idx, bypass, (commit, code, counts, soft) = carry
+    rows_out, (commit, code, counts, soft) = carry
+    idx = rows_out[0]
+    bypass = jnp.zeros(n, bool) if adaptive_threshold is None else rows_out[1]
+
+    # The one fresh [N, D] write: a gather that reads only the codebook.
+    quantized = _straight_through(rows, codes.at[idx].get(mode="clip").astype(x.dtype))
+    if adaptive_threshold is not None:
+        quantized = jnp.where(bypass[:, None], rows, quantized)
     commitment, codebook_loss, diversity, perplexity = summarize(
         n=n, dim=dim, commitment_weight=commitment_weight,
         commit_sq=commit, code_sq=code, counts=counts, soft_sum=soft)
     return VQResult(
-        quantized=out.reshape(x.shape),
+        quantized=quantized.reshape(x.shape),
         indices=idx.reshape(lead),
         commitment=commitment,
         codebook=codebook_loss,
