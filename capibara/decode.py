@@ -13,8 +13,9 @@ place it was written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, Mapping
+
+import msgspec
 
 from capibara.diagnostics import Diagnostic, Label, Source, Span
 from capibara.fieldtypes import closest, describe_kind, format_value
@@ -36,8 +37,7 @@ NOT_UTF8 = "P002"
 MAX_UNKNOWN_NAMES = 100
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedSource:
+class DecodedSource(msgspec.Struct, frozen=True):
     """What one source (a file, the environment, the `--set` arguments) contributes:
     checked values by field name, and its diagnostics."""
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
+
+import msgspec
 
 __all__ = [
     "ValueProblem",
@@ -185,8 +186,7 @@ class FieldType:
         return value
 
 
-@dataclass(frozen=True)
-class Bool(FieldType):
+class Bool(msgspec.Struct, FieldType, frozen=True):
     """``true`` or ``false``; 0/1 and strings are refused (§0.3.7)."""
 
     annotation = bool
@@ -220,8 +220,7 @@ class Bool(FieldType):
         return {"type": "boolean"}
 
 
-@dataclass(frozen=True)
-class Int(FieldType):
+class Int(msgspec.Struct, FieldType, frozen=True):
     """An integer within ``[minimum, maximum]`` (either bound optional)."""
 
     minimum: int | None = None
@@ -268,8 +267,7 @@ class Int(FieldType):
         return schema
 
 
-@dataclass(frozen=True)
-class Float(FieldType):
+class Float(msgspec.Struct, FieldType, frozen=True):
     """A finite number; ints are converted (§0.3.7).  Bounds may be exclusive."""
 
     minimum: float | None = None
@@ -340,8 +338,7 @@ class Float(FieldType):
         return schema
 
 
-@dataclass(frozen=True)
-class Text(FieldType):
+class Text(msgspec.Struct, FieldType, frozen=True):
     """A string; optionally non-empty and matching ``pattern`` (described by ``shape``)."""
 
     pattern: str | None = None
@@ -370,8 +367,7 @@ class Text(FieldType):
         return schema
 
 
-@dataclass(frozen=True)
-class Choice(FieldType):
+class Choice(msgspec.Struct, FieldType, frozen=True):
     """One string of ``values``, matched case-insensitively, stored in canonical case.
 
     ``aliases`` maps other accepted spellings to a canonical value (e.g.
@@ -380,7 +376,7 @@ class Choice(FieldType):
     """
 
     values: tuple[str, ...]
-    aliases: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = msgspec.field(default_factory=dict)
     upper: bool = False
 
     @property
@@ -432,8 +428,7 @@ class Choice(FieldType):
                           {"pattern": "^(?:" + "|".join(any_case(s) for s in spellings) + ")$"}]}
 
 
-@dataclass(frozen=True)
-class IntChoice(FieldType):
+class IntChoice(msgspec.Struct, FieldType, frozen=True):
     """One integer of ``values`` (``vq_codes`` ∈ {64, 128}, ``affine_bits`` ∈ {4, 8, 16})."""
 
     values: tuple[int, ...]
@@ -462,8 +457,7 @@ class IntChoice(FieldType):
         return {"type": "integer", "enum": list(self.values)}
 
 
-@dataclass(frozen=True)
-class Optional(FieldType):
+class Optional(msgspec.Struct, FieldType, frozen=True):
     """``inner`` or ``None``.  TOML has no null: omitting the key gives the
     default, and ``none_word`` (``"none"``) says ``None`` explicitly where the
     default is not already ``None`` or for clarity (A46)."""
@@ -506,8 +500,7 @@ class Optional(FieldType):
         return self.none_word if value is None else self.inner.to_toml(value)
 
 
-@dataclass(frozen=True)
-class AutoOr(FieldType):
+class AutoOr(msgspec.Struct, FieldType, frozen=True):
     """The string ``"auto"`` (detected at run time, §0.3.6) or a value of ``inner``."""
 
     inner: FieldType
@@ -546,8 +539,7 @@ class AutoOr(FieldType):
         return {"anyOf": [{"const": "auto"}, self.inner.json_schema()]}
 
 
-@dataclass(frozen=True)
-class IntList(FieldType):
+class IntList(msgspec.Struct, FieldType, frozen=True):
     """A non-empty list of integers, each at least ``minimum`` (a device mesh)."""
 
     minimum: int = 1
@@ -589,8 +581,7 @@ class IntList(FieldType):
         return {"type": "array", "items": {"type": "integer", "minimum": self.minimum}, "minItems": 1}
 
 
-@dataclass(frozen=True)
-class Subset(FieldType):
+class Subset(msgspec.Struct, FieldType, frozen=True):
     """A list of distinct strings taken from a closed set (``kernel_categories``, A42)."""
 
     values: tuple[str, ...]

@@ -34,9 +34,10 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
+
+import msgspec
 
 from capibara.diagnostics import Diagnostic, Label
 from capibara.fieldtypes import describe_kind, format_value
@@ -79,8 +80,7 @@ _DEFAULT_VOCAB = 32000
 # --------------------------------------------------------------------------- sizes (§e.2)
 
 
-@dataclass(frozen=True, slots=True)
-class ModelShape:
+class ModelShape(msgspec.Struct, frozen=True):
     """The transformer shape a legacy ``model_size`` stands for."""
 
     hidden_size: int
@@ -143,8 +143,7 @@ def _size_listing() -> str:
 # --------------------------------------------------------------------------- the rule table
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
+class Assignment(msgspec.Struct, frozen=True):
     """One v3 field a legacy key sets.  An ``implied`` value yields to an explicit
     v3 setting of the same field; a direct one that disagrees with it is an error."""
 
@@ -153,8 +152,7 @@ class Assignment:
     implied: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Translation:
+class Translation(msgspec.Struct, frozen=True):
     """What one legacy key means in v3, with facts worth telling the user."""
 
     assignments: tuple[Assignment, ...]
@@ -172,8 +170,7 @@ class LegacyValueError(ValueError):
         self.help = help
 
 
-@dataclass(frozen=True, slots=True)
-class LegacyKey:
+class LegacyKey(msgspec.Struct, frozen=True):
     """A v2 key: the code of the warning its rewrite gives, what it was, and how it
     translates.  ``also_v3`` marks a key that is also a v3 field name (``device``):
     in a dict it is legacy only when the dict is legacy (see :func:`is_legacy_mapping`)."""
@@ -290,8 +287,7 @@ def _same(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- TOML rewrite
 
 
-@dataclass(frozen=True, slots=True)
-class LegacyRewrite:
+class LegacyRewrite(msgspec.Struct, frozen=True):
     """The result of :func:`rewrite_document`.
 
     ``value`` is the document's nested dict in the v3 layout (the document's
@@ -302,7 +298,7 @@ class LegacyRewrite:
     """
 
     value: dict[str, Any]
-    origin: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    origin: dict[tuple[str, ...], tuple[str, ...]] = msgspec.field(default_factory=dict)
     diagnostics: tuple[Diagnostic, ...] = ()
 
     @property
@@ -520,8 +516,7 @@ def is_legacy_mapping(values: Mapping[str, Any]) -> bool:
     return isinstance(device, str) and device.lower() in V2_ONLY_DEVICES
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(msgspec.Struct, frozen=True):
     """A migrated config and what the migration found (warnings; no errors)."""
 
     config: Any
@@ -683,8 +678,7 @@ def _toml_inline(value: Any) -> str:
     return toml_value(value)
 
 
-@dataclass(frozen=True, slots=True)
-class _Edit:
+class _Edit(msgspec.Struct, frozen=True):
     start: int
     end: int
     text: str

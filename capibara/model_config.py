@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy as _copy
 import os
 import warnings
-from dataclasses import dataclass, replace as _dc_replace
+from dataclasses import replace as _dc_replace
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 import msgspec
@@ -64,8 +64,7 @@ UNDERIVABLE = "S401"
 NOT_RUNTIME_MUTABLE = "S501"
 
 
-@dataclass(frozen=True, slots=True)
-class Provenance:
+class Provenance(msgspec.Struct, frozen=True):
     """Where a field's value came from.
 
     ``kind`` is one of ``default``, ``file``, ``env``, ``set``, ``keyword``,
@@ -93,8 +92,7 @@ class Provenance:
 _DEFAULT = Provenance("default")
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
+class Assignment(msgspec.Struct, frozen=True):
     """A checked value for one field, with its provenance: what every source produces."""
 
     name: str

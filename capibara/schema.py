@@ -16,8 +16,9 @@ environment parsing, ``--set``, the msgspec struct, the JSON Schema export and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterator
+
+import msgspec
 
 from capibara.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
                                  Optional, Subset, Text)
@@ -37,8 +38,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(msgspec.Struct, frozen=True):
     """One configuration field.
 
     ``default`` is the value used when nothing sets the field; ``derived``

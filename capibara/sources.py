@@ -26,9 +26,10 @@ spellings of one field with different values are an error (S301); an unknown
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import msgspec
 
 from capibara.decode import ALIAS_CONFLICT, DecodedSource, decode_document, not_utf8
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Source
@@ -50,8 +51,7 @@ TOOL_ENV: frozenset[str] = frozenset({"CAPIBARA_TRACEBACK", "CAPIBARA_HOST_TARGE
 _SEED_PREFIX = ("capibara", "config", "configs_toml")
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
+class Resolved(msgspec.Struct, frozen=True):
     """A resolved configuration and the warnings found on the way."""
 
     config: ModularModelConfig

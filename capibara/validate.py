@@ -39,8 +39,10 @@ is: ``ModularModelConfig.update_runtime_settings`` and the TOML/env decoder
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Severity, Span
 from capibara.fieldtypes import format_value
@@ -83,8 +85,7 @@ ENFORCED_ELSEWHERE: dict[int, tuple[str, str]] = {
 # --------------------------------------------------------------------------- findings and rules
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True):
     """What a rule found: a message about ``fields`` (the most specific first).
 
     ``labels`` gives the text beside each field's span; ``severity`` overrides
@@ -94,13 +95,12 @@ class Finding:
 
     message: str
     fields: tuple[str, ...]
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = msgspec.field(default_factory=dict)
     help: str | None = None
     notes: tuple[str, ...] = ()
     severity: Severity | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class RuleContext:
     """What a rule may look at.
 
@@ -110,15 +110,20 @@ class RuleContext:
     ``"train"``, ``"inference"`` or ``None`` (not known: C27 stays silent).
     """
 
-    config: Any
-    device: str | None = None
-    target: Any = None
-    mode: str | None = None
-    #: ``config.explicit_fields``, computed once for all the rules
-    explicit_fields: frozenset[str] = field(default=frozenset(), repr=False)
+    __slots__ = ("config", "device", "target", "mode", "explicit_fields")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "explicit_fields", self.config.explicit_fields)
+    def __init__(self, config: Any, device: str | None = None, target: Any = None,
+                 mode: str | None = None) -> None:
+        self.config = config
+        self.device = device
+        self.target = target
+        self.mode = mode
+        #: ``config.explicit_fields``, computed once for all the rules
+        self.explicit_fields: frozenset[str] = config.explicit_fields
+
+    def __repr__(self) -> str:
+        return (f"RuleContext(config={self.config!r}, device={self.device!r}, "
+                f"target={self.target!r}, mode={self.mode!r})")
 
     def __getattr__(self, name: str) -> Any:
         # ctx.hidden_size reads the config: the rules below stay close to §b's wording.
@@ -131,8 +136,7 @@ class RuleContext:
 Check = Callable[[RuleContext], Iterable[Finding]]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(msgspec.Struct, frozen=True):
     """One rule of §b: ``number`` is its C-number, ``fields`` what it reads."""
 
     number: int
@@ -1349,8 +1353,7 @@ def check_config(config: Any, *, mode: str | None = None) -> None:
 # --------------------------------------------------------------------------- the seed's front door
 
 
-@dataclass(frozen=True)
-class ValidationResult:
+class ValidationResult(msgspec.Struct, frozen=True):
     """``is_valid`` is true when there is no error; ``errors`` and ``warnings``
     are :class:`FieldDiagnostic` values (``str()`` gives ``"field: message"``)."""
 
@@ -1366,8 +1369,7 @@ class ValidationResult:
         return self.errors + self.warnings
 
 
-@dataclass(frozen=True)
-class HardwareCheck:
+class HardwareCheck(msgspec.Struct, frozen=True):
     """The config against a machine.
 
     ``compatible`` is false when a hardware rule found an error;
