@@ -233,10 +233,20 @@ class DocumentBuilder:
         # The tokens have been checked already, so blank space needs no checking here.
         blank = r"(?:[ \t]++|\r?\n|#[^\n]*+)*+"
         self.element = re.compile(f"{blank}(?:{alternatives}){blank},?").match
-        self.scalar = re.compile(alternatives).match
-        self.inline_key = re.compile(
-            rf"[ \t]*+,?[ \t]*+(?:(?P<INLINE_KEY>{by_name['INLINE_KEY']})"
-            rf"|(?P<INLINE_DOTTED_KEY>{by_name['INLINE_DOTTED_KEY']}))").match
+        # Only inline tables of scalars use these two; compiling a pattern costs ~1 ms of a
+        # cold `capibara check`, so they are compiled when the first one is met.
+        inline_key = (rf"[ \t]*+,?[ \t]*+(?:(?P<INLINE_KEY>{by_name['INLINE_KEY']})"
+                      rf"|(?P<INLINE_DOTTED_KEY>{by_name['INLINE_DOTTED_KEY']}))")
+
+        def compile_inline(kind: str):
+            def first_call(text: str, position: int):
+                self.scalar = re.compile(alternatives).match
+                self.inline_key = re.compile(inline_key).match
+                return getattr(self, kind)(text, position)
+            return first_call
+
+        self.scalar = compile_inline("scalar")
+        self.inline_key = compile_inline("inline_key")
 
     def begin(self) -> None:
         """Start a new document, forgetting the last one."""
