@@ -19,10 +19,17 @@ row: the page faults, not the gather); the f32 score product 34 ms; the bf16
 one 23 ms from bf16 operands plus 13 ms for a separate ``[N, D]`` convert,
 which the blocks keep in cache instead. An exact error pass after the
 output would re-read ``x`` and the output (+16 ms), or re-gather per element
-(35 ms); inside a block it costs ~12 ms, the largest item after those two.
-The former design, which carried ``x`` through the loop as the output
-buffer, paid an ``[N, D]`` copy when ``x`` was not donated (92 ms in all
-against 57 ms now with bf16 scores, 71 ms with f32).
+(35 ms). The former design, which carried ``x`` through the loop as the
+output buffer, paid an ``[N, D]`` copy when ``x`` was not donated (92 ms in
+all against 66-71 ms now with f32 scores, 54-58 ms with bf16).
+
+Where the time goes now (minimum ms over 11 rounds, f32 / bf16 scores; the
+numpy anchor ~115): the blocked lookup alone (convert, scores, min, index)
+42 / 29; with the output gather 55 / 40; everything but the exact error of
+the chosen code 56 / 42; all of it 65 / 53. The exact error (its gather,
+and a second read of the block: ~6 ms of the bf16 11) is the largest item
+after the score product and the output, and the lookup and the output alone
+are already ~2.1x / ~2.9x of the anchor.
 
 ``||x||²`` is constant along a row, so the lookup needs only
 ``||c||² - 2 x·cᵀ``; the softmax for the diversity term is shift-invariant
@@ -50,10 +57,10 @@ from capibara.kernels.vq.result import VQResult, summarize
 __all__ = ["BLOCK_ROWS", "vq_int8", "vq_xla"]
 
 #: Rows per block. Measured at N65536 D768 K64, x not donated, median ms with
-#: f32 / bf16 scores: 512 -> 117 / 57 (the f32 dot slows down on 512 rows),
-#: 1024 -> 71 / 57, 2048 -> 71 / 60, 4096 -> 77 / 65. A 1024 x 768 f32 block
-#: (3 MiB) stays in cache between the convert, the score product and the
-#: exact error; smaller blocks pay the per-iteration overhead.
+#: f32 / bf16 scores: 256 -> 76 / 65, 512 -> 68 / 56, 1024 -> 66-71 / 56-58,
+#: 2048 -> 71 / 60, 4096 -> 77 / 65. A 1024 x 768 f32 block (3 MiB) stays in
+#: cache between the convert, the score product and the exact error; smaller
+#: blocks pay the per-iteration overhead.
 BLOCK_ROWS = 1024
 
 sg = lax.stop_gradient
