@@ -189,6 +189,21 @@ class VQContract:
 
     gradient_rtol = 1e-5
 
+    forward_mode = True
+
+    def test_forward_mode_straight_through(self):
+        # the straight-through output's derivative in x is the identity, in
+        # forward mode too (jax.jvp), bypassed rows or not
+        if not self.forward_mode:
+            pytest.skip("its score product has a custom VJP only")
+        x, c = problem(14, 20, 6, 4)
+        t = np.random.default_rng(15).standard_normal(x.shape).astype(np.float32)
+        f = functools.partial(vq_family.vq, codebook=c, implementation=self.implementation,
+                              adaptive_threshold=0.5, **self.static)
+        out, tangent = jax.jit(lambda x, t: jax.jvp(lambda x: f(x).quantized, (x,), (t,)))(x, t)
+        np.testing.assert_array_equal(out, self.run(x, c, adaptive_threshold=0.5).quantized)
+        np.testing.assert_array_equal(tangent, t)
+
     def test_jit_and_vmap(self):
         x, c = problem(8, 24, 6, 4)
         batched = x.reshape(3, 8, 6)
@@ -277,6 +292,7 @@ class TestInt8(VQContract):
     implementation = "int8"
     static = {"block_rows": 16}
     gradient_rtol = 5e-2
+    forward_mode = False
 
     def score_error(self, x, c):
         x = np.asarray(x, np.float64)

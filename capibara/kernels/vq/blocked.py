@@ -67,25 +67,23 @@ sg = lax.stop_gradient
 Scores = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _straight_through(x: jax.Array, q: jax.Array) -> jax.Array:
-    """Forward exactly ``q`` (never reading ``x``); gradient the identity to ``x``, none to ``q``.
+    """Forward exactly ``q`` (never reading ``x``); derivative the identity in ``x``, none in ``q``.
 
     The reference's autodiff form ``sg(q) + (x - sg(x))`` reads ``x`` in the
     forward pass to add an exact zero: a second ``[N, D]`` stream for nothing.
+    A JVP rule (rather than a VJP one) keeps forward-mode autodiff working;
+    its tangent is linear, so reverse mode transposes it.
     """
     return q
 
 
-def _straight_through_fwd(x, q):
-    return q, None
-
-
-def _straight_through_bwd(_, g):
-    return g, None
-
-
-_straight_through.defvjp(_straight_through_fwd, _straight_through_bwd)
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    _, q = primals
+    x_dot, _ = tangents
+    return q, x_dot
 
 
 def _first_index(hit: jax.Array) -> jax.Array:
