@@ -29,10 +29,30 @@ the batch is split over ``data``. Runtime-mutable settings change without
 rebuilding (:meth:`Model.apply_config_updates`); everything else about a
 built model is fixed (:class:`~capibara.model_spec.ModelSpec`).
 
-Not honoured yet from a plan: a linalg kernel's quantized weight formats
-(``attrs.weights`` affine/BitNet: the model multiplies float weights), the
-int8 VQ codebook, ``execution.saved_activation_dtype``,
-``execution.offload_activations`` and ``execution.jit`` (always jitted).
+What a plan records and how the model honours it:
+
+- ``model``, ``precision``, ``mesh``: shapes, parameter and compute dtypes,
+  the ``("data", "model")`` mesh.
+- kernel specs: each family's variant with its static parameters. A linalg
+  spec's weight format (``attrs.weights``: ``affine`` with ``bits`` and
+  ``symmetric``, or ``bitnet`` at ``1.58bit``/``int8``/``int4``) applies to
+  the block matmuls its ``uses`` name (``wq wk wv wo w_in w_out``); the tied
+  output projection, router and Rookie experts are float, as their specs say.
+  Training is quantization-aware (:func:`quantized_matmul`): float master
+  weights, quantized in the forward pass, straight-through gradients;
+  forward and generation quantize each weight once per call
+  (:meth:`_Net.inference_params`) and multiply in the kernels' integer forms.
+- ``precision.vq_codebook``: the lookup reads the codebook in that precision;
+  ``int8`` is the vq kernels' int8 codebook (``quantize_codebook``), with a
+  straight-through gradient to the float codebook in training.
+- ``execution``: ``remat``, ``donate``, ``loss_chunk``;
+  ``saved_activation_dtype`` is the dtype a rematerialized block's input is
+  kept in (the block reads that copy); ``offload_activations`` keeps those
+  inputs in ``pinned_host`` memory through JAX's offloading checkpoint
+  policy; ``jit = false`` runs forward, loss, generation and the train step
+  op by op. Where the platform or the policy makes a setting moot (no
+  ``pinned_host`` memory, a saved dtype without remat), :attr:`Model.notes`
+  says so; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -49,19 +69,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from capibara.diagnostics import ConfigError
 from capibara.kernels.base import Unsupported
+from capibara.kernels.linalg import (AffineWeight, TernaryWeight, dequantize, quantize_affine,
+                                     quantize_rows, ternarize)
 from capibara.kernels.moe import Experts, MoRResult
-from capibara.kernels.vq import VQResult
-from capibara.model_spec import ModelSpec, RunPolicy, live_update_diagnostics
+from capibara.kernels.vq import VQResult, quantize_codebook
+from capibara.model_spec import ModelSpec, RunPolicy, WeightFormat, live_update_diagnostics
 from capibara.plan import config_of_plan
 
 __all__ = [
     "Model",
     "ModelSpec",
     "RunPolicy",
+    "WeightFormat",
     "Kernels",
     "LossParts",
     "RuntimeSettings",
@@ -70,6 +94,9 @@ __all__ = [
     "param_partition_specs",
     "param_shardings",
     "make_mesh",
+    "quantize_weight",
+    "quantized_matmul",
+    "host_offload_supported",
 ]
 
 #: Rotary position base (RoPE's usual 10 000).
@@ -186,6 +213,9 @@ def _variant_call(fn: Callable[..., VQResult], x, codebook, *, threshold, commit
 
 
 def _plain_matmul(x, w, *, compute_dtype):
+    if isinstance(w, (AffineWeight, TernaryWeight)):
+        # Fake quantization, as one writes it by hand: the rounded operands in float32.
+        return _float_quantized_product(x, w)
     return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype),
                       preferred_element_type=jnp.float32)
 
@@ -200,7 +230,8 @@ def _plain_vq(x, codebook, *, threshold, commitment_weight):
     # the obvious way: one distance matrix, one-hot counts.
     sg = lax.stop_gradient
     x = x.astype(jnp.float32)
-    codebook = codebook.astype(jnp.float32)
+    codebook = (dequantize(codebook) if isinstance(codebook, AffineWeight)
+                else codebook.astype(jnp.float32))
     distances = (jnp.sum(x * x, -1, keepdims=True) - 2 * x @ codebook.T
                  + jnp.sum(codebook * codebook, -1))
     indices = jnp.argmin(distances, -1).astype(jnp.int32)
@@ -324,6 +355,67 @@ def param_shardings(spec: ModelSpec, params: Any, mesh: Mesh) -> Any:
                         is_leaf=lambda x: isinstance(x, P))
 
 
+# --------------------------------------------------------------------------- quantized weights
+
+
+def quantize_weight(fmt: WeightFormat, w: jax.Array) -> AffineWeight | TernaryWeight:
+    """``w [k, n]`` in ``fmt`` as the linalg kernels take it (``fmt`` not float)."""
+    if fmt.kind == "ternary":
+        return ternarize(w)
+    return quantize_affine(w, fmt.bits, fmt.symmetric, axis=None if fmt.per_tensor else 0)
+
+
+def _rounded_activations(x: jax.Array, w: AffineWeight | TernaryWeight) -> jax.Array:
+    """``x`` as an integer kernel multiplies it, in float32: rounded to int8 per
+    row when ``w`` is stored in int8 (W8A8); 16-bit weights keep float rows."""
+    x = x.astype(jnp.float32)
+    stored = w.t if isinstance(w, TernaryWeight) else w.q
+    if stored.dtype != jnp.int8:
+        return x
+    qx, sx = quantize_rows(x)
+    return sx * qx.astype(jnp.float32)
+
+
+def _float_quantized_product(x: jax.Array, w: AffineWeight | TernaryWeight) -> jax.Array:
+    """``x @ w`` on the values the integer kernels multiply, in float32."""
+    return jnp.matmul(_rounded_activations(x, w), dequantize(w), precision=lax.Precision.HIGHEST)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def quantized_matmul(matmul: Callable[..., jax.Array], fmt: WeightFormat, x: jax.Array,
+                     w: jax.Array) -> jax.Array:
+    """``matmul(x, quantize_weight(fmt, w))`` with a straight-through gradient.
+
+    Quantization-aware training: the float master weight ``w`` is what the
+    optimizer updates, the forward pass multiplies its quantized form with the
+    kernel, and the backward pass treats both roundings (weight levels, int8
+    activation rows) as the identity, since rounding has zero derivative
+    almost everywhere and would stop training dead.
+    """
+    return matmul(x, quantize_weight(fmt, w))
+
+
+def _quantized_matmul_fwd(matmul, fmt, x, w):
+    qw = quantize_weight(fmt, w)
+    # The integer weight is the residual (a quarter of the float one at int8);
+    # the empty array only remembers the master weight's dtype for its gradient.
+    return matmul(x, qw), (x, qw, jnp.zeros((0,), w.dtype))
+
+
+def _quantized_matmul_bwd(matmul, fmt, residuals, g):
+    x, qw, w_dtype = residuals
+    g = g.astype(jnp.float32)
+    w_float = dequantize(qw)
+    k, n = w_float.shape
+    gx = jnp.matmul(g, w_float.T, precision=lax.Precision.HIGHEST)
+    rows = _rounded_activations(x, qw).reshape(-1, k)
+    gw = jnp.matmul(rows.T, g.reshape(-1, n), precision=lax.Precision.HIGHEST)
+    return gx.astype(x.dtype), gw.astype(w_dtype.dtype)
+
+
+quantized_matmul.defvjp(_quantized_matmul_fwd, _quantized_matmul_bwd)
+
+
 # --------------------------------------------------------------------------- the network
 
 
@@ -345,25 +437,46 @@ def _rope(x: jax.Array, positions: jax.Array) -> jax.Array:
 
 
 class _Net:
-    """The network's pure functions, closed over a spec and a kernel bundle."""
+    """The network's pure functions, closed over a spec and a kernel bundle.
 
-    def __init__(self, spec: ModelSpec, kernels: Kernels, loss_chunk: int | None = None) -> None:
+    ``saved_activation_dtype`` and ``offload_activations`` say how a
+    rematerialized block keeps its input for the backward pass (see
+    :meth:`blocks`); ``offload_activations`` assumes the platform has
+    ``pinned_host`` memory (the model checks).
+    """
+
+    def __init__(self, spec: ModelSpec, kernels: Kernels, loss_chunk: int | None = None, *,
+                 saved_activation_dtype: str = "float32",
+                 offload_activations: bool = False) -> None:
         self.spec = spec
         self.kernels = kernels
         self.loss_chunk = loss_chunk
         self.compute = jnp.dtype(spec.compute_dtype)
+        self.saved_dtype = jnp.dtype(saved_activation_dtype)
+        self.offload = offload_activations
+
+    def dense(self, x, layer, name):
+        """``x @ layer[name]`` in the weight's format: a weight already quantized
+        (inference) goes straight to the kernel, a float master weight with a
+        quantized format is quantized here with a straight-through gradient."""
+        w = layer[name]
+        fmt = self.spec.weight_format(name)
+        if fmt.kind == "float" or isinstance(w, (AffineWeight, TernaryWeight)):
+            return self.kernels.matmul(x, w)
+        return quantized_matmul(self.kernels.matmul, fmt, x, w)
 
     def qkv(self, x, layer, positions):
-        s, mm = self.spec, self.kernels.matmul
+        s = self.spec
         b, t, _ = x.shape
-        q = mm(x, layer["wq"]).reshape(b, t, s.num_heads, s.head_dim)
-        k = mm(x, layer["wk"]).reshape(b, t, s.num_kv_heads, s.head_dim)
-        v = mm(x, layer["wv"]).reshape(b, t, s.num_kv_heads, s.head_dim)
+        q = self.dense(x, layer, "wq").reshape(b, t, s.num_heads, s.head_dim)
+        k = self.dense(x, layer, "wk").reshape(b, t, s.num_kv_heads, s.head_dim)
+        v = self.dense(x, layer, "wv").reshape(b, t, s.num_kv_heads, s.head_dim)
         c = self.compute
         return _rope(q, positions).astype(c), _rope(k, positions).astype(c), v.astype(c)
 
     def feed_forward(self, h, layer, train: bool = False):
-        s, mm = self.spec, self.kernels.matmul
+        """What the feed-forward sublayer adds to ``h`` (float32), and its balance loss."""
+        s = self.spec
         x = _rms_norm(h, layer["ffn_norm"])
         b, t, d = x.shape
         flat = x.reshape(b * t, d)
@@ -372,38 +485,98 @@ class _Net:
             routed = moe(flat, layer["router"], layer["experts"], top_k=s.top_k)
             y, balance = routed.output, routed.load_balancing_loss
         else:
-            y, balance = mm(jax.nn.gelu(mm(flat, layer["w_in"])), layer["w_out"]), jnp.zeros(())
-        return h + y.reshape(b, t, d).astype(jnp.float32), balance
+            inner = jax.nn.gelu(self.dense(flat, layer, "w_in"))
+            y, balance = self.dense(inner, layer, "w_out"), jnp.zeros(())
+        return y.reshape(b, t, d).astype(jnp.float32), balance
 
-    def block(self, h, layer, positions, train: bool = False):
-        """One block over a whole sequence (causal); also returns its keys and values."""
-        b, t, _ = h.shape
-        q, k, v = self.qkv(_rms_norm(h, layer["attn_norm"]), layer, positions)
+    def block_updates(self, x, layer, positions, train: bool = False):
+        """What one block adds to its input ``x``: the attention sublayer's update,
+        the feed-forward's (read at ``x`` plus the first), and the block's keys,
+        values and balance loss."""
+        b, t, _ = x.shape
+        q, k, v = self.qkv(_rms_norm(x, layer["attn_norm"]), layer, positions)
         a = self.kernels.attention(q, k, v, causal=True, mask=None)
-        h = h + self.kernels.matmul(a.reshape(b, t, -1), layer["wo"]).astype(jnp.float32)
-        h, balance = self.feed_forward(h, layer, train)
-        return h, (k, v, balance)
+        attn = self.dense(a.reshape(b, t, -1), layer, "wo").astype(jnp.float32)
+        ffn, balance = self.feed_forward(x + attn, layer, train)
+        return attn, ffn, (k, v, balance)
 
     def blocks(self, h, blocks, positions, *, remat: bool, train: bool = False,
                keep_kv: bool = False):
         """Run stacked ``blocks`` over ``h``; the per-layer keys and values come back
-        only with ``keep_kv`` (generation's prefill), so training never stores them."""
+        only with ``keep_kv`` (generation's prefill), so training never stores them.
+
+        With ``remat`` the backward pass keeps only each block's input, stored
+        in ``saved_activation_dtype`` (and in host memory with
+        ``offload_activations``), and recomputes the block from that copy. The
+        forward reads the same stored copy, so the recomputation is exact; the
+        residual stream itself stays float32 (the sum needs no saved input).
+        """
         if not jax.tree.leaves(blocks) or jax.tree.leaves(blocks)[0].shape[0] == 0:
             return h, None, None, jnp.zeros(())
 
-        def body(h, layer):
-            h, (k, v, balance) = self.block(h, layer, positions, train)
-            return h, ((k, v, balance) if keep_kv else (None, None, balance))
+        def updates(h, layer):
+            return self.block_updates(h, layer, positions, train)
 
         if remat:
-            # Keep only each block's input; recompute its insides in the backward pass.
-            body = jax.checkpoint(body)
+            updates = jax.checkpoint(self._stored_input(updates), policy=self._remat_policy())
+
+        def body(h, layer):
+            attn, ffn, (k, v, balance) = updates(h, layer)
+            h = (h + attn) + ffn
+            return h, ((k, v, balance) if keep_kv else (None, None, balance))
+
         h, (k, v, balance) = lax.scan(body, h, blocks)
         return h, k, v, jnp.sum(balance)
 
+    def _stored_input(self, updates):
+        """``updates`` reading its input through the copy the backward pass keeps."""
+        def read_stored(h, layer):
+            stored = checkpoint_name(h.astype(self.saved_dtype), _BLOCK_INPUT)
+            return updates(stored.astype(jnp.float32), layer)
+
+        return read_stored
+
+    def _remat_policy(self):
+        if self.offload:
+            return jax.checkpoint_policies.save_and_offload_only_these_names(
+                names_which_can_be_saved=(), names_which_can_be_offloaded=(_BLOCK_INPUT,),
+                offload_src="device", offload_dst="pinned_host")
+        return jax.checkpoint_policies.save_only_these_names(_BLOCK_INPUT)
+
+    def codebook(self, codebook):
+        """The codebook as the lookup reads it, in ``spec.vq_codebook_dtype``.
+
+        An int8 codebook already quantized (inference) goes to the kernel as
+        it is; a float master codebook is rounded to its levels with a
+        straight-through gradient, so the codebook loss still trains it.
+        """
+        dtype = self.spec.vq_codebook_dtype
+        if (isinstance(codebook, AffineWeight) or dtype in (None, "float32")
+                or jnp.dtype(dtype) == codebook.dtype):
+            return codebook
+        master = codebook.astype(jnp.float32)
+        if dtype == "int8":
+            rounded = dequantize(quantize_codebook(master))
+        else:
+            rounded = master.astype(dtype).astype(jnp.float32)
+        sg = lax.stop_gradient
+        return sg(rounded) + (master - sg(master))
+
+    def inference_params(self, params):
+        """``params`` with each quantized weight in its kernel form, quantized once
+        (forward and generation; training quantizes in :meth:`dense`)."""
+        blocks = dict(params["blocks"])
+        for name, fmt in self.spec.weights:
+            if name in blocks:
+                blocks[name] = jax.vmap(partial(quantize_weight, fmt))(blocks[name])
+        params = {**params, "blocks": blocks}
+        if "codebook" in params and self.spec.vq_codebook_dtype == "int8":
+            params["codebook"] = quantize_codebook(params["codebook"])
+        return params
+
     def bottleneck(self, h, codebook, threshold):
         b, t, d = h.shape
-        out = self.kernels.vq(h.reshape(b * t, d), codebook, threshold=threshold)
+        out = self.kernels.vq(h.reshape(b * t, d), self.codebook(codebook), threshold=threshold)
         quantized = out.quantized.reshape(b, t, d).astype(jnp.float32)
         return quantized, out
 
@@ -428,6 +601,7 @@ class _Net:
 
     def before_bottleneck(self, params, tokens):
         """Hidden states where the VQ bottleneck reads them: after the first half of the blocks."""
+        params = self.inference_params(params)
         h = params["embed"][tokens].astype(jnp.float32)
         first, _ = _split_layers(params["blocks"], self.spec.vq_after_layer)
         h, *_ = self.blocks(h, first, jnp.arange(tokens.shape[1]), remat=False)
@@ -457,6 +631,7 @@ class _Net:
         return lax.map(one, (flat_h, flat_t)).reshape(-1)[:count].reshape(targets.shape)
 
     def forward(self, params, tokens, *, use_vq: bool, threshold: float | None):
+        params = self.inference_params(params)
         h, *_ = self.hidden(params, tokens, use_vq=use_vq, threshold=threshold)
         return self.logits(params, h)
 
@@ -498,8 +673,8 @@ class _Net:
             values = lax.dynamic_update_slice(values, v[None], (index, 0, position, 0, 0))
             a = self.kernels.attention_decode(q, keys[index], values[index], causal=False,
                                               mask=visible)
-            h = h + self.kernels.matmul(a.reshape(b, 1, -1), layer["wo"]).astype(jnp.float32)
-            h, _ = self.feed_forward(h, layer)
+            h = h + self.dense(a.reshape(b, 1, -1), layer, "wo").astype(jnp.float32)
+            h = h + self.feed_forward(h, layer)[0]
             return (h, (keys, values), index + 1), None
 
         (h, cache, _), _ = lax.scan(body, (h, cache, first_layer), blocks)
@@ -520,9 +695,10 @@ class _Net:
     def generate(self, params, prompt, key, temperature, *, use_vq: bool,
                  threshold: float | None, max_new_tokens: int):
         """``prompt`` followed by ``max_new_tokens`` tokens: a prefill, then one scan step per token."""
-        # Decoding is bound by reading the weights once per token: read them in the
-        # compute dtype (cast once here) rather than in float32 every step.
-        params = _matmul_weights_in(params, self.compute)
+        # Decoding is bound by reading the weights once per token: quantize them
+        # once and read the float ones in the compute dtype (cast once here)
+        # rather than in float32 every step.
+        params = _matmul_weights_in(self.inference_params(params), self.compute)
         prompt_len = prompt.shape[1]
         h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold,
                                             keep_kv=True)
@@ -544,6 +720,9 @@ class _Net:
         generated = jnp.concatenate([first[:, None], rest.T.astype(first.dtype)], 1)
         return jnp.concatenate([prompt, generated.astype(prompt.dtype)], 1)
 
+
+#: The name under which a rematerialized block's input is saved (or offloaded).
+_BLOCK_INPUT = "block_input"
 
 #: Parameters that only ever feed a matmul (the router and codebook do not:
 #: routing and code lookup decide by small differences, kept in float32).
@@ -583,6 +762,55 @@ def _pick(logits: jax.Array, key: jax.Array, temperature: jax.Array) -> jax.Arra
     greedy = jnp.argmax(logits, -1)
     sampled = jax.random.categorical(key, logits / jnp.maximum(temperature, 1e-6), -1)
     return jnp.where(temperature > 0, sampled, greedy)
+
+
+def _op_by_op(fn: Callable[..., Any], **jit_options: Any) -> Callable[..., Any]:
+    """``fn`` as it is, for ``jit = false``: JAX runs it one operation at a time
+    (``jit_options``, the static arguments, shardings and donation a
+    ``jax.jit`` would take, mean nothing here)."""
+    return fn
+
+
+def host_offload_supported(mesh: Mesh) -> bool:
+    """Whether every device of ``mesh`` has ``pinned_host`` memory to offload to."""
+    def kinds(device):
+        try:
+            return {memory.kind for memory in device.addressable_memories()}
+        except (AttributeError, NotImplementedError, RuntimeError):
+            return set()
+
+    return all("pinned_host" in kinds(device) for device in mesh.devices.flat)
+
+
+def _execution_notes(policy: RunPolicy, mesh: Mesh) -> tuple[list[str], bool, bool]:
+    """What the model says about how it honours ``policy``: the notes, whether the
+    training step rematerializes blocks, and whether kept inputs are offloaded."""
+    notes = []
+    offload = policy.offload_activations
+    if offload and not host_offload_supported(mesh):
+        offload = False
+        platform = mesh.devices.flat[0].platform
+        notes.append(f"execution.offload_activations is on, but {platform} devices here have no "
+                     "`pinned_host` memory to offload to: kept block inputs stay in device memory")
+    elif offload and mesh.devices.flat[0].platform == "cpu":
+        notes.append("execution.offload_activations: on cpu the host memory kept block inputs "
+                     "are offloaded to is the device's own memory, so offloading saves nothing")
+    remat = policy.remat or offload
+    if offload and not policy.remat:
+        notes.append("execution.offload_activations without remat: JAX offloads what a "
+                     "checkpoint policy keeps, so each block keeps only its input (in host "
+                     "memory) and is recomputed in the backward pass, as with "
+                     "`gradient_checkpointing`")
+    if policy.saved_activation_dtype != "float32" and not remat:
+        notes.append(f"execution.saved_activation_dtype is {policy.saved_activation_dtype}, but "
+                     "without remat (`gradient_checkpointing = false`) no block input is kept "
+                     "for the backward pass: activations stay in the dtypes they are computed in")
+    if not policy.jit:
+        notes.append("execution.jit is false (`enable_jit = false`): forward, loss, generation "
+                     "and the train step run op by op, without donating buffers; parameters and "
+                     "optimizer state are still initialized by one compiled program, which "
+                     "places them on the mesh")
+    return notes, remat, offload
 
 
 class LossParts(NamedTuple):
@@ -639,6 +867,10 @@ class Model:
     mesh: Mesh
     params: Any
     step: int
+    #: How the model honours its plan where that is not plain (offloading on a
+    #: platform without host memory, ``jit = false``): one sentence each, for
+    #: the caller to show.
+    notes: list[str]
 
     def __init__(self, config: Any, *, target: Any = None, seed: int = 0) -> None:
         """Compile ``config`` for ``target`` (default: the detected host) and build
@@ -675,22 +907,25 @@ class Model:
         return self
 
     def _setup_from_plan(self, plan: Any, config: Any, seed: int) -> None:
-        spec = ModelSpec.from_shape(plan.model, plan.precision, config)
+        spec = ModelSpec.from_plan(plan, config)
         choices = {}
         for kernel in plan.kernels:
             if kernel.family in ("attention", "vq", "moe", "linalg"):
                 # Deduplicated linalg sites share one precision policy; the first
                 # spec of each family stands for every call site of that family.
                 choices.setdefault(kernel.family, (kernel.implementation, dict(kernel.params)))
-        execution = plan.execution
-        policy = RunPolicy(remat=execution.remat, donate=execution.donate,
-                           loss_chunk=execution.loss_chunk)
+        policy = RunPolicy.from_execution(plan.execution)
         if plan.mesh.devices > jax.device_count():
             raise ValueError(f"the plan's mesh {list(plan.mesh.shape)} needs {plan.mesh.devices} "
                              f"devices, {jax.device_count()} present")
         self._setup(spec, Kernels.from_variants(spec, choices), config,
                     make_mesh(tuple(plan.mesh.shape)), seed, policy)
         self.plan = plan
+        if plan.execution.jit and not plan.execution.cache_compiled:
+            self.notes.append(
+                "execution.cache_compiled is false (`cache_compiled_functions`), but a jitted "
+                "model keeps each compiled program in memory for its life anyway (jax.jit's "
+                "cache); only the on-disk cache is optional")
 
     @classmethod
     def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,
@@ -717,17 +952,21 @@ class Model:
         self.spec, self.kernels, self.mesh, self.policy = spec, kernels, mesh, policy
         self._config = copy.copy(config)
         self._runtime = RuntimeSettings.from_config(config)
-        net = self._net = _Net(spec, kernels, policy.loss_chunk)
+        self.notes, self._remat, offload = _execution_notes(policy, mesh)
+        net = self._net = _Net(spec, kernels, policy.loss_chunk,
+                               saved_activation_dtype=policy.saved_activation_dtype,
+                               offload_activations=offload)
+        compiled = jax.jit if policy.jit else _op_by_op
         abstract = jax.eval_shape(partial(init_params, spec), jax.random.key(0))
         self._param_shardings = param_shardings(spec, abstract, mesh)
         # Initialize straight into the sharded layout: no device ever holds the whole tree.
         self.params = jax.jit(partial(init_params, spec),
                               out_shardings=self._param_shardings)(jax.random.key(seed))
         self.step = 0
-        self._forward = jax.jit(net.forward, static_argnames=("use_vq", "threshold"))
-        self._loss = jax.jit(net.loss, static_argnames=("use_vq", "threshold", "remat"))
-        self._generate = jax.jit(net.generate,
-                                 static_argnames=("use_vq", "threshold", "max_new_tokens"))
+        self._forward = compiled(net.forward, static_argnames=("use_vq", "threshold"))
+        self._loss = compiled(net.loss, static_argnames=("use_vq", "threshold", "remat"))
+        self._generate = compiled(net.generate,
+                                  static_argnames=("use_vq", "threshold", "max_new_tokens"))
         self._optimizer = training.make_optimizer(config)
         # Optimizer moments are laid out like the parameters they track; the step
         # returns both in the same layout it got them, so it compiles once.
@@ -735,7 +974,7 @@ class Model:
             self._optimizer, lambda _, sharding: sharding,
             jax.eval_shape(self._optimizer.init, abstract), self._param_shardings,
             transform_non_params=lambda _: NamedSharding(mesh, P()))
-        self._train = jax.jit(
+        self._train = compiled(
             training.make_train_step(net.loss, self._optimizer,
                                      training.learning_rate_schedule(config)),
             static_argnames=("use_vq", "threshold", "remat", "train"),
@@ -815,7 +1054,8 @@ class Model:
         if not self.spec.use_vq:
             raise ValueError("this model has no VQ codebook (built with use_vq = false)")
         tokens = self._batch(batch)["tokens"]
-        rows = jax.jit(self._net.before_bottleneck)(self.params, tokens).reshape(-1, self.spec.d_model)
+        before = (jax.jit if self.policy.jit else _op_by_op)(self._net.before_bottleneck)
+        rows = before(self.params, tokens).reshape(-1, self.spec.d_model)
         codes = self.spec.vq_codes
         chosen = jax.random.choice(jax.random.key(seed), rows.shape[0], (codes,),
                                    replace=rows.shape[0] < codes)
@@ -840,7 +1080,7 @@ class Model:
         each block's activations in the backward pass instead of storing them."""
         params, opt_state, metrics = self._train(
             self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32),
-            remat=self.policy.remat, train=True, **self._static())
+            remat=self._remat, train=True, **self._static())
         self.params, self._opt_state = params, opt_state
         self.step += 1
         if self._checkpoints is not None:
@@ -920,7 +1160,8 @@ class Model:
         self._config, self._runtime = copy.copy(config), runtime
 
     def compiled_counts(self) -> dict[str, int]:
-        """How many programs each compiled function holds (one per static setting and shape)."""
-        return {name: fn._cache_size() for name, fn in (
+        """How many programs each compiled function holds (one per static setting and
+        shape); all 0 when the plan says ``jit = false``."""
+        return {name: fn._cache_size() if self.policy.jit else 0 for name, fn in (
             ("forward", self._forward), ("loss", self._loss), ("generate", self._generate),
             ("train_step", self._train))}
