@@ -813,6 +813,24 @@ def _execution_notes(policy: RunPolicy, mesh: Mesh) -> tuple[list[str], bool, bo
     return notes, remat, offload
 
 
+def _plan_notes(plan: Any) -> list[str]:
+    """What the model says about plan records it does not act on itself."""
+    notes = []
+    if plan.execution.jit and not plan.execution.cache_compiled:
+        notes.append("execution.cache_compiled is false (`cache_compiled_functions`), but a "
+                     "jitted model keeps each compiled program in memory for its life anyway "
+                     "(jax.jit's cache)")
+    if plan.precision.loss_scaling:
+        notes.append(f"precision.loss_scaling is on ({plan.precision.compute} compute), but the "
+                     "training step does not scale the loss: small gradients may underflow")
+    for kernel in plan.kernels:
+        if kernel.family == "collective":
+            notes.append(f"kernel `{kernel.name}` ({kernel.family}/{kernel.implementation}): the "
+                         "model's reductions are the ones XLA inserts for its sharded arrays; "
+                         "the plan's collective kernels run under `capibara run`")
+    return notes
+
+
 class LossParts(NamedTuple):
     """The training loss and each term as it enters it: ``total`` is the sum of the others.
 
@@ -921,11 +939,7 @@ class Model:
         self._setup(spec, Kernels.from_variants(spec, choices), config,
                     make_mesh(tuple(plan.mesh.shape)), seed, policy)
         self.plan = plan
-        if plan.execution.jit and not plan.execution.cache_compiled:
-            self.notes.append(
-                "execution.cache_compiled is false (`cache_compiled_functions`), but a jitted "
-                "model keeps each compiled program in memory for its life anyway (jax.jit's "
-                "cache); only the on-disk cache is optional")
+        self.notes.extend(_plan_notes(plan))
 
     @classmethod
     def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,

@@ -14,16 +14,18 @@ import types
 
 import jax
 import jax.numpy as jnp
+import msgspec
 import numpy as np
 import pytest
 from jax.ad_checkpoint import print_saved_residuals
 
+from capibara.compiler import compile_config
 from capibara.diagnostics import ConfigError
 from capibara.kernels.linalg import dequantize
 from capibara.kernels.vq import quantize_codebook
 from capibara.model import (Kernels, Model, ModelSpec, WeightFormat, _Net, host_offload_supported,
                             init_params, make_mesh, quantized_matmul)
-from capibara.model import _execution_notes
+from capibara.model import _execution_notes, _plan_notes
 from capibara.model_config import ModularModelConfig
 from capibara.model_spec import RunPolicy
 
@@ -398,3 +400,19 @@ def test_notes_say_what_the_platform_or_the_policy_makes_moot() -> None:
     notes, remat, offload = _execution_notes(RunPolicy(remat=False, offload_activations=True), cpu)
     assert (remat, offload) == (True, True) and len(notes) == 2
     assert _execution_notes(RunPolicy(remat=True), cpu) == ([], True, False)
+
+
+def test_plan_records_the_model_leaves_to_others_are_noted() -> None:
+    plan = compile_config(tiny_config(), "tpu_v4-8").plan
+    assert _plan_notes(plan) == [
+        "kernel `grads.all_reduce` (collective/reference): the model's reductions are the ones "
+        "XLA inserts for its sharded arrays; the plan's collective kernels run under `capibara run`"]
+    replace = msgspec.structs.replace
+    float16 = replace(plan, kernels=tuple(k for k in plan.kernels if k.family != "collective"),
+                      precision=replace(plan.precision, compute="float16", loss_scaling=True),
+                      execution=replace(plan.execution, cache_compiled=False))
+    assert _plan_notes(float16) == [
+        "execution.cache_compiled is false (`cache_compiled_functions`), but a jitted model keeps "
+        "each compiled program in memory for its life anyway (jax.jit's cache)",
+        "precision.loss_scaling is on (float16 compute), but the training step does not scale "
+        "the loss: small gradients may underflow"]
