@@ -50,9 +50,12 @@ What a plan records and how the model honours it:
   kept in (the block reads that copy); ``offload_activations`` keeps those
   inputs in ``pinned_host`` memory through JAX's offloading checkpoint
   policy; ``jit = false`` runs forward, loss, generation and the train step
-  op by op. Where the platform or the policy makes a setting moot (no
+  op by op; ``cache_compiled`` has no off switch here (jax.jit keeps what it
+  compiled). Where the platform or the policy makes a setting moot (no
   ``pinned_host`` memory, a saved dtype without remat), :attr:`Model.notes`
-  says so; nothing is dropped silently.
+  says so, as it does for records the model leaves to others: collective
+  kernel specs (the model's reductions are those XLA's sharding inserts) and
+  float16 loss scaling (not done). Nothing is dropped silently.
 """
 
 from __future__ import annotations
