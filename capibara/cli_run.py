@@ -160,6 +160,8 @@ def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
     seconds = time.perf_counter() - start
     generated = result[0, prompt.shape[1]:].tolist()
     out.write(f"model      built in {built:.2f} s\n")
+    for note in model.notes:
+        out.write(f"note       {note}\n")
     out.write(f"generate   {tokens} tokens in {seconds:.2f} s ({tokens / seconds:.1f} tokens/s): "
               f"{generated}\n")
     return EXIT_OK

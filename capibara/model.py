@@ -77,8 +77,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from capibara.diagnostics import ConfigError
 from capibara.kernels.base import Unsupported
-from capibara.kernels.linalg import (AffineWeight, TernaryWeight, dequantize, quantize_affine,
-                                     quantize_rows, ternarize)
+from capibara.kernels.linalg import (AffineWeight, TernaryWeight, dequantize, quantize_rows,
+                                     quantize_weight)
 from capibara.kernels.moe import Experts, MoRResult
 from capibara.kernels.vq import VQResult, quantize_codebook
 from capibara.model_spec import ModelSpec, RunPolicy, WeightFormat, live_update_diagnostics
@@ -359,13 +359,6 @@ def param_shardings(spec: ModelSpec, params: Any, mesh: Mesh) -> Any:
 
 
 # --------------------------------------------------------------------------- quantized weights
-
-
-def quantize_weight(fmt: WeightFormat, w: jax.Array) -> AffineWeight | TernaryWeight:
-    """``w [k, n]`` in ``fmt`` as the linalg kernels take it (``fmt`` not float)."""
-    if fmt.kind == "ternary":
-        return ternarize(w)
-    return quantize_affine(w, fmt.bits, fmt.symmetric, axis=None if fmt.per_tensor else 0)
 
 
 def _rounded_activations(x: jax.Array, w: AffineWeight | TernaryWeight) -> jax.Array:

@@ -255,16 +255,15 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
                            variant.name, notes, fallback_allowed=allow_fallback, donates=in_place)
 
     if family == "linalg":
-        from capibara.kernels.linalg.quant import quantize_affine, ternarize
+        from capibara.kernels.linalg import quantize_weight
+        from capibara.model_spec import WeightFormat
 
-        weights = attrs.get("weights", "float")
+        # The format the compiler wrote (affine bits/symmetry, BitNet precision);
+        # one this capibara cannot compute is refused (R104), never run as float.
+        weights = WeightFormat.from_attrs(attrs, where=f"kernel `{spec.name}`")
 
         def prepare(a):
-            w = a["w"]
-            if weights == "affine":
-                w = quantize_affine(w, int(attrs.get("bits", 8)), bool(attrs.get("symmetric", True)))
-            elif weights == "ternary":
-                w = ternarize(w)
+            w = a["w"] if weights.kind == "float" else quantize_weight(weights, a["w"])
             return a["x"], w
         names = ("x", "w")
         core = partial(variant.fn, **_accepted(variant.fn, static))
@@ -386,9 +385,11 @@ def load_plan(path_or_plan: Plan | str | os.PathLike[str], *,
               devices: Sequence[Any] | None = None, cache: bool = True) -> CompiledPlan:
     """Verify a plan, check it against the devices present, and bind its kernels.
 
-    ``devices`` defaults to ``jax.devices()``. Raises :class:`ConfigError` for a
-    damaged plan, or one for another machine unless its config allows
-    ``hardware_fallback`` (then it is re-lowered for this host; see ``notes``).
+    ``devices`` defaults to ``jax.devices()``. ``cache=False`` (or the config's
+    ``cache_compiled_functions = false``) keeps no compiled kernels on disk.
+    Raises :class:`ConfigError` for a damaged plan, or one for another machine
+    unless its config allows ``hardware_fallback`` (then it is re-lowered for
+    this host; see ``notes``).
     """
     import jax
     import numpy as np
@@ -421,6 +422,8 @@ def load_plan(path_or_plan: Plan | str | os.PathLike[str], *,
         notes.append(note)
         needed = int(np.prod(plan.mesh.shape))
     mesh = Mesh(np.array(devices[:needed]).reshape(tuple(plan.mesh.shape)), tuple(plan.mesh.axes))
+    # performance.cache_compiled_functions = false: compile in every process, keep nothing.
+    cache = cache and bool(plan.config.get("performance.cache_compiled_functions", True))
     cache_path = _enable_cache(cache_dir(plan)) if cache else None
     allow = bool(plan.config.get("jax_config.fallback_to_standard", True))
     bound = [bind(spec, plan, mesh, platform, allow_fallback=allow) for spec in plan.kernels]

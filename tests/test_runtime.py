@@ -150,3 +150,61 @@ def test_two_processes_all_reduce_over_the_global_mesh(plan_file, tmp_path) -> N
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-2000:]
         assert "over 2 devices: sum 3, expected 3: ok" in out, out
+
+
+def test_bitnet_weights_are_ternary_in_the_loaded_kernel() -> None:
+    from capibara.runtime import load_plan
+
+    plan = compile_small("cpu", "quantization.use_bitnet=true")
+    kernel = load_plan(plan, cache=False).kernels["blocks.wq"]
+    assert kernel.spec.attrs["weights"] == "bitnet"
+    rng = np.random.default_rng(0)
+    xf = rng.standard_normal(tuple(kernel.spec.shapes["x"])).astype(np.float32)
+    wf = (rng.standard_normal(tuple(kernel.spec.shapes["w"])) * 0.1).astype(np.float32)
+    x, w = kernel.prepare({"x": xf, "w": wf})
+    t = np.asarray(w.t, np.float64)
+    assert set(np.unique(t).tolist()) <= {-1.0, 0.0, 1.0}  # b1.58: three levels
+    scale = np.abs(wf.astype(np.float64)).mean()  # absmean
+    np.testing.assert_array_equal(t, np.clip(np.round(wf / scale), -1, 1))
+    expected = xf.astype(np.float64) @ (t * scale)
+    out = np.asarray(kernel(x, w), np.float64)
+    # The kernel rounds each activation row to int8: each term is off by at most
+    # half a step (max|row| / 254) times |t| * scale, summed over the contraction.
+    rows = xf.reshape(-1, xf.shape[-1])
+    bound = np.abs(rows).max(1, keepdims=True) / 254 * (np.abs(t).sum(0) * scale) + 1e-5
+    assert np.all(np.abs(out.reshape(bound.shape) - expected.reshape(bound.shape)) <= bound)
+
+
+def test_a_weight_format_this_capibara_cannot_compute_is_refused() -> None:
+    from capibara.plan import seal
+    from capibara.runtime import load_plan
+
+    plan = compile_small()
+    kernels = tuple(msgspec.structs.replace(k, attrs={**k.attrs, "weights": "affine", "bits": 3})
+                    if k.family == "linalg" else k for k in plan.kernels)
+    with pytest.raises(ConfigError) as refused:
+        load_plan(seal(msgspec.structs.replace(plan, kernels=kernels)), cache=False)
+    assert refused.value.diagnostics[0].code == "R104"
+    assert "3-bit affine weights" in refused.value.diagnostics[0].message
+
+
+def test_cache_compiled_functions_false_keeps_nothing_on_disk(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from capibara.runtime import load_plan
+
+    compiled = load_plan(compile_small("cpu", "performance.cache_compiled_functions=false"))
+    assert compiled.cache is None and compiled.executables is None
+    assert not (tmp_path / "capibara").exists()
+
+
+def test_run_generate_prints_the_models_notes(tmp_path) -> None:
+    import io
+
+    from capibara import cli
+
+    plan = tmp_path / "offload.plan.json"
+    write_plan_file(compile_small("cpu", "deployment.memory_optimization_level=3",
+                                  "tpu_v4_optimizations.activation_offloading=true"), plan)
+    out = io.StringIO()
+    assert cli.main(["run", str(plan), "--generate", "2"], out=out) == 0
+    assert "note       execution.offload_activations" in out.getvalue()

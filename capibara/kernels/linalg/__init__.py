@@ -30,6 +30,7 @@ from capibara.kernels.linalg.quant import (
     dequantize,
     quantize_affine,
     quantize_rows,
+    quantize_weight,
     ternarize,
 )
 from capibara.kernels.linalg.reference import dense_reference
@@ -48,6 +49,7 @@ __all__ = [
     "matmul",
     "quantize_affine",
     "quantize_rows",
+    "quantize_weight",
     "ternarize",
     "ternary_matmul",
 ]

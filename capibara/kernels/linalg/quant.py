@@ -16,7 +16,7 @@ activations).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,7 @@ __all__ = [
     "dequantize",
     "quantize_affine",
     "quantize_rows",
+    "quantize_weight",
     "ternarize",
 ]
 
@@ -141,3 +142,17 @@ def quantize_rows(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     sx = jnp.where(sx > 0, sx, 1.0)
     qx = jnp.clip(jnp.round(x / sx), -_INT8_MAX, _INT8_MAX).astype(jnp.int8)
     return qx, sx
+
+
+def quantize_weight(fmt: Any, w: jax.Array) -> AffineWeight | TernaryWeight:
+    """``w [k, n]`` in weight format ``fmt`` as the linalg kernels take it.
+
+    ``fmt`` is a :class:`capibara.model_spec.WeightFormat` other than float
+    (what a plan's linalg spec names): ``ternary`` is BitNet b1.58
+    (:func:`ternarize`); ``affine`` is ``fmt.bits``-bit integers with one
+    scale per output column, or one for the whole tensor when ``fmt.per_tensor``
+    (BitNet's int8/int4 weights).
+    """
+    if fmt.kind == "ternary":
+        return ternarize(w)
+    return quantize_affine(w, fmt.bits, fmt.symmetric, axis=None if fmt.per_tensor else 0)
