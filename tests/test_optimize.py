@@ -213,7 +213,9 @@ def test_custom_kernel_switches_on_tpu() -> None:
 
 
 def test_vq_and_moe_selection() -> None:
-    assert impl(plan_of("cpu-arm", vq_precision="int8"), "vq") == ("int8", {"block_rows": 4096})
+    # CPU blocks stay cache-sized (1024 rows measured fastest); TPUs take 4096
+    assert impl(plan_of("cpu-arm", vq_precision="int8"), "vq") == ("int8", {"block_rows": 1024})
+    assert impl(plan_of("tpu_v4-8"), "vq")[1]["block_rows"] == 4096
     assert impl(plan_of("cpu-amx", vq_use_simd=False), "vq")[0] == "reference"
     assert impl(plan_of(), "moe") == ("dispatch", {"capacity_factor": 1.25})
     assert impl(plan_of(mor_load_balancing=False), "moe") == ("dispatch", {"capacity_factor": 2.0})
