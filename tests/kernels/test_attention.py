@@ -222,6 +222,31 @@ class TestCpuBlocked(AttentionContract):
         assert_close(out, attention(q[:, :8], k[:, :8], k[:, :8], causal=True), F32_TOL, 4.0)
 
 
+    def test_causal_diagonal_tiles_split_in_half_skip_the_quarter_above(self):
+        # 8 x 8 tiles split into 4 x 4 quarters: query rows 0-3 never read keys
+        # 4-7 (a computed-then-masked tile would still give NaN * 0 = NaN).
+        rng = np.random.default_rng(2)
+        q = jnp.asarray(rng.standard_normal((1, 8, 1, 4)), jnp.float32)
+        k = jnp.asarray(rng.standard_normal((1, 8, 1, 4)), jnp.float32)
+        v = k.at[:, 4:].set(jnp.nan)
+        out = attention(q, k, v, causal=True, implementation="cpu_blocked", block_q=8, block_kv=8)
+        assert np.all(np.isfinite(np.asarray(out[:, :4])))
+        assert_close(out[:, :4], attention(q[:, :4], k[:, :4], v[:, :4], causal=True), F32_TOL, 4.0)
+
+    @pytest.mark.parametrize("block_q,block_kv,seq_q,seq_kv", [
+        (8, 8, 24, 16),   # square tiles split into quarters, more queries than keys
+        (8, 4, 16, 24),   # tall tiles: 4 x 2 quarters
+        (4, 8, 12, 16),   # wide tiles: 2 x 4 quarters
+        (6, 2, 12, 12),   # quarters of 3 x 1
+        (3, 5, 9, 15),    # odd sizes: straddling tiles stay whole and masked
+    ])
+    def test_causal_tilings_match_reference(self, block_q, block_kv, seq_q, seq_kv):
+        for mask in (None, "full"):
+            p = dict(batch=1, seq_q=seq_q, seq_kv=seq_kv, kv_heads=2, groups=2, head_dim=4, causal=True,
+                     mask=mask, block_q=block_q, block_kv=block_kv, heads_per_step=None, seed=7)
+            self.check(p, np.float32, self.fwd_tol, self.grad_tol)
+
+
 class TestCpuBf16(AttentionContract):
     """f32 inputs: compared with the reference on bf16-rounded inputs, the only
     remaining error is the bf16 probabilities (forward) and bf16 products (backward)."""
