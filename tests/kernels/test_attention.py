@@ -224,14 +224,19 @@ class TestCpuBlocked(AttentionContract):
 
     def test_causal_diagonal_tiles_split_in_half_skip_the_quarter_above(self):
         # 8 x 8 tiles split into 4 x 4 quarters: query rows 0-3 never read keys
-        # 4-7 (a computed-then-masked tile would still give NaN * 0 = NaN).
+        # 4-7, forward or backward (a computed-then-masked tile would still give
+        # NaN * 0 = NaN).
         rng = np.random.default_rng(2)
         q = jnp.asarray(rng.standard_normal((1, 8, 1, 4)), jnp.float32)
         k = jnp.asarray(rng.standard_normal((1, 8, 1, 4)), jnp.float32)
         v = k.at[:, 4:].set(jnp.nan)
-        out = attention(q, k, v, causal=True, implementation="cpu_blocked", block_q=8, block_kv=8)
-        assert np.all(np.isfinite(np.asarray(out[:, :4])))
-        assert_close(out[:, :4], attention(q[:, :4], k[:, :4], v[:, :4], causal=True), F32_TOL, 4.0)
+        def first_rows(q, k, v, **blocks):
+            return jnp.sum(attention(q, k, v, causal=True, **blocks)[:, :4])
+        out, dq = jax.value_and_grad(first_rows)(q, k, v, implementation="cpu_blocked", block_q=8, block_kv=8)
+        want, want_dq = jax.value_and_grad(first_rows)(q[:, :4], k[:, :4], v[:, :4])
+        assert np.isfinite(float(out)) and np.all(np.isfinite(np.asarray(dq[:, :4])))
+        assert_close(out, want, F32_TOL, 16.0)  # a sum of 16 outputs of size <= 4
+        assert_close(dq[:, :4], want_dq, F32_TOL, np.abs(want_dq).max())
 
     @pytest.mark.parametrize("block_q,block_kv,seq_q,seq_kv", [
         (8, 8, 24, 16),   # square tiles split into quarters, more queries than keys

@@ -339,9 +339,7 @@ def _online_softmax_step(state, qb, kb, vb, keep, groups):
     m, total, acc = state
     s = jnp.einsum("hqd,hkd->hqk", qb, kb, preferred_element_type=jnp.float32)
     if keep is not None:
-        heads, rows, bk = s.shape
-        s4 = s.reshape(heads, groups, rows // groups, bk)
-        s = jnp.where(keep, s4, -jnp.inf).reshape(s.shape)
+        s = _masked(s, keep, groups)
     m_new = jnp.maximum(m, s.max(axis=-1))
     # While every key seen so far is masked the max is -inf; shift by 0 then
     # (p is 0 either way) instead of computing -inf - -inf.
@@ -352,6 +350,13 @@ def _online_softmax_step(state, qb, kb, vb, keep, groups):
     acc = rescale[..., None] * acc + jnp.einsum(
         "hqk,hkd->hqd", p.astype(vb.dtype), vb, preferred_element_type=jnp.float32)
     return m_new, total, acc
+
+
+def _masked(s, keep, groups: int):
+    """Scores ``[heads, groups * rows, cols]`` with -inf where ``keep``
+    (broadcastable to ``[heads, groups, rows, cols]``) is False."""
+    heads, rows, cols = s.shape
+    return jnp.where(keep, s.reshape(heads, groups, rows // groups, cols), -jnp.inf).reshape(s.shape)
 
 
 # --- backward --------------------------------------------------------------------------
@@ -388,37 +393,60 @@ def _attend_bwd(qh, kh, vh, doh, lse, delta, mask, static: _Static):
     n_q, n_kv = seq_q // bq, kh.shape[1] // bk
     cd = qh.dtype
 
+    def fold(state, kb, vb, col0, height, lo, hi, causal_tile):
+        """Fold query blocks ``lo .. hi`` of ``height`` rows into (dk, dv) of
+        the keys ``kb, vb`` starting at ``col0``, and their share into dq."""
+        cols = kb.shape[1]
+
+        def step(i, state):
+            dk_j, dv_j, dq = state
+            rows = functools.partial(lax.dynamic_slice_in_dim, start_index=i * height, slice_size=height, axis=2)
+
+            def flat(x):  # the group's rows as one matrix, as in the forward
+                return rows(x).reshape(heads, groups * height, *x.shape[3:])
+            qb, dob, lse_b, delta_b = flat(qh), flat(doh), flat(lse), flat(delta)
+            s = jnp.einsum("hqd,hkd->hqk", qb, kb, preferred_element_type=jnp.float32)
+            keep = _tile_mask(mask, i * height, col0, height, cols, causal_tile)
+            if keep is not None:
+                s = _masked(s, keep, groups)
+            p = jnp.exp(s - lse_b[..., None])
+            dv_j = dv_j + jnp.einsum("hqk,hqd->hkd", p.astype(cd), dob, preferred_element_type=jnp.float32)
+            dp = jnp.einsum("hqd,hkd->hqk", dob, vb, preferred_element_type=jnp.float32)
+            ds = (p * (dp - delta_b[..., None])).astype(cd)
+            dq_i = rows(dq) + jnp.einsum("hqk,hkd->hqd", ds, kb, preferred_element_type=jnp.float32
+                                         ).reshape(heads, groups, height, d)
+            dk_j = dk_j + jnp.einsum("hqk,hqd->hkd", ds, qb, preferred_element_type=jnp.float32)
+            return dk_j, dv_j, lax.dynamic_update_slice_in_dim(dq, dq_i, i * height, 2)
+        return lax.fori_loop(lo, hi, step, state)
+
+    def zeros(cols):
+        return jnp.zeros((heads, cols, d), jnp.float32)
+
     def kv_block(j, carry):
         dq, dk, dv = carry
         kb = lax.dynamic_slice_in_dim(kh, j * bk, bk, 1)
         vb = lax.dynamic_slice_in_dim(vh, j * bk, bk, 1)
-
-        def q_step(causal_tile):
-            def step(i, state):
-                dk_j, dv_j, dq = state
-                rows = functools.partial(lax.dynamic_slice_in_dim, start_index=i * bq, slice_size=bq, axis=2)
-                qb, dob, lse_b, delta_b = rows(qh), rows(doh), rows(lse), rows(delta)
-                s = jnp.einsum("hgqd,hkd->hgqk", qb, kb, preferred_element_type=jnp.float32)
-                keep = _tile_mask(mask, i * bq, j * bk, bq, bk, causal_tile)
-                if keep is not None:
-                    s = jnp.where(keep, s, -jnp.inf)
-                p = jnp.exp(s - lse_b[..., None])
-                dv_j = dv_j + jnp.einsum("hgqk,hgqd->hkd", p.astype(cd), dob, preferred_element_type=jnp.float32)
-                dp = jnp.einsum("hgqd,hkd->hgqk", dob, vb, preferred_element_type=jnp.float32)
-                ds = (p * (dp - delta_b[..., None])).astype(cd)
-                dq_i = rows(dq) + jnp.einsum("hgqk,hkd->hgqd", ds, kb, preferred_element_type=jnp.float32)
-                dk_j = dk_j + jnp.einsum("hgqk,hgqd->hkd", ds, qb, preferred_element_type=jnp.float32)
-                return dk_j, dv_j, lax.dynamic_update_slice_in_dim(dq, dq_i, i * bq, 2)
-            return step
-
-        state = (jnp.zeros((heads, bk, d), jnp.float32), jnp.zeros((heads, bk, d), jnp.float32), dq)
-        if static.causal:
-            start, below = _causal_q_range(j * bk, bk, bq, n_q)
-            state = lax.fori_loop(start, below, q_step(True), state)
-            state = lax.fori_loop(below, n_q, q_step(False), state)
+        if not static.causal:
+            dk_j, dv_j, dq = fold((zeros(bk), zeros(bk), dq), kb, vb, j * bk, bq, 0, n_q, False)
+        elif _halves_diagonal(static):
+            # The forward's quarters, transposed: each half of the kv block
+            # takes the straddling query rows in half-height tiles, then the
+            # whole block takes the query blocks entirely below the diagonal.
+            _, below = _causal_q_range(j * bk, bk, bq, n_q)
+            halves = []
+            for offset in (0, bk // 2):
+                cols, col0 = bk // 2, j * bk + offset
+                start_h, below_h = _causal_q_range(col0, cols, bq // 2, 2 * n_q)
+                kb_h, vb_h = kb[:, offset:offset + cols], vb[:, offset:offset + cols]
+                state = fold((zeros(cols), zeros(cols), dq), kb_h, vb_h, col0, bq // 2, start_h, below_h, True)
+                dk_h, dv_h, dq = fold(state, kb_h, vb_h, col0, bq // 2, below_h, 2 * below, False)
+                halves.append((dk_h, dv_h))
+            state = tuple(jnp.concatenate(parts, axis=1) for parts in zip(*halves)) + (dq,)
+            dk_j, dv_j, dq = fold(state, kb, vb, j * bk, bq, below, n_q, False)
         else:
-            state = lax.fori_loop(0, n_q, q_step(False), state)
-        dk_j, dv_j, dq = state
+            start, below = _causal_q_range(j * bk, bk, bq, n_q)
+            state = fold((zeros(bk), zeros(bk), dq), kb, vb, j * bk, bq, start, below, True)
+            dk_j, dv_j, dq = fold(state, kb, vb, j * bk, bq, below, n_q, False)
         return (dq, lax.dynamic_update_slice_in_dim(dk, dk_j, j * bk, 1),
                 lax.dynamic_update_slice_in_dim(dv, dv_j, j * bk, 1))
 
