@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 
 from capibara import toml
 from capibara.compiler import compile_config, compile_sources
+from capibara.diagnostics import ConfigError
 from capibara.model_config import ModularModelConfig
 from capibara.schema import field_at
 from capibara.sources import resolve_config
@@ -65,15 +66,22 @@ def test_a_split_config_compiles_to_the_same_plan(tmp_path_factory, sources, tar
 def test_file_order_decides_only_where_layers_overlap(tmp_path_factory, sources) -> None:
     """Reversing the files changes an explicit value only where two files set its field."""
     paths = _write(tmp_path_factory.mktemp("layers"), sources)
-    forward = resolve_config(paths, env=sources.env, overrides=sources.overrides).config
-    backward = resolve_config(list(reversed(paths)), env=sources.env,
-                              overrides=sources.overrides).config
     counts: dict[str, int] = {}
     for text in sources.files:
         for section, table in toml.loads(text).items():
             for key in table:
                 name = field_at(section, key).name
                 counts[name] = counts.get(name, 0) + 1
+    forward = resolve_config(paths, env=sources.env, overrides=sources.overrides).config
+    try:
+        backward = resolve_config(list(reversed(paths)), env=sources.env,
+                                  overrides=sources.overrides).config
+    except ConfigError:
+        # Reversed, another file's value wins a field two files set, and that value
+        # may not go with the rest (found: hidden_size = 1 leaves num_heads with no
+        # derivation). Only an overlap can do that.
+        assert any(count > 1 for count in counts.values())
+        return
     assert forward.explicit_fields == backward.explicit_fields
     for name in forward.explicit_fields:
         if counts.get(name, 0) <= 1:
