@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from capibara.kernels import attention as attention_family
 from capibara.kernels.attention import VARIANTS, attention
+from capibara.kernels.attention import cpu as cpu_attention
 from capibara.kernels.base import Unsupported
 
 U_BF16 = 2.0**-8
@@ -222,34 +223,42 @@ class TestCpuBlocked(AttentionContract):
         assert_close(out, attention(q[:, :8], k[:, :8], k[:, :8], causal=True), F32_TOL, 4.0)
 
 
-    def test_causal_diagonal_tiles_split_in_half_skip_the_quarter_above(self):
-        # 8 x 8 tiles split into 4 x 4 quarters: query rows 0-3 never read keys
-        # 4-7, forward or backward (a computed-then-masked tile would still give
+    @pytest.mark.parametrize("block_kv", [8, 4])  # all diagonal tiles at once; one query block at a time
+    def test_causal_diagonal_tiles_split_in_half_skip_the_quarter_above(self, block_kv):
+        # 8-row tiles split in halves: query rows 0-3 never read keys 4-7,
+        # forward or backward (a computed-then-masked tile would still give
         # NaN * 0 = NaN).
         rng = np.random.default_rng(2)
         q = jnp.asarray(rng.standard_normal((1, 8, 1, 4)), jnp.float32)
         k = jnp.asarray(rng.standard_normal((1, 8, 1, 4)), jnp.float32)
         v = k.at[:, 4:].set(jnp.nan)
+
         def first_rows(q, k, v, **blocks):
             return jnp.sum(attention(q, k, v, causal=True, **blocks)[:, :4])
-        out, dq = jax.value_and_grad(first_rows)(q, k, v, implementation="cpu_blocked", block_q=8, block_kv=8)
+        out, dq = jax.value_and_grad(first_rows)(q, k, v, implementation="cpu_blocked",
+                                                 block_q=8, block_kv=block_kv)
         want, want_dq = jax.value_and_grad(first_rows)(q[:, :4], k[:, :4], v[:, :4])
         assert np.isfinite(float(out)) and np.all(np.isfinite(np.asarray(dq[:, :4])))
         assert_close(out, want, F32_TOL, 16.0)  # a sum of 16 outputs of size <= 4
         assert_close(dq[:, :4], want_dq, F32_TOL, np.abs(want_dq).max())
 
-    @pytest.mark.parametrize("block_q,block_kv,seq_q,seq_kv", [
-        (8, 8, 24, 16),   # square tiles split into quarters, more queries than keys
-        (8, 4, 16, 24),   # tall tiles: 4 x 2 quarters
-        (4, 8, 12, 16),   # wide tiles: 2 x 4 quarters
-        (6, 2, 12, 12),   # quarters of 3 x 1
-        (3, 5, 9, 15),    # odd sizes: straddling tiles stay whole and masked
+    @pytest.mark.parametrize("block_q,block_kv,seq_q,seq_kv,mask,together", [
+        # every diagonal tile at once, in quarters, with each kind of mask
+        *[(8, 8, 16, 16, mask, True) for mask in (None, "padding", "full", "per_head")],
+        (8, 8, 16, 24, "full", True),      # ... and keys no query sees
+        (8, 8, 24, 16, None, False),       # more queries than keys: quarters one block at a time
+        (8, 4, 16, 24, "full", False),     # tall tiles: 4 x 2 quarters
+        (4, 8, 12, 16, None, False),       # wide tiles: 2 x 4 quarters
+        (6, 2, 12, 12, "padding", False),  # quarters of 3 x 1
+        (3, 3, 9, 9, None, False),         # odd sizes: straddling tiles stay whole and masked
+        (3, 5, 9, 15, "full", False),
     ])
-    def test_causal_tilings_match_reference(self, block_q, block_kv, seq_q, seq_kv):
-        for mask in (None, "full"):
-            p = dict(batch=1, seq_q=seq_q, seq_kv=seq_kv, kv_heads=2, groups=2, head_dim=4, causal=True,
-                     mask=mask, block_q=block_q, block_kv=block_kv, heads_per_step=None, seed=7)
-            self.check(p, np.float32, self.fwd_tol, self.grad_tol)
+    def test_causal_tilings_match_reference(self, block_q, block_kv, seq_q, seq_kv, together, mask):
+        static = cpu_attention._Static(True, 1.0, block_q, block_kv, "float32", 1)
+        assert cpu_attention._diagonal_blocks_together(static, seq_q, seq_kv) == together
+        p = dict(batch=1, seq_q=seq_q, seq_kv=seq_kv, kv_heads=2, groups=2, head_dim=4, causal=True,
+                 mask=mask, block_q=block_q, block_kv=block_kv, heads_per_step=None, seed=7)
+        self.check(p, np.float32, self.fwd_tol, self.grad_tol)
 
 
 class TestCpuBf16(AttentionContract):

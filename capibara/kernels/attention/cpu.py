@@ -9,13 +9,21 @@ Why this shape (measured on the 2-core dev box, B4 H8 S2048 D64; see
 - Here one loop step handles a few kv heads of one batch row, each with the
   ``groups`` query heads that share it, attending as one ``[groups * block_q,
   head_dim]`` matrix per kv head (grouped/multi-query attention gets bigger
-  matmuls for free). A step's temporaries are one ``[heads, groups, block_q,
-  block_kv]`` score tile and its exponentials (2 MiB for 2 heads of 512 x 512
-  f32), reused by every step of a ``fori_loop``; unrolling the blocks in Python
-  instead made XLA keep 170-630 MiB of temporaries alive and run 1.5-2x slower.
+  matmuls for free; as a 4-d ``[heads, groups, ...]`` einsum XLA copied every
+  score tile once more, 6% of the time). A step's temporaries are one
+  ``[heads, groups * block_q, block_kv]`` score tile and its exponentials
+  (2 MiB for 2 heads of 512 x 512 f32), reused by every step of a
+  ``fori_loop``; unrolling the blocks in Python instead made XLA keep 170-630
+  MiB of temporaries alive and run 1.5-2x slower.
 - Causal block skipping is in the loop bounds: for query block ``i`` the kv
-  loop runs over the blocks entirely below the diagonal without a mask, then
-  over the few straddling it with one; blocks above it are never visited.
+  loop runs over the blocks entirely below the diagonal without a mask;
+  blocks above it are never visited. Tiles straddling the diagonal are split
+  into quarters, so the quarter above it is skipped too (at S2048 with 512 x
+  512 tiles: 9 tiles of work per query row of tiles where whole tiles took
+  10 and the triangle is 8.5). With square tiles the diagonal tiles of all
+  query blocks run first, together (:func:`_diagonal_states`): half-size
+  tiles one block at a time made matmuls too small for XLA to split across
+  both cores.
 - ``compute_dtype="bfloat16"`` feeds the matmuls bf16 with f32 accumulation
   (``preferred_element_type``), the fast path on CPUs with AMX/AVX512-BF16;
   the softmax statistics and accumulators stay f32.
@@ -224,14 +232,28 @@ def _causal_q_range(col0, cols: int, height: int, n_q: int):
     return start, below
 
 
-def _halves_diagonal(static: _Static) -> bool:
-    """Whether causal tiles straddling the diagonal are split in half both ways.
+def _diagonal_blocks_together(static: _Static, seq_q: int, seq_kv: int) -> bool:
+    """Whether the causal forward computes every query block's diagonal tile
+    in one batched pass (:func:`_diagonal_states`) before its loop over the
+    tiles left of it, which then need no causal mask.
 
-    With square tiles a query block's diagonal tile is half above the
-    diagonal: computing it whole wastes a quarter of its work per query block
-    (at S2048 with 512 x 512 tiles, 10 tiles of work where 8.5 are needed).
-    Split into four half-size tiles, the one above the diagonal is skipped,
-    the one below it runs unmasked and only two pay for a mask."""
+    Batched over query blocks, the half-size tiles of the diagonal make
+    matmuls as big as a whole tile's, which XLA runs on both cores; one block
+    at a time they ran on one (B4 H8 S2048 D64 f32 causal: 194 -> 169 ms).
+    Square, even tiles only, and no more queries than keys, so that query
+    block ``i``'s diagonal tile is kv block ``i``."""
+    return (static.causal and static.block_q == static.block_kv and static.block_q % 2 == 0
+            and seq_q <= seq_kv)
+
+
+def _halves_diagonal(static: _Static) -> bool:
+    """Whether causal tiles straddling the diagonal are split in half both
+    ways (when :func:`_diagonal_blocks_together` does not apply, and in the
+    backward pass).
+
+    A square diagonal tile is half above the diagonal: split into four
+    half-size tiles, the one above it is skipped, the one below it runs
+    unmasked and only two pay for a mask."""
     return static.causal and static.block_q % 2 == 0 and static.block_kv % 2 == 0
 
 
@@ -278,6 +300,18 @@ def _attend(qh, kh, vh, mask, static: _Static):
             return _online_softmax_step(state, q2, kb, vb, keep, groups)
         return lax.fori_loop(lo, hi, step, state)
 
+    init = (jnp.zeros((heads, groups, seq_q, d), jnp.float32), jnp.zeros((heads, groups, seq_q), jnp.float32))
+    if _diagonal_blocks_together(static, seq_q, kh.shape[1]):
+        diagonal = _diagonal_states(qh, kh, vh, _diagonal_mask(mask, n_q, bq))
+
+        def below_diagonal(i, carry):
+            # Query block i starts from its diagonal block's state and
+            # folds in the i whole blocks left of it, none masked by causality.
+            state = tuple(lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in diagonal)
+            qb = lax.dynamic_slice_in_dim(qh, i * bq, bq, 2)
+            return _put_rows(carry, fold(state, qb, i * bq, bk, 0, i, False), i * bq, groups)
+        return lax.fori_loop(0, n_q, below_diagonal, init)
+
     def q_block(i, carry):
         qb = lax.dynamic_slice_in_dim(qh, i * bq, bq, 2)
         state = _initial_state(heads, groups * bq, d)
@@ -299,8 +333,56 @@ def _attend(qh, kh, vh, mask, static: _Static):
             carry = _put_rows(carry, part, row0, groups)
         return carry
 
-    init = (jnp.zeros((heads, groups, seq_q, d), jnp.float32), jnp.zeros((heads, groups, seq_q), jnp.float32))
     return lax.fori_loop(0, n_q, q_block, init)
+
+
+def _diagonal_states(qh, kh, vh, mask):
+    """Every query block's online-softmax state after its own diagonal block,
+    as ``[heads, n_blocks, groups * block (, d)]``; the block size is
+    ``mask``'s (see :func:`_diagonal_mask`).
+
+    All blocks at once, in halves: the top half of a block's rows sees the
+    first half of its keys (masked), the bottom half all of them (masked on
+    the second half); the quarter above the diagonal is never computed."""
+    heads, groups, seq_q, d = qh.shape
+    block, n = mask.shape[-1], seq_q // mask.shape[-1]
+    half = block // 2
+    q_halves = jnp.moveaxis(qh.reshape(heads, groups, n, 2, half, d), 2, 1)  # [h, n, g, 2, half, d]
+    kb = kh[:, :seq_q].reshape(heads, n, block, d)
+    vb = vh[:, :seq_q].reshape(heads, n, block, d)
+
+    def fold(qx, kx, vx, keep):
+        s = jnp.einsum("hnqd,hnkd->hnqk", qx.reshape(heads, n, groups * half, d), kx,
+                       preferred_element_type=jnp.float32)
+        s = jnp.where(keep, s.reshape(heads, n, groups, half, -1), -jnp.inf).reshape(s.shape)
+        m = s.max(axis=-1)
+        # A row whose every key is masked (by the user's mask) has max -inf: shift by 0.
+        p = jnp.exp(s - jnp.where(m == -jnp.inf, 0.0, m)[..., None])
+        acc = jnp.einsum("hnqk,hnkd->hnqd", p.astype(vx.dtype), vx, preferred_element_type=jnp.float32)
+        return tuple(x.reshape(heads, n, groups, half, *x.shape[3:]) for x in (m, p.sum(axis=-1), acc))
+
+    top = fold(q_halves[:, :, :, 0], kb[:, :, :half], vb[:, :, :half], mask[..., :half, :half])
+    bottom = fold(q_halves[:, :, :, 1], kb, vb, mask[..., half:, :])
+    return tuple(jnp.stack(pair, axis=3).reshape(heads, n, groups * block, *pair[0].shape[4:])
+                 for pair in zip(top, bottom))
+
+
+def _diagonal_mask(mask, n: int, block: int):
+    """The keep-mask of the ``n`` diagonal ``block x block`` tiles: the
+    diagonal itself and the user's mask (the step's slab from
+    :func:`_mask_heads`, or None) there, as ``[heads|1, n|1, groups|1, block, block]``."""
+    keep = (lax.broadcasted_iota(jnp.int32, (block, block), 1)
+            <= lax.broadcasted_iota(jnp.int32, (block, block), 0))
+    if mask is None:
+        return keep
+    hm, gm, sq, skv = mask.shape
+    rows = mask.reshape(hm, gm, n, block, skv) if sq > 1 else mask[:, :, None]
+    if skv > 1:
+        tiles = rows[..., :n * block].reshape(*rows.shape[:4], n, block)
+        # [hm, gm, n|1, block|1, n, block]: tile (i, i) of each row block i.
+        rows = (jnp.moveaxis(jnp.diagonal(tiles, axis1=2, axis2=4), -1, 2) if sq > 1
+                else jnp.moveaxis(tiles, 4, 2)[:, :, :, 0])
+    return keep & jnp.moveaxis(rows, 2, 1)
 
 
 def _initial_state(heads: int, rows: int, d: int):
