@@ -12,7 +12,7 @@ Why this shape (measured on the 2-core dev box, B4 H8 S2048 D64; see
   matmuls for free; as a 4-d ``[heads, groups, ...]`` einsum XLA copied every
   score tile once more, 6% of the time). A step's temporaries are one
   ``[heads, groups * block_q, block_kv]`` score tile and its exponentials
-  (2 MiB for 2 heads of 512 x 512 f32), reused by every step of a
+  (2 MiB for one head of 512 x 512 f32), reused by every step of a
   ``fori_loop``; unrolling the blocks in Python instead made XLA keep 170-630
   MiB of temporaries alive and run 1.5-2x slower.
 - Causal block skipping is in the loop bounds: for query block ``i`` the kv
@@ -52,24 +52,30 @@ __all__ = ["BlockSizes", "attention_cpu_blocked"]
 class BlockSizes:
     """Tile sizes for :func:`attention_cpu_blocked`; a sequence shorter than its
     block is one block. ``heads_per_step`` kv heads share a loop step; None
-    picks the most that keep ``heads_per_step * groups <= 2`` query heads.
+    picks the most that keep ``heads_per_step * groups <=``
+    ``QUERY_HEADS_PER_STEP`` (1) query heads.
 
-    Measured on the idle 2-core box at B4 H8 S2048 D64 f32: 512 x 512 tiles
-    took 162 ms causal / 240 ms full, 256 x 512 218 / 332 ms, 512 x 1024
-    182 / 243 ms. XLA splits a matmul across both cores only when it is big
-    enough: an 8 x 512 x 512 score tile ran at 2.4 cores, 8 x 256 x 256 at
-    1.0. (On a loaded box, where one core is all there is, 256 x 256 costs
-    less CPU time; the defaults are for a machine the job has to itself.)"""
+    Measured on the 2-core box at B4 H8 S2048 D64 f32, one race, medians of
+    7 (causal / full; heads_per_step 2 unless said): 512 x 512 tiles 188 /
+    273 ms, 256 x 256 269 / 466 ms, 1024 x 1024 199 / 251 ms, 512 x 1024
+    201 / 263 ms; 512 x 512 with 1 head per step 169 / 260 ms, 4 heads 179 /
+    256 ms. XLA splits a matmul across both cores only when it is big
+    enough: 256 x 256 tiles ran at 1.25 cores, 512 x 512 at 1.8. (On a loaded
+    box, where one core is all there is, 256 x 256 costs less CPU time; the
+    defaults are for a machine the job has to itself.)"""
 
     block_q: int = 512
     block_kv: int = 512
     heads_per_step: int | None = None
 
 
-# Query heads per loop step when heads_per_step is None. 1, 2 and 8 were
-# within 6% of each other at 512 x 512 tiles (162, 163, 172 ms causal);
-# 2 halves the loop steps, 8 makes the score tile spill L2.
-QUERY_HEADS_PER_STEP = 2
+# Query heads per loop step when heads_per_step is None. With the diagonal
+# tiles batched over query blocks, 1 beat 2 in four races on the 2-core box
+# (B4 H8 S2048 D64 f32 causal forward: 166-172 vs 180-188 ms median, full
+# 260-264 vs 273-280 ms; forward+backward 2% slower, 731 vs 717 ms). A
+# step's score tile and its exponentials take 2 MiB for one head, 4 MiB for
+# two, against a 2 MiB L2 per core.
+QUERY_HEADS_PER_STEP = 1
 
 
 def _auto_heads_per_step(dims: Dims) -> int:
