@@ -19,8 +19,8 @@ Why this shape (measured on the 2-core dev box, B4 H8 S2048 D64; see
   loop runs over the blocks entirely below the diagonal without a mask;
   blocks above it are never visited. Tiles straddling the diagonal are split
   into quarters, so the quarter above it is skipped too (at S2048 with 512 x
-  512 tiles: 9 tiles of work per query row of tiles where whole tiles took
-  10 and the triangle is 8.5). With square tiles the diagonal tiles of all
+  512 tiles: 9 tiles of work per head where whole tiles took 10 and the
+  triangle is 8; full attention is 16). With square tiles the diagonal tiles of all
   query blocks run first, together (:func:`_diagonal_states`): half-size
   tiles one block at a time made matmuls too small for XLA to split across
   both cores.
