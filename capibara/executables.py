@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from capibara.resources import owned_by_user_alone
+
 __all__ = ["ExecutableCache", "source_fingerprint"]
 
 #: Bumped when the entry layout changes; part of every key.
@@ -47,11 +49,6 @@ def source_fingerprint() -> str:
     for path in files:
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-def _owned_and_private(path: Path) -> bool:
-    info = path.stat()
-    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 @dataclass(frozen=True)
@@ -93,7 +90,7 @@ class ExecutableCache:
 
         path = self._path(kernel)
         try:
-            if not _owned_and_private(path):
+            if not owned_by_user_alone(path):
                 return None
             entry = pickle.loads(path.read_bytes())
             by_id = {d.id: d for d in self.devices[0].client.devices()}

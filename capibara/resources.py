@@ -32,21 +32,30 @@ def user_cache_dir(*parts: str) -> Path | None:
     """A per-user cache directory (``$XDG_CACHE_HOME/capibara/...``), created 0700.
 
     ``None`` when it cannot be made safe: not owned by this user, or writable
-    by others. Caches here may hold pickles (lark's parser cache), and loading
-    a pickle another user could write would run their code.
+    by others. Caches here may hold pickles (lark's parser cache, compiled
+    kernels), and loading a pickle another user could write would run their code.
     """
     import os
 
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = root.joinpath("capibara", *parts)
+    return private_directory(root.joinpath("capibara", *parts))
+
+
+def private_directory(directory: Path) -> Path | None:
+    """``directory``, created 0700 if missing; ``None`` unless it is this user's alone."""
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        info = directory.stat()
+        return directory if owned_by_user_alone(directory) else None
     except OSError:
         return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        return None
-    return directory
+
+
+def owned_by_user_alone(path: Path) -> bool:
+    """Whether ``path`` belongs to this user and no one else can write it."""
+    import os
+
+    info = path.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def lark_parser(grammar_file: str, transformer: object):
@@ -58,7 +67,6 @@ def lark_parser(grammar_file: str, transformer: object):
     rules across files), lark's version and Python's.
     """
     import hashlib
-    import os
     import sys
 
     import lark
@@ -74,11 +82,7 @@ def lark_parser(grammar_file: str, transformer: object):
     directory = user_cache_dir("lark")
     if directory is not None:
         cache = directory / f"{path.stem}-{key.hexdigest()[:24]}.lark-cache"
-        safe = True
-        if cache.exists():
-            info = cache.stat()
-            safe = info.st_uid == os.getuid() and not info.st_mode & 0o022
-        if safe:
+        if not cache.exists() or owned_by_user_alone(cache):
             try:
                 return lark.Lark(text, cache=str(cache), **options)
             except Exception:  # a damaged or foreign cache entry: rebuild without it

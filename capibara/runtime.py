@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.executables import ExecutableCache
 from capibara.plan import KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file
+from capibara.resources import private_directory
 
 __all__ = ["BoundKernel", "CompiledPlan", "KernelSet", "cache_dir", "load_plan"]
 
@@ -69,9 +70,7 @@ def _enable_cache(directory: Path) -> Path | None:
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = directory.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+    if private_directory(directory) is None:
         return None  # someone else can write here: compile without a cache
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -445,12 +444,5 @@ def _executable_cache(jax_cache: Path | None, mesh: Any) -> ExecutableCache | No
 
     if jax_cache is None or jax.process_count() != 1:
         return None
-    directory = jax_cache / "executables"
-    try:
-        directory.mkdir(exist_ok=True, mode=0o700)
-        info = directory.stat()
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        return None
-    return ExecutableCache(directory, tuple(mesh.devices.flat))
+    directory = private_directory(jax_cache / "executables")
+    return None if directory is None else ExecutableCache(directory, tuple(mesh.devices.flat))
