@@ -12,7 +12,7 @@ the common table with ``print_speedup_table`` (median and min wall time,
 median CPU time, speedups over an anchor).
 
 Importing it re-executes the script with huge pages for XLA's buffers when
-they are available and not asked for (see ``capibara.hugepages``).
+they are available and not asked for (see ``capibara.runtime.hugepages``).
 
 This module is imported as ``_harness`` by scripts run as
 ``python benchmarks/kernels_<family>.py`` (their folder is on ``sys.path``).
@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from capibara.hugepages import current as huge_pages, reexec_with_huge_pages
+from capibara.runtime.hugepages import current as huge_pages, reexec_with_huge_pages
 
 # Measure kernels in the memory setting `capibara run` gives them: glibc malloc
-# with transparent huge pages (capibara.hugepages). The anchors run in the same
+# with transparent huge pages (capibara.runtime.hugepages). The anchors run in the same
 # process, so they get it too. GLIBC_TUNABLES=glibc.malloc.hugetlb=0 opts out.
 reexec_with_huge_pages()
 print(f"memory: {huge_pages().detail}")

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CONFIG = "configs/production/tpu_v4.toml"
 
-from capibara.compiler import compile_sources  # noqa: E402
+from capibara.compiler.driver import compile_sources  # noqa: E402
 from capibara.plan import encode_plan  # noqa: E402
 
 

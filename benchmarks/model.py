@@ -10,7 +10,7 @@ One run prints, for the development shape (hidden 512, 6 layers, 8 heads,
   ``Model(config)`` compiles it for this host, and of the baseline: the same
   network, parameters and algorithm written in straightforward JAX
   (``jax.nn.dot_product_attention``, every Rookie on every token, float32
-  matmuls), i.e. :meth:`capibara.model.Kernels.plain` at float32;
+  matmuls), i.e. :meth:`capibara.model.facade.Kernels.plain` at float32;
 - their ratio (goal: at least 1.5x).
 
 Timings are medians of interleaved repetitions (baseline, capibara, baseline,
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-from capibara.model import Kernels, Model, ModelSpec, RunPolicy  # noqa: E402
-from capibara.model_config import ModularModelConfig  # noqa: E402
+from capibara.model.facade import Kernels, Model, ModelSpec, RunPolicy  # noqa: E402
+from capibara.config.model_config import ModularModelConfig  # noqa: E402
 
 DEV = dict(model_name="capibara_bench", hidden_size=512, num_layers=6, num_heads=8,
            vocab_size=32000, max_seq_length=1024, temperature=0.0)

@@ -25,7 +25,7 @@ OVERRIDES = ("model.hidden_size=256", "model.num_layers=2", "model.num_heads=4",
 CHILD = """
 import sys, time
 import jax  # importing JAX (~0.6 s) is the same in both processes and not part of loading
-from capibara.runtime import load_plan
+from capibara.runtime.loader import load_plan
 start = time.perf_counter()
 compiled = load_plan(sys.argv[1])
 compiled.warmup(progress=None)
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    from capibara.compiler import compile_sources
+    from capibara.compiler.driver import compile_sources
     from capibara.plan import write_plan_file
 
     result = compile_sources([ROOT / "configs/development/development.toml"], target="cpu",

@@ -10,41 +10,34 @@ compile path never imports JAX):
 - :mod:`capibara.config`: ``ModularModelConfig``, ``ConfigValidator``, ``ConfigMigrator``.
 - ``compile(config_or_paths, *, target=None, overrides=None) -> Plan``.
 - ``load_plan(path_or_plan) -> CompiledPlan`` (imports JAX), ``Model`` (imports JAX).
+
+The stages live in subpackages named after them: :mod:`capibara.toml` →
+:mod:`capibara.config` → :mod:`capibara.compiler` → :mod:`capibara.plan` →
+:mod:`capibara.runtime` (with :mod:`capibara.kernels`) → :mod:`capibara.model`;
+:mod:`capibara.cli` is the command line.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from capibara.diagnostics import ConfigError, Diagnostic, Span
+from capibara.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "Diagnostic", "Span", "__version__", "compile", "load_plan",
-           "Plan", "load_plan_file", "diff_plans", "explain_plan", "CompiledPlan", "Model",
-           "ModularModelConfig", "ConfigValidator", "ConfigMigrator"]
-
-# name -> module that defines it; resolved on first access (PEP 562), so that
-# `import capibara` stays cheap and only the runtime names import JAX.
-_LAZY: dict[str, str] = {
-    "compile": "capibara.compiler",
+_EXPORTS: dict[str, str] = {
+    "compile": "capibara.compiler.driver",
     "Plan": "capibara.plan",
     "load_plan_file": "capibara.plan",
     "diff_plans": "capibara.plan",
     "explain_plan": "capibara.plan",
-    "load_plan": "capibara.runtime",
-    "CompiledPlan": "capibara.runtime",
-    "Model": "capibara.model",
-    "ModularModelConfig": "capibara.config",
-    "ConfigValidator": "capibara.config",
-    "ConfigMigrator": "capibara.config",
+    "load_plan": "capibara.runtime.loader",
+    "CompiledPlan": "capibara.runtime.loader",
+    "Model": "capibara.model.facade",
+    "ModularModelConfig": "capibara.config.model_config",
+    "ConfigValidator": "capibara.config.validate",
+    "ConfigMigrator": "capibara.config.legacy",
 }
 
+__all__ = ["ConfigError", "Diagnostic", "Span", "__version__", *_EXPORTS]
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'capibara' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,5 +1,5 @@
 """``python -m capibara`` is the ``capibara`` command."""
 
-from capibara.cli import main
+from capibara.cli.app import main
 
 raise SystemExit(main())

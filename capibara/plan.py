@@ -117,7 +117,7 @@ class ModelShape(_Frozen, kw_only=True):
     ``parameter_count`` follows PARAMS.md §e.2: ``12·L·d² + V·d`` (attention
     4d² and a 4×-wide MLP 8d² per layer, tied embeddings) plus the RMSNorm
     scales, the VQ codebook ``K·d_vq`` and the Mixture-of-Rookies routers
-    ``L·d·E`` (see :func:`capibara.lower.model_shape`). With Mixture of
+    ``L·d·E`` (see :func:`capibara.compiler.lower.model_shape`). With Mixture of
     Rookies, ``num_experts`` experts of ``expert_ffn_dim`` each split the MLP
     width and ``experts_per_token`` of them run per token.
     """
@@ -186,7 +186,7 @@ class Mesh(_Frozen, kw_only=True):
 
 
 class Execution(_Frozen, kw_only=True):
-    """How the runtime runs the step (see :class:`capibara.lower.MemoryPolicy`).
+    """How the runtime runs the step (see :class:`capibara.compiler.lower.MemoryPolicy`).
 
     ``remat``: recompute each block in the backward pass, keeping its input;
     ``donate``: the update step reuses the old weight and optimizer buffers;
@@ -296,8 +296,8 @@ def config_of_plan(plan: Plan) -> Any:
     """The ``ModularModelConfig`` a plan was compiled from: its resolved values,
     with the fields its provenance marks as set explicitly passed as keywords
     (so derived values are derived again and explicitness-based rules agree)."""
-    from capibara.model_config import ModularModelConfig
-    from capibara.schema import FIELDS
+    from capibara.config.model_config import ModularModelConfig
+    from capibara.config.fields import FIELDS
 
     implicit = ("default", "derived")
     explicit = {f.name: plan.config[f.path] for f in FIELDS
@@ -561,7 +561,7 @@ def _show(value: Any) -> str:
 def diff_configs(a: Any, b: Any) -> list[Change]:
     """Fields whose values differ between two ``ModularModelConfig`` values, by path,
     each with where the value came from on either side."""
-    from capibara.schema import FIELDS
+    from capibara.config.fields import FIELDS
 
     changes = []
     for f in FIELDS:
@@ -628,7 +628,7 @@ def resolve_path(plan: Plan, path: str) -> str:
     """The canonical path for what a user typed: a config path (``model.hidden_size``),
     a field's flat name (``hidden_size``) or a plan path (``mesh.shape``).
     Raises ``KeyError`` with near paths as its ``args[1]`` when nothing matches."""
-    from capibara.schema import FIELD_BY_NAME
+    from capibara.config.fields import FIELD_BY_NAME
 
     if path in plan.config:
         return path

@@ -40,7 +40,7 @@ GIB = 1024**3
 
 # Kernel implementations per platform: family -> implementations, best first.
 # Each name is a variant in capibara/kernels/<family>/ (the registry test checks);
-# capibara.optimize takes the first one whose selector accepts the kernel's shape
+# capibara.compiler.passes takes the first one whose selector accepts the kernel's shape
 # and dtypes. cpu_bf16 only applies to bf16 compute, which the precision pass
 # keeps only where bf16 matmuls are fast (AMX / AVX512-BF16).
 _CPU_KERNELS = {

@@ -66,8 +66,8 @@ def _compile_seeds() -> Iterator[bytes]:
 
 
 def _override_seeds() -> Iterator[bytes]:
-    from capibara.schema import FIELDS
-    from capibara.tomlwriter import toml_value
+    from capibara.config.fields import FIELDS
+    from capibara.config.writer import toml_value
 
     for path in _toml_files():
         arguments = _directives(path.read_bytes().decode("utf-8", "replace"))
@@ -83,7 +83,7 @@ def _override_seeds() -> Iterator[bytes]:
 
 
 def _plan_seeds() -> Iterator[bytes]:
-    from capibara.compiler import compile_sources
+    from capibara.compiler.driver import compile_sources
     from capibara.plan import encode_plan
 
     from targets import COMPILE_TARGETS

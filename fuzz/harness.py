@@ -21,12 +21,12 @@ def main(name: str) -> None:
     sys.path[:0] = [str(here), str(here.parent)]
     with atheris.instrument_imports(include=["capibara", "lark", "targets"]):
         # Import every stage now: modules first imported inside a target would run uninstrumented.
-        import capibara.compiler  # noqa: F401
-        import capibara.overrides  # noqa: F401
+        import capibara.compiler.driver  # noqa: F401
+        import capibara.config.overrides  # noqa: F401
         import capibara.plan  # noqa: F401
-        import capibara.sources  # noqa: F401
+        import capibara.config.sources  # noqa: F401
         import capibara.toml  # noqa: F401
-        import capibara.validate  # noqa: F401
+        import capibara.config.validate  # noqa: F401
         from targets import TARGETS
     target = TARGETS[name]
     atheris.Setup(sys.argv, target)

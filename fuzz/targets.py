@@ -120,7 +120,7 @@ def _arguments(data: bytes) -> tuple[dict[str, str], list[str]]:
 
 def fuzz_override(data: bytes) -> None:
     """Resolve ``--set`` arguments and ``CAPIBARA_*`` variables drawn from ``data``."""
-    from capibara.sources import resolve_config
+    from capibara.config.sources import resolve_config
 
     env, sets = _arguments(data)
     try:
@@ -146,7 +146,7 @@ def _with_file(data: bytes, use: Callable[[str], T]) -> T:
 
 def _check_round_trip(config: Any) -> None:
     """A resolved config written with ``to_toml`` must read back as the same config."""
-    from capibara.sources import resolve_config
+    from capibara.config.sources import resolve_config
 
     data = config.to_toml().encode("utf-8")
     back = _with_file(data, lambda name: resolve_config([name], env=None).config)
@@ -163,7 +163,7 @@ def compile_input(data: bytes) -> tuple[str | None, bytes]:
 def fuzz_compile(data: bytes) -> None:
     """Compile the file in ``data`` for the target its first byte picks."""
     from capibara import toml
-    from capibara.compiler import compile_sources
+    from capibara.compiler.driver import compile_sources
     from capibara.plan import compute_digest, decode_plan, encode_plan
     from capibara.testing.spans import span_problems
 

@@ -1,4 +1,4 @@
-"""A validator for exactly the JSON Schema keywords ``capibara.jsonschema`` emits.
+"""A validator for exactly the JSON Schema keywords ``capibara.config.jsonschema`` emits.
 
 Small on purpose (the ``jsonschema`` package would add four dependencies, one
 of them compiled, for one test): type, enum, const, minimum/maximum and their

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import io, sys
-from capibara import cli
+import capibara.cli.app as cli
 status = cli.main(["check", "--no-env", "configs/production/tpu_v4.toml"], out=io.StringIO())
 found = sorted(
     f"{name}.{attr}" for name, module in list(sys.modules.items())
@@ -29,7 +29,7 @@ print(status, " ".join(found))
 
 #: The dataclasses a check may define: the diagnostics and their one subclass.
 ALLOWED = {"capibara.diagnostics.Span", "capibara.diagnostics.Label",
-           "capibara.diagnostics.Diagnostic", "capibara.validate.FieldDiagnostic"}
+           "capibara.diagnostics.Diagnostic", "capibara.config.validate.report.FieldDiagnostic"}
 
 
 def test_check_defines_no_other_dataclasses() -> None:

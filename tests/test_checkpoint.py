@@ -13,8 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from capibara import checkpoint
-from capibara.checkpoint import CheckpointManager, load_tree, save_tree
+from capibara.model import checkpoint
+from capibara.model.checkpoint import CheckpointManager, load_tree, save_tree
 from capibara.diagnostics import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_process_killed_mid_save_leaves_no_visible_step(tmp_path) -> None:
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from capibara import checkpoint
+        from capibara.model import checkpoint
         from test_checkpoint import make_state
         checkpoint.save_tree({str(tmp_path)!r}, 1, make_state(1))
         checkpoint._fsync_dir = lambda path: os._exit(3)
@@ -202,7 +202,7 @@ def test_check_reports_damage_and_missing_checkpoints(tmp_path) -> None:
 def test_capibara_check_of_a_checkpoint_imports_neither_jax_nor_numpy() -> None:
     script = textwrap.dedent("""
         import io, sys
-        from capibara import cli
+        import capibara.cli.app as cli
         out = io.StringIO()
         status = cli.main(["check", "--no-env", "tests/golden/checkpoints/tiny",
                            "tests/golden/R202-damaged-checkpoint.toml"], out=out)

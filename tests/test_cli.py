@@ -7,7 +7,10 @@ import subprocess
 import sys
 
 
-from capibara import cli, pipeline
+import capibara.cli.app as cli
+
+
+from capibara.compiler import check as pipeline
 from capibara.codes import CODES
 
 
@@ -87,7 +90,7 @@ def test_migrate_prints_v3_and_write_rewrites_atomically(tmp_path, capsys) -> No
     from pathlib import Path
 
     from capibara import toml
-    from capibara.legacy import find_legacy_paths
+    from capibara.config.legacy import find_legacy_paths
 
     legacy = Path(__file__).resolve().parents[1] / "configs" / "legacy" / "v2_tpu_600m.toml"
     status, text = run("migrate", str(legacy))

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import io, sys
-from capibara import cli
+import capibara.cli.app as cli
 status = cli.main(["check", "--no-env", "configs/production/tpu_v4.toml"], out=io.StringIO())
 heavy = sorted(m for m in ("jax", "jaxlib", "numpy") if m in sys.modules)
 print(status, heavy)

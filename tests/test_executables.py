@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capibara.compiler import compile_sources
+from capibara.compiler.driver import compile_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = str(ROOT / "configs" / "development" / "development.toml")
@@ -42,7 +42,7 @@ def _entries(compiled) -> list[Path]:
 
 
 def test_a_second_load_takes_every_kernel_from_the_cache(plan, cache_home) -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     first = load_plan(plan)
     first.warmup(progress=None)
@@ -62,7 +62,7 @@ def _logits(compiled):
 
 
 def test_a_damaged_entry_is_compiled_again_and_replaced(plan, cache_home) -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan)
     _logits(compiled).warmup(cache=compiled.executables)
@@ -77,7 +77,7 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(plan, cache_home) -> Non
 
 
 def test_an_entry_others_can_write_is_never_loaded(plan, cache_home) -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan)
     _logits(compiled).warmup(cache=compiled.executables)
@@ -89,12 +89,12 @@ def test_an_entry_others_can_write_is_never_loaded(plan, cache_home) -> None:
 
 
 def test_changed_kernel_source_is_a_miss(plan, cache_home, monkeypatch) -> None:
-    import capibara.executables
-    from capibara.runtime import load_plan
+    import capibara.runtime.executables
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan)
     _logits(compiled).warmup(cache=compiled.executables)
-    monkeypatch.setattr(capibara.executables, "source_fingerprint", lambda: "edited kernels")
+    monkeypatch.setattr(capibara.runtime.executables, "source_fingerprint", lambda: "edited kernels")
     again = load_plan(plan)
     _logits(again).warmup(cache=again.executables)
     assert not _logits(again).from_cache
@@ -104,7 +104,7 @@ def test_notes_made_while_tracing_travel_with_the_executable(plan, cache_home) -
     import jax
 
     from capibara.kernels.base import Unsupported
-    from capibara.runtime import BoundKernel, _with_fallback, load_plan
+    from capibara.runtime.loader import BoundKernel, _with_fallback, load_plan
 
     def refuses(x, w):
         raise Unsupported("this variant wants a wider matrix")
@@ -129,7 +129,7 @@ def test_notes_made_while_tracing_travel_with_the_executable(plan, cache_home) -
 
 
 def test_no_cache_when_the_plan_loads_without_one(plan, cache_home) -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan, cache=False)
     assert compiled.executables is None
@@ -140,8 +140,8 @@ def test_no_cache_when_the_plan_loads_without_one(plan, cache_home) -> None:
 SHARDED = """
 import sys
 import numpy as np
-from capibara.compiler import compile_sources
-from capibara.runtime import load_plan
+from capibara.compiler.driver import compile_sources
+from capibara.runtime.loader import load_plan
 result = compile_sources([sys.argv[1]], target="cpux8", env=None, overrides=sys.argv[2:])
 for attempt in ("compiled", "cached"):
     compiled = load_plan(result.plan)
@@ -167,7 +167,7 @@ def test_a_collective_over_eight_devices_runs_from_the_cache(tmp_path) -> None:
 
 
 def test_other_xla_flags_are_a_miss(plan, cache_home, monkeypatch) -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan)
     _logits(compiled).warmup(cache=compiled.executables)

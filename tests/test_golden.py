@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from capibara import cli, pipeline
+import capibara.cli.app as cli
+
+from capibara.compiler import check as pipeline
 from capibara.codes import CODES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from capibara import toml
-from capibara.compiler import compile as compile_config
+from capibara.compiler.driver import compile as compile_config
 from capibara.diagnostics import ConfigError
 from capibara.plan import decode_plan, encode_plan
-from capibara.sources import read_env, resolve_config
+from capibara.config.sources import read_env, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fuzz"))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from capibara import hugepages
-from capibara.hugepages import HugePages, advice, classify
+from capibara.runtime import hugepages
+from capibara.runtime.hugepages import HugePages, advice, classify
 
 ROOT = Path(__file__).resolve().parents[1]
 GLIBC = (2, 36)
@@ -42,7 +42,7 @@ def test_advice_only_where_asking_would_help() -> None:
 
 CHILD = """
 import os
-from capibara.hugepages import current, reexec_with_huge_pages
+from capibara.runtime.hugepages import current, reexec_with_huge_pages
 reexec_with_huge_pages()
 print(current().state, os.environ.get("GLIBC_TUNABLES", ""))
 """
@@ -74,8 +74,8 @@ def test_a_user_who_declined_keeps_4k_pages() -> None:
 
 
 def test_loading_a_plan_notes_how_to_get_huge_pages(monkeypatch) -> None:
-    from capibara.compiler import compile_sources
-    from capibara.runtime import load_plan
+    from capibara.compiler.driver import compile_sources
+    from capibara.runtime.loader import load_plan
 
     result = compile_sources([str(ROOT / "configs/development/development.toml")], target="cpu",
                              env=None, overrides=("model.hidden_size=64", "model.num_layers=2"))

@@ -9,10 +9,10 @@ from hypothesis import given, strategies as st
 
 from capibara.config import ConfigMigrator, ModularModelConfig
 from capibara.diagnostics import ConfigError
-from capibara.legacy import (LEGACY_DEVICES, LEGACY_KEYS, MODEL_SIZES, is_legacy_mapping,
+from capibara.config.legacy import (LEGACY_DEVICES, LEGACY_KEYS, MODEL_SIZES, is_legacy_mapping,
                              parse_model_size)
-from capibara.model_config import ConfigWarning, UnknownFieldError
-from capibara.validate import get_validation_errors
+from capibara.config.model_config import ConfigWarning, UnknownFieldError
+from capibara.config.validate import get_validation_errors
 
 SEED_LEGACY = {"model_size": "600m", "use_quantum": True, "device": "tpu_v4"}
 

@@ -13,10 +13,10 @@ from hypothesis import given, strategies as st
 from capibara import toml
 from capibara.config import ConfigMigrator
 from capibara.diagnostics import ConfigError, render
-from capibara.legacy import (LEGACY_KEYS, find_legacy_paths, migrate_toml, rewrite_document,
+from capibara.config.legacy import (LEGACY_KEYS, find_legacy_paths, migrate_toml, rewrite_document,
                              write_migrated)
-from capibara.model_config import ConfigWarning
-from capibara.sources import resolve_config
+from capibara.config.model_config import ConfigWarning
+from capibara.config.sources import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 V3_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.toml") if "legacy" not in p.parts)
@@ -131,7 +131,7 @@ def test_a_legacy_file_resolves_to_what_the_dict_migrator_gives() -> None:
 
 @pytest.mark.parametrize("path", LEGACY_CONFIGS, ids=lambda p: p.name)
 def test_bundled_legacy_configs_resolve_and_validate(path: Path) -> None:
-    from capibara.validate import get_validation_errors
+    from capibara.config.validate import get_validation_errors
 
     resolved = resolve_config([path], env=None)
     assert {d.code[0] for d in resolved.diagnostics} == {"L"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from capibara.lower import (estimate_memory, kernel_uses, lower, memory_limit_bytes, memory_policy,
+from capibara.compiler.lower import (estimate_memory, kernel_uses, lower, memory_limit_bytes, memory_policy,
                             model_shape, requested_precision)
-from capibara.model_config import ModularModelConfig
+from capibara.config.model_config import ModularModelConfig
 from capibara.plan import Mesh
 from capibara.targets import CATALOG, GIB, get_target
 

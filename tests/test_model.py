@@ -23,9 +23,10 @@ from capibara.diagnostics import ConfigError
 from jax.sharding import PartitionSpec as P
 
 from capibara.kernels.moe import Experts
-from capibara.model import (Kernels, Model, ModelSpec, RunPolicy, _Net, init_params,
-                            param_partition_specs)
-from capibara.model_config import ModularModelConfig
+from capibara.model.facade import (Kernels, Model, ModelSpec, RunPolicy, init_params,
+                                   param_partition_specs)
+from capibara.model.network import Network
+from capibara.config.model_config import ModularModelConfig
 from capibara.plan import write_plan_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +280,7 @@ def test_capibara_kernels_compute_what_plain_jax_computes() -> None:
     batch = {"tokens": tokens()}
     results = []
     for kernels in (Kernels.plain(spec), Kernels.from_variants(spec, SMALL_TILES)):
-        net = _Net(spec, kernels)
+        net = Network(spec, kernels)
         loss = jax.jit(jax.value_and_grad(lambda p: net.loss(p, batch, use_vq=True, threshold=1.0).total))
         results.append(loss(params))
     (plain_loss, plain_grads), (ours_loss, our_grads) = results
@@ -295,7 +296,7 @@ def test_chunked_loss_equals_the_whole_loss() -> None:
     targets = tokens(length=31)
     results = []
     for chunk in (None, 20):  # 62 target tokens: four chunks, the last one padded
-        net = _Net(spec, Kernels.plain(spec), loss_chunk=chunk)
+        net = Network(spec, Kernels.plain(spec), loss_chunk=chunk)
         loss = lambda p, h: -jnp.sum(net.target_log_probs(p, h, targets))
         results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, h))
     (whole, whole_grads), (chunked, chunked_grads) = results
@@ -320,7 +321,7 @@ SHARDED = textwrap.dedent("""
     sys.path[:0] = [{root!r}, {tests!r}]
     import jax, numpy as np
     from jax.sharding import PartitionSpec as P
-    from capibara.model import Kernels, Model, ModelSpec, make_mesh
+    from capibara.model.facade import Kernels, Model, ModelSpec, make_mesh
     from test_model import SMALL_TILES, tiny_config, tokens
     assert jax.device_count() == 8
     config = tiny_config(use_vq=False, use_sparse=False, temperature=0.0)

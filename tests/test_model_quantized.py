@@ -19,15 +19,16 @@ import numpy as np
 import pytest
 from jax.ad_checkpoint import print_saved_residuals
 
-from capibara.compiler import compile_config
+from capibara.compiler.driver import compile_config
 from capibara.diagnostics import ConfigError
 from capibara.kernels.linalg import dequantize
 from capibara.kernels.vq import quantize_codebook
-from capibara.model import (Kernels, Model, ModelSpec, WeightFormat, _Net, host_offload_supported,
-                            init_params, make_mesh, quantized_matmul)
-from capibara.model import _execution_notes, _plan_notes
-from capibara.model_config import ModularModelConfig
-from capibara.model_spec import RunPolicy
+from capibara.model.facade import (Kernels, Model, ModelSpec, WeightFormat, host_offload_supported,
+                                   init_params, make_mesh, quantized_matmul)
+from capibara.model.network import Network
+from capibara.model.notes import execution_notes, plan_notes
+from capibara.config.model_config import ModularModelConfig
+from capibara.compiler.model_spec import RunPolicy
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=4, vocab_size=64, max_seq_length=16,
             warmup_steps=0, decay_steps=1000, learning_rate=3e-3, mixed_precision=False,
@@ -171,7 +172,7 @@ def test_straight_through_gradients_are_the_float_products_of_the_rounded_operan
 def float_logits() -> tuple[dict, jax.Array]:
     spec = float_spec()
     params = init_params(spec, jax.random.key(0))
-    net = _Net(spec, Kernels.from_variants(spec, XLA))
+    net = Network(spec, Kernels.from_variants(spec, XLA))
     return params, jax.jit(net.forward, static_argnames=("use_vq", "threshold"))(
         params, TOKENS, use_vq=False, threshold=None)
 
@@ -183,7 +184,7 @@ def test_quantized_logits_stay_within_one_level_of_the_float_model(name, float_l
     spec = with_format(float_spec(), fmt)
     results = []
     for kernels in (Kernels.from_variants(spec, XLA), Kernels.plain(spec)):
-        net = _Net(spec, kernels)
+        net = Network(spec, kernels)
         forward = jax.jit(net.forward, static_argnames=("use_vq", "threshold"))
         results.append(forward(params, TOKENS, use_vq=False, threshold=None))
     ours, plain = results
@@ -203,7 +204,7 @@ def test_quantized_logits_stay_within_one_level_of_the_float_model(name, float_l
 def test_training_loss_and_inference_logits_quantize_alike(name, float_logits) -> None:
     params, _ = float_logits
     spec = with_format(float_spec(), FORMATS[name])
-    net = _Net(spec, Kernels.from_variants(spec, XLA))
+    net = Network(spec, Kernels.from_variants(spec, XLA))
     logits = jax.jit(net.forward, static_argnames=("use_vq", "threshold"))(
         params, TOKENS, use_vq=False, threshold=None)
     loss = jax.jit(net.loss, static_argnames=("use_vq", "threshold", "remat"))(
@@ -287,7 +288,7 @@ def test_an_int8_codebook_plan_looks_up_and_outputs_the_int8_codes() -> None:
     np.testing.assert_array_equal(out.quantized, int8_codes[out.indices.reshape(-1)])
 
     # the same network with a float codebook holding those values computes the same
-    as_float = _Net(dataclasses.replace(model.spec, vq_codebook_dtype=None), model.kernels)
+    as_float = Network(dataclasses.replace(model.spec, vq_codebook_dtype=None), model.kernels)
     forward = jax.jit(as_float.forward, static_argnames=("use_vq", "threshold"))
     np.testing.assert_array_equal(model.forward(TOKENS),
                                   forward({**params, "codebook": int8_codes}, TOKENS,
@@ -302,7 +303,7 @@ def test_an_int8_codebook_plan_looks_up_and_outputs_the_int8_codes() -> None:
 # --------------------------------------------------------------------------- execution
 
 
-def saved_block_inputs(net: _Net, params, capsys) -> list[str]:
+def saved_block_inputs(net: Network, params, capsys) -> list[str]:
     """The residuals the backward pass keeps that are stacked block inputs [L, B, S, d]."""
     print_saved_residuals(lambda p: net.loss(p, {"tokens": TOKENS}, use_vq=False, threshold=None,
                                              remat=True).total, params)
@@ -319,7 +320,7 @@ def test_rematerialized_blocks_keep_their_input_in_the_saved_dtype_and_place(
         saved, offload, kept, capsys) -> None:
     spec = float_spec()
     params = init_params(spec, jax.random.key(0))
-    net = _Net(spec, Kernels.plain(spec), saved_activation_dtype=saved,
+    net = Network(spec, Kernels.plain(spec), saved_activation_dtype=saved,
                offload_activations=offload)
     assert saved_block_inputs(net, params, capsys) == kept
 
@@ -329,7 +330,7 @@ def test_bfloat16_saved_inputs_change_loss_and_gradients_by_bfloat16_rounding() 
     params = init_params(spec, jax.random.key(0))
     results = {}
     for saved, remat in (("float32", False), ("float32", True), ("bfloat16", True)):
-        net = _Net(spec, Kernels.plain(spec), saved_activation_dtype=saved)
+        net = Network(spec, Kernels.plain(spec), saved_activation_dtype=saved)
         loss = lambda p: net.loss(p, {"tokens": TOKENS}, use_vq=False, threshold=None,
                                   remat=remat).total
         results[saved, remat] = jax.jit(jax.value_and_grad(loss))(params)
@@ -387,31 +388,31 @@ def test_notes_say_what_the_platform_or_the_policy_makes_moot() -> None:
     assert host_offload_supported(cpu)
     without = types.SimpleNamespace(devices=np.array([_DeviceWithoutHostMemory()]))
     assert not host_offload_supported(without)
-    notes, remat, offload = _execution_notes(RunPolicy(remat=True, offload_activations=True), without)
+    notes, remat, offload = execution_notes(RunPolicy(remat=True, offload_activations=True), without)
     assert (remat, offload) == (True, False)
     assert notes == ["execution.offload_activations is on, but neuron devices here have no "
                      "`pinned_host` memory to offload to: kept block inputs stay in device memory"]
-    notes, remat, offload = _execution_notes(
+    notes, remat, offload = execution_notes(
         RunPolicy(remat=False, saved_activation_dtype="bfloat16"), cpu)
     assert (remat, offload) == (False, False)
     assert notes == ["execution.saved_activation_dtype is bfloat16, but without remat "
                      "(`gradient_checkpointing = false`) no block input is kept for the backward "
                      "pass: activations stay in the dtypes they are computed in"]
-    notes, remat, offload = _execution_notes(RunPolicy(remat=False, offload_activations=True), cpu)
+    notes, remat, offload = execution_notes(RunPolicy(remat=False, offload_activations=True), cpu)
     assert (remat, offload) == (True, True) and len(notes) == 2
-    assert _execution_notes(RunPolicy(remat=True), cpu) == ([], True, False)
+    assert execution_notes(RunPolicy(remat=True), cpu) == ([], True, False)
 
 
 def test_plan_records_the_model_leaves_to_others_are_noted() -> None:
     plan = compile_config(tiny_config(), "tpu_v4-8").plan
-    assert _plan_notes(plan) == [
+    assert plan_notes(plan) == [
         "kernel `grads.all_reduce` (collective/reference): the model's reductions are the ones "
         "XLA inserts for its sharded arrays; the plan's collective kernels run under `capibara run`"]
     replace = msgspec.structs.replace
     float16 = replace(plan, kernels=tuple(k for k in plan.kernels if k.family != "collective"),
                       precision=replace(plan.precision, compute="float16", loss_scaling=True),
                       execution=replace(plan.execution, cache_compiled=False))
-    assert _plan_notes(float16) == [
+    assert plan_notes(float16) == [
         "execution.cache_compiled is false (`cache_compiled_functions`), but a jitted model keeps "
         "each compiled program in memory for its life anyway (jax.jit's cache)",
         "precision.loss_scaling is on (float16 compute), but the training step does not scale "

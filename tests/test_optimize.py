@@ -7,12 +7,15 @@ import io
 
 import pytest
 
-from capibara import cli, pipeline
-from capibara.compiler import STAGES, compile_config
-from capibara.lower import lower
-from capibara.model_config import ModularModelConfig
-from capibara.optimize import (DEFAULT_PIPELINE, MEMORY_HEADROOM, PASSES, Pass, PassContext,
-                               PassPipeline, describe, optimize)
+import capibara.cli.app as cli
+
+from capibara.compiler import check as pipeline
+from capibara.compiler.driver import STAGES, compile_config
+from capibara.compiler.lower import lower
+from capibara.config.model_config import ModularModelConfig
+from capibara.compiler.passes.base import Pass, PassContext, PassPipeline
+from capibara.compiler.passes.registry import DEFAULT_PIPELINE, PASSES, describe, optimize
+from capibara.compiler.passes.resolve_batch import MEMORY_HEADROOM
 from capibara.targets import CATALOG, get_target
 
 

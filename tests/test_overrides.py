@@ -9,7 +9,7 @@ import pytest
 
 from capibara import toml
 from capibara.diagnostics import Diagnostic
-from capibara.overrides import Override, parse_override, read_overrides
+from capibara.config.overrides import Override, parse_override, read_overrides
 
 
 def parsed(argument: str) -> Override:

@@ -12,9 +12,9 @@ import msgspec
 import pytest
 from hypothesis import given, strategies as st
 
-from capibara.compiler import compile_config, compile_sources
+from capibara.compiler.driver import compile_config, compile_sources
 from capibara.diagnostics import ConfigError
-from capibara.model_config import ModularModelConfig
+from capibara.config.model_config import ModularModelConfig
 from capibara.plan import (FORMAT, Plan, compute_digest, decode_plan, diff_configs, diff_plans,
                            encode_plan, explain_plan, flat_view, is_compatible, load_plan_file,
                            seal, write_plan_file)
@@ -217,8 +217,8 @@ def test_compiling_and_loading_use_no_pickle_and_no_jax(tmp_path: Path) -> None:
     neither pickle nor JAX (nor numpy)."""
     script = f"""
 import sys
-from capibara.compiler import compile
-from capibara.model_config import ModularModelConfig
+from capibara.compiler.driver import compile
+from capibara.config.model_config import ModularModelConfig
 from capibara.plan import load_plan_file, write_plan_file
 plan = compile(ModularModelConfig(hidden_size=256, num_layers=2), target="tpu_v4-8")
 write_plan_file(plan, {str(tmp_path / "p.plan.json")!r})
@@ -317,7 +317,7 @@ def test_seal_is_idempotent(plan: Plan) -> None:
 def test_cli_compile_never_imports_jax(tmp_path: Path) -> None:
     script = f"""
 import io, sys
-from capibara import cli
+import capibara.cli.app as cli
 status = cli.main(["compile", "--no-env", "configs/production/tpu_v4.toml", "--target", "cpu",
                    "-o", {str(tmp_path / "p.plan.json")!r}], out=io.StringIO())
 print(status, sorted(m for m in ("jax", "jaxlib", "numpy") if m in sys.modules))

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from capibara import cli, pipeline
+import capibara.cli.app as cli
+
+from capibara.compiler import check as pipeline
 from capibara.plan import decode_plan, load_plan_file
 
 ROOT = Path(__file__).resolve().parents[1]

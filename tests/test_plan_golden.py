@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from capibara.compiler import compile_sources, one_line
+from capibara.compiler.driver import compile_sources, one_line
 from capibara.plan import flat_view, summary
 from capibara.targets import CATALOG, get_target
 

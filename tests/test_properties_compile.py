@@ -17,10 +17,10 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from capibara import toml
-from capibara.compiler import compile as compile_config, compile_sources
+from capibara.compiler.driver import compile as compile_config, compile_sources
 from capibara.diagnostics import ConfigError, render_all, to_json
-from capibara.legacy import migrate_toml
-from capibara.model_config import ModularModelConfig
+from capibara.config.legacy import migrate_toml
+from capibara.config.model_config import ModularModelConfig
 from capibara.testing.config_strategies import configs
 from capibara.testing.spans import span_problems
 from capibara.testing.strategies import mutations_of, toml_documents

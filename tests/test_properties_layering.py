@@ -15,11 +15,11 @@ import msgspec
 from hypothesis import given, strategies as st
 
 from capibara import toml
-from capibara.compiler import compile_config, compile_sources
+from capibara.compiler.driver import compile_config, compile_sources
 from capibara.diagnostics import ConfigError
-from capibara.model_config import ModularModelConfig
-from capibara.schema import field_at
-from capibara.sources import resolve_config
+from capibara.config.model_config import ModularModelConfig
+from capibara.config.fields import field_at
+from capibara.config.sources import resolve_config
 from capibara.testing.config_strategies import ConfigSources, config_files
 
 

@@ -23,14 +23,15 @@ import msgspec
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from capibara.compiler import compile_config, compile_sources
+from capibara.compiler.driver import compile_config, compile_sources
 from capibara.diagnostics import ConfigError
-from capibara.lower import DTYPE_SYMBOLS, MESH_AXES, SYMBOLS, Lowered
-from capibara.model_config import ModularModelConfig
-from capibara.optimize import DEFAULT_PIPELINE, SELECTORS
+from capibara.compiler.lower import DTYPE_SYMBOLS, MESH_AXES, SYMBOLS, Lowered
+from capibara.config.model_config import ModularModelConfig
+from capibara.compiler.passes.registry import DEFAULT_PIPELINE
+from capibara.compiler.passes.select_kernels import SELECTORS
 from capibara.plan import (compute_digest, decode_plan, encode_plan, load_plan_file,
                            write_plan_file)
-from capibara.schema import FIELDS
+from capibara.config.fields import FIELDS
 from capibara.testing.config_strategies import configs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def test_written_plans_pass_their_own_verification(tmp_path: Path, fmt: str) -> 
 _DIGESTS = """
 import json, sys
 from pathlib import Path
-from capibara.compiler import compile_sources
+from capibara.compiler.driver import compile_sources
 out = {}
 for path in sorted(Path("configs").rglob("*.toml")):
     for target in %r:
@@ -217,7 +218,7 @@ def test_every_pass_keeps_the_ir_valid(config, target) -> None:
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_pass_keeps_the_bundled_configs_valid(path: Path) -> None:
-    from capibara.sources import resolve_config
+    from capibara.config.sources import resolve_config
 
     config = resolve_config([path], env=None).config
     for target in TARGET_NAMES:

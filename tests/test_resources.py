@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from capibara._toml_builder import DocumentBuilder
+from capibara.toml.builder import DocumentBuilder
 from capibara.resources import lark_parser, user_cache_dir
 
 

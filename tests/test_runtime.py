@@ -12,7 +12,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from capibara.compiler import compile_sources
+from capibara.compiler.driver import compile_sources
 from capibara.diagnostics import ConfigError
 from capibara.plan import write_plan_file
 
@@ -38,7 +38,7 @@ def plan_file(tmp_path_factory) -> Path:
 def test_kernels_follow_the_plan_and_match_their_reference(plan_file, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     from capibara.kernels.attention import attention
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan_file)
     spec = compiled.kernels.attention.spec
@@ -57,7 +57,7 @@ def test_warmup_compiles_every_kernel_ahead_of_time(plan_file, tmp_path, monkeyp
     import io
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(plan_file)
     progress = io.StringIO()
@@ -77,7 +77,7 @@ def jax_tree_leaves(tree):
 
 
 def test_an_edited_plan_object_is_refused() -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     plan = compile_small()
     edited = msgspec.structs.replace(plan, batch=msgspec.structs.replace(plan.batch, global_size=999))
@@ -87,7 +87,7 @@ def test_an_edited_plan_object_is_refused() -> None:
 
 
 def test_a_plan_for_another_platform_is_refused_without_fallback() -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     plan = compile_small("tpu_v4-8", "hardware.hardware_fallback=false")
     with pytest.raises(ConfigError) as refused:
@@ -98,7 +98,7 @@ def test_a_plan_for_another_platform_is_refused_without_fallback() -> None:
 
 
 def test_with_fallback_the_plan_is_relowered_for_this_host() -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     plan = compile_small("tpu_v4-8")
     compiled = load_plan(plan, cache=False)
@@ -117,7 +117,7 @@ def test_second_process_hits_the_persistent_cache(plan_file, tmp_path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     first = _run(str(plan_file), env=env)
     assert first.returncode == 0, first.stderr
-    from capibara import hugepages
+    from capibara.runtime import hugepages
 
     machine = hugepages.classify({}, hugepages._thp_mode(), hugepages._glibc_version())
     if machine.state == "off" and "GLIBC_TUNABLES" not in os.environ:  # run turned them on
@@ -153,7 +153,7 @@ def test_two_processes_all_reduce_over_the_global_mesh(plan_file, tmp_path) -> N
 
 
 def test_bitnet_weights_are_ternary_in_the_loaded_kernel() -> None:
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     plan = compile_small("cpu", "quantization.use_bitnet=true")
     kernel = load_plan(plan, cache=False).kernels["blocks.wq"]
@@ -177,7 +177,7 @@ def test_bitnet_weights_are_ternary_in_the_loaded_kernel() -> None:
 
 def test_a_weight_format_this_capibara_cannot_compute_is_refused() -> None:
     from capibara.plan import seal
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     plan = compile_small()
     kernels = tuple(msgspec.structs.replace(k, attrs={**k.attrs, "weights": "affine", "bits": 3})
@@ -190,7 +190,7 @@ def test_a_weight_format_this_capibara_cannot_compute_is_refused() -> None:
 
 def test_cache_compiled_functions_false_keeps_nothing_on_disk(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from capibara.runtime import load_plan
+    from capibara.runtime.loader import load_plan
 
     compiled = load_plan(compile_small("cpu", "performance.cache_compiled_functions=false"))
     assert compiled.cache is None and compiled.executables is None
@@ -200,7 +200,7 @@ def test_cache_compiled_functions_false_keeps_nothing_on_disk(tmp_path, monkeypa
 def test_run_generate_prints_the_models_notes(tmp_path) -> None:
     import io
 
-    from capibara import cli
+    import capibara.cli.app as cli
 
     plan = tmp_path / "offload.plan.json"
     write_plan_file(compile_small("cpu", "deployment.memory_optimization_level=3",

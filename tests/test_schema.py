@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from capibara.fieldtypes import ValueProblem
-from capibara.schema import (ALIAS_SECTIONS, ENV_VARS, FIELD_BY_NAME, FIELDS, RUNTIME_MUTABLE,
+from capibara.config.fieldtypes import ValueProblem
+from capibara.config.fields import (ALIAS_SECTIONS, ENV_VARS, FIELD_BY_NAME, FIELDS, RUNTIME_MUTABLE,
                              SECTIONS, explain_field, field_at, keys_of)
 
 # PARAMS.md §1.11, transcribed independently of the table: every (section, key) the seed's

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from capibara.diagnostics import ConfigError
-from capibara.model_config import ModularModelConfig, UnknownFieldError
-from capibara.schema import FIELDS
+from capibara.config.model_config import ModularModelConfig, UnknownFieldError
+from capibara.config.fields import FIELDS
 
 
 def test_defaults_are_the_tables_and_derivations_fill_the_rest() -> None:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 
 from capibara import toml
-from capibara.jsonschema import json_schema
-from capibara.legacy import rewrite_document
-from capibara.model_config import ModularModelConfig
-from capibara.schema import ALIAS_SECTIONS, FIELDS, SECTIONS
+from capibara.config.jsonschema import json_schema
+from capibara.config.legacy import rewrite_document
+from capibara.config.model_config import ModularModelConfig
+from capibara.config.fields import ALIAS_SECTIONS, FIELDS, SECTIONS
 from capibara.testing.config_strategies import configs
 
 from jsonschema_subset import errors

@@ -1,4 +1,4 @@
-"""Files, layering, precedence and provenance (capibara.sources), with property tests."""
+"""Files, layering, precedence and provenance (capibara.config.sources), with property tests."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from hypothesis import given, strategies as st
 
 from capibara import toml
 from capibara.diagnostics import ConfigError
-from capibara.fieldtypes import (AutoOr, Bool, Choice, Float, Int, IntChoice, IntList, Optional,
+from capibara.config.fieldtypes import (AutoOr, Bool, Choice, Float, Int, IntChoice, IntList, Optional,
                                  Subset, Text)
-from capibara.model_config import ModularModelConfig
-from capibara.schema import FIELD_BY_NAME, FIELDS, Field
-from capibara.sources import resolve_config, resolve_path
+from capibara.config.model_config import ModularModelConfig
+from capibara.config.fields import FIELD_BY_NAME, FIELDS, Field
+from capibara.config.sources import resolve_config, resolve_path
 from capibara.testing.config_strategies import configs, field_values
-from capibara.tomlwriter import toml_value
+from capibara.config.writer import toml_value
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted((ROOT / "configs").rglob("*.toml"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from capibara.diagnostics import ConfigError, render
-from capibara.sources import resolve_config
+from capibara.config.sources import resolve_config
 
 SEED_ENV_BLOCK = {  # the seed's `export` block, verbatim values (L385–L414)
     "CAPIBARA_USE_JAX_NATIVE": "true", "CAPIBARA_JAX_BACKEND": "capibara_jax",

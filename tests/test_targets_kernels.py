@@ -11,10 +11,10 @@ import inspect
 
 import pytest
 
-from capibara.compiler import compile_config
-from capibara.lower import kernel_uses
-from capibara.model_config import ModularModelConfig
-from capibara.optimize import SELECTORS
+from capibara.compiler.driver import compile_config
+from capibara.compiler.lower import kernel_uses
+from capibara.config.model_config import ModularModelConfig
+from capibara.compiler.passes.select_kernels import SELECTORS
 from capibara.targets import CATALOG
 
 

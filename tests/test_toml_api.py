@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from capibara import _toml_path, toml
+from capibara import toml
+
+from capibara.toml import keypath as _toml_path
 from capibara.diagnostics import ConfigError
 from capibara.testing.strategies import same_toml_value
 

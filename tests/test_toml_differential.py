@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given
 
 from capibara import toml
-from capibara._toml_scalars import INT64_MAX, INT64_MIN
+from capibara.toml.scalars import INT64_MAX, INT64_MIN
 from capibara.diagnostics import ConfigError
 from capibara.testing.strategies import same_toml_value, toml_documents, toml_mutations
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from capibara import toml
-from capibara._toml_builder import MAX_NESTING
+from capibara.toml.builder import MAX_NESTING
 from capibara.diagnostics import ConfigError, render
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from capibara import training
+from capibara.model import training
 from capibara.diagnostics import ConfigError
-from capibara.model import Kernels, Model, ModelSpec
-from capibara.model_config import ModularModelConfig
+from capibara.model.facade import Kernels, Model, ModelSpec
+from capibara.config.model_config import ModularModelConfig
 
 TINY = dict(hidden_size=64, num_layers=2, num_heads=4, vocab_size=128, max_seq_length=32,
             mor_num_experts=4, warmup_steps=0, decay_steps=1000, learning_rate=3e-3)

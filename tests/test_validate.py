@@ -9,8 +9,8 @@ import pytest
 
 from capibara.config import ConfigValidator, ModularModelConfig
 from capibara.diagnostics import ConfigError, Severity
-from capibara.schema import FIELD_BY_NAME
-from capibara.validate import (ENFORCED_ELSEWHERE, RULES, check_config,
+from capibara.config.fields import FIELD_BY_NAME
+from capibara.config.validate import (ENFORCED_ELSEWHERE, RULES, check_config,
                                check_hardware_compatibility, get_validation_errors, resolve_device,
                                suggest_mesh)
 
@@ -331,7 +331,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _file_config(relative: str) -> ModularModelConfig:
-    from capibara.sources import resolve_config
+    from capibara.config.sources import resolve_config
 
     return resolve_config([ROOT / "configs" / relative], env=None).config
 

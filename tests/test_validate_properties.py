@@ -8,10 +8,10 @@ from hypothesis import given, strategies as st
 
 from capibara.config import ModularModelConfig
 from capibara.diagnostics import ConfigError, Severity, render
-from capibara.sources import resolve_config
+from capibara.config.sources import resolve_config
 from capibara.targets import CATALOG
 from capibara.testing.config_strategies import configs
-from capibara.validate import RULES, check_hardware_compatibility, get_validation_errors
+from capibara.config.validate import RULES, check_hardware_compatibility, get_validation_errors
 
 _TARGETS = st.sampled_from(["cpu", "cpu-arm", "gpu", "gpu-h100", "tpu_v4-8", "tpu_v4-32",
                             "tpu_v6e-8"])

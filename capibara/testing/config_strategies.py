@@ -21,9 +21,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from capibara.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
+from capibara.config.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
                                  Optional, Subset, Text)
-from capibara.schema import FIELD_BY_NAME, FIELDS, SECTIONS, Field
+from capibara.config.fields import FIELD_BY_NAME, FIELDS, SECTIONS, Field
 
 __all__ = ["ConfigSources", "config_files", "configs", "env_text", "field_values", "values_of"]
 
@@ -137,7 +137,7 @@ class ConfigSources:
 
 
 def _file_text(values: dict[str, Any]) -> str:
-    from capibara.tomlwriter import toml_value
+    from capibara.config.writer import toml_value
 
     blocks = []
     for section in SECTIONS:
@@ -160,7 +160,7 @@ def config_files(draw: st.DrawFn, max_files: int = 3,
         @given(config_files())
         def test_layering(sources): ...  # write sources.files, resolve, compare
     """
-    from capibara.tomlwriter import toml_value
+    from capibara.config.writer import toml_value
 
     kwargs = draw(configs(fields))
     count = draw(st.integers(1, max_files))

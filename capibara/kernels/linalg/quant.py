@@ -147,7 +147,7 @@ def quantize_rows(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 def quantize_weight(fmt: Any, w: jax.Array) -> AffineWeight | TernaryWeight:
     """``w [k, n]`` in weight format ``fmt`` as the linalg kernels take it.
 
-    ``fmt`` is a :class:`capibara.model_spec.WeightFormat` other than float
+    ``fmt`` is a :class:`capibara.compiler.model_spec.WeightFormat` other than float
     (what a plan's linalg spec names): ``ternary`` is BitNet b1.58
     (:func:`ternarize`); ``affine`` is ``fmt.bits``-bit integers with one
     scale per output column, or one for the whole tensor when ``fmt.per_tensor``

@@ -1,0 +1,243 @@
+"""The ``capibara`` command line.
+
+Exit status: 0 when clean or only warnings, 1 when a configuration has
+errors, 2 for usage errors, 70 for an internal error (a bug in capibara: the
+message says so and names the exception, never a bare traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import io
+import sys
+from typing import Callable, Sequence, TextIO
+
+from capibara.cli.output import print_diagnostics
+from capibara.diagnostics import ConfigError
+
+EXIT_OK = 0
+EXIT_ERRORS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2 with a hint, like argparse
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_config_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="TOML config files, layered in order (later files win key by key)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override one field (TOML value syntax), e.g. --set sparsity.ratio=0.5")
+    parser.add_argument("--no-env", action="store_true",
+                        help="ignore CAPIBARA_* environment variables (reproducible builds)")
+    parser.add_argument("--target", metavar="NAME",
+                        help="check against a target (e.g. tpu_v4-32, gpu-h100, cpu, auto)")
+
+
+def _add_message_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--message-format", choices=("human", "json"), default="human",
+                        help="how diagnostics are printed (json: one object per line)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="capibara", description=__doc__.split("\n")[0].strip("."))
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    check = verbs.add_parser("check", help="parse and check configs; print diagnostics")
+    _add_config_inputs(check)
+    _add_message_format(check)
+    check.add_argument("--runtime", dest="runtime_updates", action="append", default=[],
+                       metavar="PATH=VALUE",
+                       help="also check that this runtime update (as update_runtime_settings "
+                            "on a live model) is allowed")
+    check.add_argument("--mode", choices=("train", "inference"),
+                       help="what the config is for: enables the rules that depend on it "
+                            "(e.g. training settings that inference ignores)")
+    check.set_defaults(run=_run_check)
+
+    explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), a config "
+                                                "field (e.g. vq_codes or model.hidden_size), or a "
+                                                "plan and one of its paths (PLAN [PATH])")
+    explain.add_argument("code")
+    explain.add_argument("path", nargs="?", help="with a plan: the value to explain "
+                                                 "(e.g. model.hidden_size, mesh.shape)")
+    explain.set_defaults(run=_run_explain)
+
+    schema = verbs.add_parser("schema", help="print the JSON Schema (draft 2020-12) of config files")
+    schema.set_defaults(run=_run_schema)
+
+    migrate = verbs.add_parser("migrate", help="rewrite a legacy (v2) config as v3 TOML")
+    migrate.add_argument("file", metavar="OLD.toml")
+    migrate.add_argument("--write", action="store_true",
+                         help="rewrite the file in place (atomically), keeping comments and layout")
+    _add_message_format(migrate)
+    migrate.set_defaults(run=_run_migrate)
+
+    targets = verbs.add_parser("targets", help="list the target catalog; mark the detected host")
+    targets.set_defaults(run=_run_targets)
+
+    from capibara.cli.plan import add_verbs
+
+    add_verbs(verbs, _add_config_inputs, _add_message_format)
+
+    from capibara.cli.run import add_verb as add_run
+
+    add_run(verbs, _add_message_format)
+    return parser
+
+
+# --------------------------------------------------------------------------- verbs
+
+
+def _run_check(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.compiler import check as pipeline
+    from capibara.cli.plan import split_plan_files
+
+    files, plan_diagnostics = split_plan_files(args.files)  # plans are verified, not parsed
+    checkpoints: list[str] = []
+    if any(os.path.isdir(path) for path in files):  # the checkpoint module costs ~15 ms to import
+        from capibara.model.checkpoint import is_checkpoint_dir
+
+        checkpoints = [path for path in files if is_checkpoint_dir(path)]  # verified, not parsed
+    files = [path for path in files if path not in checkpoints]
+    try:
+        if files:
+            diagnostics = plan_diagnostics + pipeline.check(
+                files, env=None if args.no_env else pipeline.ENVIRON, overrides=args.overrides,
+                target=args.target, runtime_updates=args.runtime_updates, mode=args.mode,
+                checkpoints=checkpoints)
+        else:
+            from capibara.model.checkpoint import check_checkpoint
+
+            diagnostics = plan_diagnostics + [d for path in checkpoints for d in check_checkpoint(path)]
+    except ConfigError as error:
+        print_diagnostics(plan_diagnostics + list(error.diagnostics), args.message_format, out)
+        return EXIT_ERRORS
+    print_diagnostics(diagnostics, args.message_format, out)
+    if args.message_format == "human" and not diagnostics:
+        out.write(f"ok: {', '.join(args.files)}\n")
+    return EXIT_ERRORS if any(d.is_error for d in diagnostics) else EXIT_OK
+
+
+def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.cli.plan import explain_plan_file, plan_exists
+    from capibara.codes import CODES, explain
+
+    if plan_exists(args.code):
+        return explain_plan_file(args.code, args.path, out)
+
+    code = args.code.upper()
+    if code not in CODES:
+        from capibara.config.fields import explain_field
+
+        try:
+            out.write(explain_field(args.code))
+            return EXIT_OK
+        except KeyError:
+            pass
+        import difflib
+
+        near = difflib.get_close_matches(code, CODES, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        sys.stderr.write(f"error: unknown diagnostic code `{args.code}`{hint}\n")
+        return EXIT_USAGE
+    out.write(explain(code))
+    return EXIT_OK
+
+
+def _run_schema(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from capibara.config.jsonschema import json_schema
+
+    out.write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _run_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.config import legacy
+
+    try:
+        if args.write:
+            changed, diagnostics = legacy.write_migrated(args.file)
+        else:
+            from capibara import toml
+
+            text, diagnostics = legacy.migrate_document(toml.parse_file(args.file))
+            out.write(text)
+    except ConfigError as error:
+        print_diagnostics(error.diagnostics, args.message_format, sys.stderr)
+        return EXIT_ERRORS
+    print_diagnostics(diagnostics, args.message_format, sys.stderr)
+    if args.write:
+        sys.stderr.write(f"{'migrated' if changed else 'nothing to migrate in'} {args.file}\n")
+    return EXIT_OK
+
+
+def _run_targets(args: argparse.Namespace, out: TextIO) -> int:
+    from capibara.targets import CATALOG, detect_host
+
+    host = detect_host()
+    rows = [("", "name", "platform", "devices", "memory/device", "native dtypes")]
+    entries = list(CATALOG.values())
+    if host.name not in CATALOG or CATALOG[host.name] != host:
+        entries = [host] + [t for t in entries if t.name != host.name]
+    for target in entries:
+        memory = f"{target.memory_per_device_gib:g} GiB" if target.memory_per_device_gib else "host"
+        mark = "*" if target is host else ""
+        rows.append((mark, target.name, target.platform, str(target.device_count), memory,
+                     ",".join(target.native_dtypes)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+    out.write(f"\n* detected host: {host.name} ({host.doc})\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    if out is None:
+        # File names and arguments carry the bytes they could not decode as lone surrogates;
+        # a strict UTF-8 stdout would fail on them (found by fuzzing), so show them escaped.
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+                stream.reconfigure(errors="backslashreplace")
+    out = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if argv is None and getattr(args, "huge_pages", False):
+            # Only as the process's own command line: in-process callers keep their process.
+            from capibara.runtime.hugepages import reexec_with_huge_pages
+
+            reexec_with_huge_pages()
+        run: Callable[[argparse.Namespace, TextIO], int] = args.run
+        return run(args, out)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the last line of defence: a bug, reported as one
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in capibara, not in your configuration; please report it with the "
+            "input that caused it (rerun with CAPIBARA_TRACEBACK=1 for the traceback)\n")
+        import os
+
+        if os.environ.get("CAPIBARA_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        return EXIT_INTERNAL

@@ -1,0 +1,167 @@
+"""``capibara run PLAN``: load a plan, compile its kernels, run them.
+
+    capibara run PLAN [--benchmark] [--repeat N] [--generate N] [--no-warmup]
+    capibara run PLAN --coordinator HOST:PORT --num-processes N --process-id I
+
+Runs each kernel of the plan on random inputs of the plan's shapes and prints
+the time per call and the achieved GFLOP/s (compute-bound families) or GB/s
+(bandwidth-bound ones). ``--benchmark`` reports the median of ``--repeat``
+calls after a warm-up call. ``--generate N`` builds the plan's model and
+generates N tokens. With ``--coordinator`` the process joins a
+``jax.distributed`` job and all-reduces over the global mesh of every
+process's devices, checking the sum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, TextIO
+
+from capibara.cli.output import print_diagnostics
+from capibara.diagnostics import ConfigError
+
+EXIT_OK, EXIT_ERRORS = 0, 1
+
+
+def add_verb(verbs: Any, add_message_format) -> None:
+    run = verbs.add_parser("run", help="load a plan, compile and run its kernels (or generate)")
+    run.add_argument("plan", metavar="PLAN")
+    run.add_argument("--benchmark", action="store_true",
+                     help="time each kernel: median of --repeat calls after a warm-up call")
+    run.add_argument("--repeat", type=int, default=5, metavar="N")
+    run.add_argument("--generate", type=int, metavar="N",
+                     help="build the plan's model and generate N tokens")
+    run.add_argument("--no-warmup", action="store_true", help="skip AOT compilation")
+    run.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="join a jax.distributed job whose process 0 listens here")
+    run.add_argument("--num-processes", type=int, metavar="N")
+    run.add_argument("--process-id", type=int, metavar="I")
+    add_message_format(run)
+    # glibc reads its tunables at start-up: the command re-executes itself with
+    # huge pages for XLA's buffers before doing anything (capibara.runtime.hugepages).
+    run.set_defaults(run=run_plan, huge_pages=True)
+
+
+def _print_errors(error: ConfigError, fmt: str) -> None:
+
+    print_diagnostics(error.diagnostics, fmt, sys.stderr)
+
+
+def _rate(amount: float, unit: str, seconds: float) -> str:
+    if unit == "FLOP":
+        return f"{amount / seconds / 1e9:9.1f} GFLOP/s"
+    return f"{amount / seconds / 1e9:9.1f} GB/s"
+
+
+def _distributed(args: argparse.Namespace, out: TextIO) -> int:
+    """Join the job, then all-reduce each process's id+1 over every device."""
+    import jax
+
+    # CPU devices of different processes talk through gloo (jax's CPU collectives).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+    try:
+        import numpy as np
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        from capibara.kernels.collective import collective
+        from capibara.runtime.loader import load_plan
+
+        compiled = load_plan(args.plan)
+        specs = [k.spec for k in compiled.kernels if k.spec.family == "collective"]
+        implementation = specs[0].implementation if specs else "reference"
+        devices = jax.devices()
+        mesh = Mesh(np.array(devices), ("data",))
+        local = np.full((jax.local_device_count(), 4), args.process_id + 1.0, np.float32)
+        x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), local)
+        y = collective("all_reduce", mesh, "data", implementation=implementation)(x)
+        got = float(np.asarray(y.addressable_shards[0].data).ravel()[0])
+        expected = float(sum((p + 1) * jax.local_device_count() for p in range(args.num_processes)))
+        status = "ok" if got == expected else "MISMATCH"
+        out.write(f"process {args.process_id}/{args.num_processes}: all_reduce "
+                  f"(collective/{implementation}) over {len(devices)} devices: sum {got:g}, "
+                  f"expected {expected:g}: {status}\n")
+        return EXIT_OK if got == expected else EXIT_ERRORS
+    finally:
+        jax.distributed.shutdown()
+
+
+def run_plan(args: argparse.Namespace, out: TextIO) -> int:
+    if args.coordinator or args.num_processes or args.process_id is not None:
+        if not (args.coordinator and args.num_processes and args.process_id is not None):
+            sys.stderr.write("error: --coordinator, --num-processes and --process-id go together\n")
+            return 2
+        try:
+            return _distributed(args, out)
+        except ConfigError as error:
+            _print_errors(error, args.message_format)
+            return EXIT_ERRORS
+    import jax  # first, so "loaded in" below is the plan's time, not JAX's import
+
+    from capibara.runtime.loader import load_plan
+
+    try:
+        start = time.perf_counter()
+        compiled = load_plan(args.plan)
+        loaded = time.perf_counter() - start
+    except ConfigError as error:
+        _print_errors(error, args.message_format)
+        return EXIT_ERRORS
+    plan = compiled.plan
+    out.write(f"plan       {plan.digest[:19]}… for {plan.target.name} on {compiled.platform} "
+              f"(mesh {list(plan.mesh.shape)}), loaded in {loaded * 1e3:.0f} ms\n")
+    for note in compiled.notes:
+        out.write(f"note       {note}\n")
+    if compiled.cache is not None:
+        out.write(f"cache      {compiled.cache}\n")
+    if compiled.platform == "cpu":
+        from capibara.runtime.hugepages import current
+
+        out.write(f"memory     {current().detail}\n")
+    if not args.no_warmup and not args.generate:  # the model compiles its own step functions
+        timings = compiled.warmup(progress=sys.stderr)
+        out.write(f"warmup     {sum(timings.values()):.2f} s for {len(timings)} kernels\n")
+    if args.generate:
+        return _generate(compiled, args.generate, out)
+    for kernel in compiled.kernels:
+        inputs = kernel.example_inputs()
+        fn = kernel.compiled or kernel.fn
+        jax.block_until_ready(fn(*inputs))  # first call: compile if not warmed up
+        times = []
+        for _ in range(args.repeat if args.benchmark else 1):
+            if kernel.donates:  # the call consumed its input: make a fresh one, untimed
+                inputs = jax.block_until_ready(kernel.example_inputs())
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*inputs))
+            times.append(time.perf_counter() - t0)
+        seconds = sorted(times)[len(times) // 2]  # the median (upper, for an even count)
+        amount, unit = kernel.work()
+        variant = f"{kernel.spec.family}/{kernel.implementation}"
+        out.write(f"{kernel.spec.name:20s} {variant:24s} "
+                  f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
+    return EXIT_OK
+
+
+def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
+    import numpy as np
+
+    from capibara.model.facade import Model
+
+    start = time.perf_counter()
+    model = Model.from_plan(compiled)
+    built = time.perf_counter() - start
+    prompt = np.arange(1, 9, dtype=np.int32)[None, :] % model.spec.vocab_size
+    model.generate(prompt, tokens)  # the first call compiles prefill and the decode loop
+    start = time.perf_counter()
+    result = np.asarray(model.generate(prompt, tokens))  # np.asarray waits for the device
+    seconds = time.perf_counter() - start
+    generated = result[0, prompt.shape[1]:].tolist()
+    out.write(f"model      built in {built:.2f} s\n")
+    for note in model.notes:
+        out.write(f"note       {note}\n")
+    out.write(f"generate   {tokens} tokens in {seconds:.2f} s ({tokens / seconds:.1f} tokens/s): "
+              f"{generated}\n")
+    return EXIT_OK

@@ -1,0 +1,82 @@
+"""The stage sequence: parse → schema-check → legacy-rewrite → validate.
+
+Stages never print; each returns a value and diagnostics. This module runs
+them in order, stops after a stage with errors, and hands every diagnostic to
+the caller (the CLI renders them once).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Mapping, Sequence
+
+from capibara.diagnostics import Diagnostic
+
+#: The process environment, as the CLI passes it (``--no-env`` passes None).
+ENVIRON: Mapping[str, str] = os.environ
+
+
+def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
+          overrides: Sequence[str] = (), target: str | None = None,
+          runtime_updates: Sequence[str] = (), checkpoints: Sequence[str] = (),
+          mode: str | None = None) -> list[Diagnostic]:
+    """Run every check on layered config files; return all diagnostics.
+
+    Stages: parse and schema-check each source (with the legacy rewrite), then
+    the cross-field rules, then, when ``target`` names a machine, lowering and
+    optimization for it (:func:`capibara.compiler.driver.target_diagnostics`: the
+    hardware rules, the lowering's checks, the passes' warnings and the
+    memory estimate), without writing a plan. ``runtime_updates`` (``PATH=VALUE``, as ``--set``) are
+    then applied as ``config.update_runtime_settings`` would apply them to a
+    live model, to check that they are allowed. ``mode`` (``"train"`` or
+    ``"inference"``) enables the rules that depend on what the config is for. ``checkpoints`` (directories) are
+    verified and compared with the parameters the config implies
+    (:func:`capibara.model.checkpoint.check_checkpoint`). Raises :class:`ConfigError` when the sources cannot be
+    turned into a config at all (the error carries every diagnostic found).
+    """
+    from capibara.config.sources import resolve_config
+    from capibara.config.validate import get_validation_errors
+
+    resolved = resolve_config(files, env=env, overrides=overrides)
+    diagnostics: list[Diagnostic] = list(resolved.diagnostics)
+    diagnostics += get_validation_errors(resolved.config, mode=mode)
+    if target is not None:
+        from capibara.compiler.driver import target_diagnostics
+
+        diagnostics += target_diagnostics(resolved.config, target)
+    if runtime_updates:
+        diagnostics += _runtime_update_errors(resolved.config, runtime_updates)
+    if checkpoints:
+        diagnostics += _checkpoint_errors(resolved.config, checkpoints,
+                                          compare=not any(d.is_error for d in diagnostics))
+    return diagnostics
+
+
+def _checkpoint_errors(config, paths: Sequence[str], *, compare: bool) -> list[Diagnostic]:
+    """Each checkpoint's problems; its parameter shapes are compared with the
+    config's only when the config itself has no errors."""
+    from capibara.model.checkpoint import check_checkpoint
+    from capibara.compiler.model_spec import ModelSpec
+
+    shapes = ModelSpec.from_config(config).parameter_shapes() if compare else None
+    return [d for path in paths for d in check_checkpoint(path, shapes)]
+
+
+def _runtime_update_errors(config, arguments: Sequence[str]) -> list[Diagnostic]:
+    """What ``config.update_runtime_settings`` says of these ``PATH=VALUE`` updates."""
+    from capibara.diagnostics import ConfigError
+    from capibara.config.overrides import read_overrides
+
+    from capibara.compiler.model_spec import live_update_diagnostics
+
+    decoded = read_overrides(arguments)
+    if any(d.is_error for d in decoded.diagnostics):
+        return list(decoded.diagnostics)
+    built = copy.copy(config)
+    try:
+        config.update_runtime_settings({name: a.value for name, a in decoded.assignments.items()})
+    except ConfigError as refused:
+        return list(refused.diagnostics)
+    # what a model built from the config refuses beyond the config's own rules (A34)
+    return list(decoded.diagnostics) + live_update_diagnostics(built, config)

@@ -1,0 +1,1 @@
+"""The optimization passes (see :mod:`capibara.compiler.passes.registry`)."""

@@ -1,0 +1,441 @@
+"""CapibaraGPT: the decoder-only language model a plan describes, computed by capibara kernels.
+
+    model = capibara.Model(config)                    # compiles for this host
+    model = Model.from_plan("dev.plan.json")          # or from a compiled plan
+    logits = model.forward(tokens)                    # [batch, seq, vocab]
+    parts = model.loss({"tokens": tokens})            # total and each part
+    tokens = model.generate(prompt, max_new_tokens=32)
+    metrics = model.train_step({"tokens": tokens})
+    config.update_runtime_settings({"temperature": 0.8})
+    model.apply_config_updates(config)                # re-JITs only what changed
+
+The network (:mod:`~capibara.model.network`) is a set of pure functions of a parameter tree whose blocks are
+stacked along a leading layer axis, so one ``lax.scan`` runs them (one block
+to compile, however deep the model). Each block is RMSNorm → causal
+attention (rotary positions, grouped KV heads) → RMSNorm → a feed-forward:
+Mixture of Rookies through the ``moe`` kernel when the spec has experts, a
+dense GELU MLP otherwise. With VQ, the hidden state after the first half of
+the blocks is replaced by its nearest codebook vectors (the ``vq`` kernel);
+the second half and the tied output projection read the quantized stream.
+
+What the network computes *with* is a :class:`Kernels` bundle of four
+callables (attention, vq, moe, matmul). :meth:`Kernels.from_variants` binds
+the capibara kernel variants a plan chose; :meth:`Kernels.plain` is the same
+network in straightforward JAX (``jax.nn.dot_product_attention``, dense
+all-experts evaluation), the baseline the benchmark compares against.
+
+Parameters live on a ``("data", "model")`` mesh (:func:`param_partition_specs`);
+the batch is split over ``data``. Runtime-mutable settings change without
+rebuilding (:meth:`Model.apply_config_updates`); everything else about a
+built model is fixed (:class:`~capibara.compiler.model_spec.ModelSpec`).
+
+What a plan records and how the model honours it:
+
+- ``model``, ``precision``, ``mesh``: shapes, parameter and compute dtypes,
+  the ``("data", "model")`` mesh.
+- kernel specs: each family's variant with its static parameters. A linalg
+  spec's weight format (``attrs.weights``: ``affine`` with ``bits`` and
+  ``symmetric``, or ``bitnet`` at ``1.58bit``/``int8``/``int4``) applies to
+  the block matmuls its ``uses`` name (``wq wk wv wo w_in w_out``); the tied
+  output projection, router and Rookie experts are float, as their specs say.
+  Training is quantization-aware (:func:`quantized_matmul`): float master
+  weights, quantized in the forward pass, straight-through gradients;
+  forward and generation quantize each weight once per call
+  (:meth:`_Net.inference_params`) and multiply in the kernels' integer forms.
+- ``precision.vq_codebook``: the lookup reads the codebook in that precision;
+  ``int8`` is the vq kernels' int8 codebook (``quantize_codebook``), with a
+  straight-through gradient to the float codebook in training.
+- ``execution``: ``remat``, ``donate``, ``loss_chunk``;
+  ``saved_activation_dtype`` is the dtype a rematerialized block's input is
+  kept in (the block reads that copy); ``offload_activations`` keeps those
+  inputs in ``pinned_host`` memory through JAX's offloading checkpoint
+  policy; ``jit = false`` runs forward, loss, generation and the train step
+  op by op; ``cache_compiled`` has no off switch here (jax.jit keeps what it
+  compiled). Where the platform or the policy makes a setting moot (no
+  ``pinned_host`` memory, a saved dtype without remat), :attr:`Model.notes`
+  says so, as it does for records the model leaves to others: collective
+  kernel specs (the model's reductions are those XLA's sharding inserts) and
+  float16 loss scaling (not done). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from capibara.compiler.model_spec import ModelSpec, RunPolicy, WeightFormat, live_update_diagnostics
+from capibara.diagnostics import ConfigError
+from capibara.kernels.linalg import quantize_weight
+from capibara.model.kernels import Kernels
+from capibara.model.network import LossParts, Network
+from capibara.model.notes import execution_notes, host_offload_supported, plan_notes
+from capibara.model.params import init_params, make_mesh, param_partition_specs, param_shardings
+from capibara.model.quantized import quantized_matmul
+from capibara.plan import config_of_plan
+
+__all__ = [
+    "Model",
+    "ModelSpec",
+    "RunPolicy",
+    "WeightFormat",
+    "Kernels",
+    "LossParts",
+    "RuntimeSettings",
+    "config_of_plan",
+    "init_params",
+    "param_partition_specs",
+    "param_shardings",
+    "make_mesh",
+    "quantize_weight",
+    "quantized_matmul",
+    "host_offload_supported",
+]
+
+
+def _op_by_op(fn: Callable[..., Any], **jit_options: Any) -> Callable[..., Any]:
+    """``fn`` as it is, for ``jit = false``: JAX runs it one operation at a time
+    (``jit_options``, the static arguments, shardings and donation a
+    ``jax.jit`` would take, mean nothing here)."""
+    return fn
+
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The runtime-mutable fields the compiled functions read (PARAMS.md §c).
+
+    ``temperature`` is passed as a traced value (changing it compiles
+    nothing); ``use_vq`` (a bypass of the bottleneck, A34) and
+    ``vq_adaptive_threshold`` change the traced program and are static
+    arguments, so changing them compiles each function once more on its next
+    call. The other runtime fields (logging, monitoring, batch size) live in
+    the config only: the network does not read them.
+    """
+
+    temperature: float
+    use_vq: bool
+    vq_adaptive_threshold: float
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RuntimeSettings":
+        return cls(float(config.temperature), bool(config.use_vq),
+                   float(config.vq_adaptive_threshold))
+
+
+class Model:
+    """A CapibaraGPT model: parameters on a device mesh plus compiled forward,
+    loss, generation and training functions (see the module docstring).
+
+    ``Model(config)`` compiles for the host and builds from the plan;
+    :meth:`from_plan` takes a compiled plan; :meth:`build` an explicit spec
+    and kernel bundle.
+    """
+
+    spec: ModelSpec
+    kernels: Kernels
+    mesh: Mesh
+    params: Any
+    step: int
+    #: How the model honours its plan where that is not plain (offloading on a
+    #: platform without host memory, ``jit = false``): one sentence each, for
+    #: the caller to show.
+    notes: list[str]
+
+    def __init__(self, config: Any, *, target: Any = None, seed: int = 0) -> None:
+        """Compile ``config`` for ``target`` (default: the detected host) and build
+        the model that plan describes; see :meth:`from_plan`.
+
+        Diagnostics that stop the compile raise :class:`ConfigError`.
+        """
+        from capibara.compiler.driver import compile_config
+
+        result = compile_config(config, target)
+        if result.has_errors:
+            raise ConfigError(result.diagnostics)
+        self._setup_from_plan(result.plan, config, seed)
+
+    @classmethod
+    def from_plan(cls, compiled_or_path: Any, *, config: Any = None, seed: int = 0) -> "Model":
+        """The model a compiled plan describes: its shapes, precision, mesh, kernel
+        variants with their static parameters, and execution policy.
+
+        ``compiled_or_path`` is a :class:`~capibara.plan.Plan`, a plan file, or
+        anything with a ``.plan`` (the runtime's ``CompiledPlan``). ``config``
+        defaults to the one the plan was compiled from, rebuilt from its
+        resolved values with their explicitness.
+        """
+        from capibara.plan import Plan, load_plan_file
+
+        plan = compiled_or_path
+        if isinstance(plan, (str, os.PathLike)):
+            plan = load_plan_file(plan)
+        elif not isinstance(plan, Plan):
+            plan = plan.plan
+        self = cls.__new__(cls)
+        self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed)
+        return self
+
+    def _setup_from_plan(self, plan: Any, config: Any, seed: int) -> None:
+        spec = ModelSpec.from_plan(plan, config)
+        choices = {}
+        for kernel in plan.kernels:
+            if kernel.family in ("attention", "vq", "moe", "linalg"):
+                # Deduplicated linalg sites share one precision policy; the first
+                # spec of each family stands for every call site of that family.
+                choices.setdefault(kernel.family, (kernel.implementation, dict(kernel.params)))
+        policy = RunPolicy.from_execution(plan.execution)
+        if plan.mesh.devices > jax.device_count():
+            raise ValueError(f"the plan's mesh {list(plan.mesh.shape)} needs {plan.mesh.devices} "
+                             f"devices, {jax.device_count()} present")
+        self._setup(spec, Kernels.from_variants(spec, choices), config,
+                    make_mesh(tuple(plan.mesh.shape)), seed, policy)
+        self.plan = plan
+        self.notes.extend(plan_notes(plan))
+
+    @classmethod
+    def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,
+              policy: RunPolicy | None = None, seed: int = 0) -> "Model":
+        """A model for ``spec`` computed with ``kernels``, parameters initialized from ``seed``.
+
+        ``config`` is the ``ModularModelConfig`` it was built from: its
+        runtime fields and ``[training]`` section drive generation and
+        training, and :meth:`apply_config_updates` compares against it.
+        ``policy`` defaults to :meth:`RunPolicy.from_config`.
+        """
+        self = cls.__new__(cls)
+        self._setup(spec, kernels, config, mesh if mesh is not None else make_mesh(), seed,
+                    policy if policy is not None else RunPolicy.from_config(config))
+        self.plan = None
+        return self
+
+    def _setup(self, spec: ModelSpec, kernels: Kernels, config: Any, mesh: Mesh, seed: int,
+               policy: RunPolicy) -> None:
+        from capibara.model import training
+
+        if config.use_vq and not spec.use_vq:
+            raise ConfigError(live_update_diagnostics(config, config, built_with_vq=False))
+        self.spec, self.kernels, self.mesh, self.policy = spec, kernels, mesh, policy
+        self._config = copy.copy(config)
+        self._runtime = RuntimeSettings.from_config(config)
+        self.notes, self._remat, offload = execution_notes(policy, mesh)
+        net = self._net = Network(spec, kernels, policy.loss_chunk,
+                               saved_activation_dtype=policy.saved_activation_dtype,
+                               offload_activations=offload)
+        compiled = jax.jit if policy.jit else _op_by_op
+        abstract = jax.eval_shape(partial(init_params, spec), jax.random.key(0))
+        self._param_shardings = param_shardings(spec, abstract, mesh)
+        # Initialize straight into the sharded layout: no device ever holds the whole tree.
+        self.params = jax.jit(partial(init_params, spec),
+                              out_shardings=self._param_shardings)(jax.random.key(seed))
+        self.step = 0
+        self._forward = compiled(net.forward, static_argnames=("use_vq", "threshold"))
+        self._loss = compiled(net.loss, static_argnames=("use_vq", "threshold", "remat"))
+        self._generate = compiled(net.generate,
+                                  static_argnames=("use_vq", "threshold", "max_new_tokens"))
+        self._optimizer = training.make_optimizer(config)
+        # Optimizer moments are laid out like the parameters they track; the step
+        # returns both in the same layout it got them, so it compiles once.
+        self._state_shardings = optax.tree_map_params(
+            self._optimizer, lambda _, sharding: sharding,
+            jax.eval_shape(self._optimizer.init, abstract), self._param_shardings,
+            transform_non_params=lambda _: NamedSharding(mesh, P()))
+        self._train = compiled(
+            training.make_train_step(net.loss, self._optimizer,
+                                     training.learning_rate_schedule(config)),
+            static_argnames=("use_vq", "threshold", "remat", "train"),
+            donate_argnums=(0, 1) if policy.donate else (),
+            out_shardings=(self._param_shardings, self._state_shardings, None))
+        self._opt_state = None
+        self._checkpoints = None
+
+    # ----------------------------------------------------------------- inputs
+
+    def _place(self, array: Any) -> jax.Array:
+        """Put a batch-major array on the mesh, split over ``data`` when it divides evenly."""
+        array = jnp.asarray(array)
+        data = self.mesh.shape["data"]
+        batch_axis = "data" if array.ndim and array.shape[0] % data == 0 else None
+        return jax.device_put(array, NamedSharding(self.mesh, P(batch_axis)))
+
+    def _tokens(self, tokens: Any, what: str = "tokens") -> jax.Array:
+        tokens = jnp.asarray(tokens)
+        if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"{what} must be an integer array [batch, seq], got "
+                             f"{tokens.dtype}{list(tokens.shape)}")
+        if tokens.shape[1] > self.spec.max_seq_len:
+            raise ValueError(f"{what} length {tokens.shape[1]} exceeds "
+                             f"max_seq_length={self.spec.max_seq_len}")
+        return self._place(tokens)
+
+    def _batch(self, batch: Any) -> dict[str, jax.Array]:
+        if not isinstance(batch, Mapping):
+            batch = {"tokens": batch}
+        placed = {"tokens": self._tokens(batch["tokens"])}
+        if batch.get("mask") is not None:
+            placed["mask"] = self._place(batch["mask"])
+        return placed
+
+    def _static(self) -> dict[str, Any]:
+        return {"use_vq": self._runtime.use_vq,
+                "threshold": self._runtime.vq_adaptive_threshold if self._runtime.use_vq else None}
+
+    # ----------------------------------------------------------------- computing
+
+    def forward(self, tokens: Any) -> jax.Array:
+        """Logits ``[batch, seq, vocab]`` (float32) for integer ``tokens [batch, seq]``."""
+        return self._forward(self.params, self._tokens(tokens), **self._static())
+
+    def loss(self, batch: Any) -> LossParts:
+        """The training loss on ``batch`` (``{"tokens": [B, S], "mask": [B, S]}``
+        or a token array), with each of its parts; see :class:`LossParts`."""
+        return self._loss(self.params, self._batch(batch), **self._static())
+
+    def generate(self, prompt: Any, max_new_tokens: int, *, seed: int = 0) -> jax.Array:
+        """``prompt [batch, len]`` followed by ``max_new_tokens`` generated tokens.
+
+        Uses a KV cache: one prefill over the prompt, then one cached step per
+        token. The config's ``temperature`` picks the token: 0 takes the
+        argmax, otherwise a sample from ``softmax(logits / temperature)``
+        drawn from ``seed`` (the same seed gives the same tokens).
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"{max_new_tokens=} must be at least 1")
+        prompt = self._tokens(prompt, "prompt")
+        if prompt.shape[1] + max_new_tokens > self.spec.max_seq_len:
+            raise ValueError(f"prompt length {prompt.shape[1]} + {max_new_tokens=} exceeds "
+                             f"max_seq_length={self.spec.max_seq_len}")
+        temperature = jnp.asarray(self._runtime.temperature, jnp.float32)
+        return self._generate(self.params, prompt, jax.random.key(seed), temperature,
+                              max_new_tokens=max_new_tokens, **self._static())
+
+    def init_codebook(self, batch: Any, *, seed: int = 0) -> None:
+        """Set the VQ codebook to hidden states of ``batch`` at the bottleneck.
+
+        Randomly initialized codes lie far from every hidden state, so the
+        adaptive threshold bypasses all of them until the codebook loss has
+        pulled codes close; codes drawn from real hidden states are used from
+        the first step (the data initialization VQ codecs use).
+        """
+        if not self.spec.use_vq:
+            raise ValueError("this model has no VQ codebook (built with use_vq = false)")
+        tokens = self._batch(batch)["tokens"]
+        before = (jax.jit if self.policy.jit else _op_by_op)(self._net.before_bottleneck)
+        rows = before(self.params, tokens).reshape(-1, self.spec.d_model)
+        codes = self.spec.vq_codes
+        chosen = jax.random.choice(jax.random.key(seed), rows.shape[0], (codes,),
+                                   replace=rows.shape[0] < codes)
+        codebook = rows[chosen].astype(self.params["codebook"].dtype)
+        self.params = {**self.params,
+                       "codebook": jax.device_put(codebook, self._param_shardings["codebook"])}
+
+    # ----------------------------------------------------------------- training
+
+    @property
+    def opt_state(self) -> Any:
+        """The optimizer state (created on first use)."""
+        if self._opt_state is None:
+            self._opt_state = jax.jit(self._optimizer.init,
+                                      out_shardings=self._state_shardings)(self.params)
+        return self._opt_state
+
+    def train_step(self, batch: Any) -> dict[str, jax.Array]:
+        """One optimizer step on ``batch``; returns the loss parts, gradient norm and
+        learning rate. With :meth:`checkpoint_to` set, saves every
+        ``save_checkpoint_steps`` steps. ``gradient_checkpointing`` recomputes
+        each block's activations in the backward pass instead of storing them."""
+        params, opt_state, metrics = self._train(
+            self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32),
+            remat=self._remat, train=True, **self._static())
+        self.params, self._opt_state = params, opt_state
+        self.step += 1
+        if self._checkpoints is not None:
+            self._checkpoints.maybe_save(self.step, self._state())
+        return metrics
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def checkpoint_to(self, directory: Any) -> None:
+        """Save checkpoints into ``directory`` as the config's ``[training]`` says:
+        every ``save_checkpoint_steps``, keeping ``keep_checkpoint_max``,
+        compressed if ``checkpoint_compression``, in the background if
+        ``async_checkpointing``."""
+        from capibara.model.checkpoint import CheckpointManager
+
+        c = self._config
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+        self._checkpoints = CheckpointManager(
+            directory, save_every=c.save_checkpoint_steps, keep_max=c.keep_checkpoint_max,
+            compress=c.checkpoint_compression, asynchronous=c.async_checkpointing)
+
+    def _state(self) -> dict[str, Any]:
+        return {"params": self.params, "opt_state": self.opt_state,
+                "step": np.asarray(self.step, np.int64)}
+
+    def _manager(self):
+        if self._checkpoints is None:
+            raise ValueError("no checkpoint directory: call model.checkpoint_to(directory) first")
+        return self._checkpoints
+
+    def save_checkpoint(self) -> None:
+        """Save parameters, optimizer state and step now (see :meth:`checkpoint_to`)."""
+        self._manager().save(self.step, self._state())
+
+    def restore_checkpoint(self, step: int | None = None) -> int:
+        """Load a checkpoint (default: the newest) into this model; return its step.
+
+        A checkpoint whose arrays differ from this model's (another shape,
+        dtype or structure) is refused with a :class:`ConfigError` naming them.
+        """
+        state = self._manager().restore(self._state(), step)
+        self.params, self._opt_state = state["params"], state["opt_state"]
+        self.step = int(state["step"])
+        return self.step
+
+    def wait_for_checkpoints(self) -> None:
+        """Block until a background checkpoint write has finished."""
+        if self._checkpoints is not None:
+            self._checkpoints.wait()
+
+    # ----------------------------------------------------------------- configuration
+
+    def get_current_config(self) -> Any:
+        """A snapshot copy of the model's configuration; changing it changes nothing here."""
+        return copy.copy(self._config)
+
+    def apply_config_updates(self, config: Any) -> None:
+        """Adopt ``config``'s runtime-mutable fields, all or nothing (PARAMS.md §c).
+
+        ``config`` is validated first (cross-field rules, C1–C58) and refused
+        if it has errors. Every field that differs from the model's current
+        config must be runtime-mutable: a changed shape, device or training
+        field is refused with an error naming each, since only a rebuilt model
+        can honour it. Turning ``use_vq`` on for a model built without a
+        codebook is refused too (A34). Only what the change touches is
+        compiled again: a new ``temperature`` compiles nothing.
+        """
+        from capibara.config.validate import check_config
+
+        check_config(config)
+        refused = live_update_diagnostics(self._config, config, built_with_vq=self.spec.use_vq)
+        if refused:
+            raise ConfigError([replace(d, notes=d.notes + ("apply_config_updates changed nothing",))
+                               for d in refused])
+        runtime = RuntimeSettings.from_config(config)
+        self._config, self._runtime = copy.copy(config), runtime
+
+    def compiled_counts(self) -> dict[str, int]:
+        """How many programs each compiled function holds (one per static setting and
+        shape); all 0 when the plan says ``jit = false``."""
+        return {name: fn._cache_size() if self.policy.jit else 0 for name, fn in (
+            ("forward", self._forward), ("loss", self._loss), ("generate", self._generate),
+            ("train_step", self._train))}

@@ -1,0 +1,176 @@
+"""The kernel bundle the network computes with: capibara's variants as a plan
+names them (:meth:`Kernels.from_variants`), or the same network in plain JAX
+(:meth:`Kernels.plain`), the baseline the model benchmark compares against."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from capibara.compiler.model_spec import ModelSpec
+from capibara.kernels.base import Unsupported
+from capibara.kernels.linalg import AffineWeight, TernaryWeight, dequantize
+from capibara.kernels.moe import MoRResult
+from capibara.kernels.vq import VQResult
+from capibara.model.quantized import float_quantized_product
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The callables the network computes with.
+
+    - ``attention(q, k, v, *, causal, mask)``: ``q [B, Sq, H, D]``, ``k``/``v``
+      ``[B, Skv, KV, D]`` → ``[B, Sq, H, D]``; ``mask`` (``[B, Skv]`` bool, or
+      ``None``) marks the keys a query may see, on top of ``causal``.
+    - ``vq(x, codebook, *, threshold)``: ``x [N, D]``, ``codebook [K, D]`` →
+      :class:`~capibara.kernels.vq.VQResult` (commitment already weighted);
+      ``threshold`` is the adaptive threshold, a Python float or ``None``.
+    - ``moe(x, router, experts, *, top_k)``: ``x [N, D]``, ``router [D, E]``,
+      :class:`~capibara.kernels.moe.Experts` → :class:`~capibara.kernels.moe.MoRResult`;
+      the training step's routing, which may drop tokens past an expert's capacity.
+    - ``moe_dropless``: the same routing without a capacity, for inference:
+      with dropping, a token's output would depend on the other tokens in the
+      batch (later ones included), so the forward pass would not be causal and
+      cached generation could not reproduce it.
+    - ``matmul(x, w)``: ``x [..., k] @ w [k, n]`` under the precision policy, float32 out.
+    - ``attention_decode``: attention for a generation step, one query against
+      the KV cache (default: ``attention``).
+    """
+
+    attention: Callable[..., jax.Array]
+    vq: Callable[..., VQResult]
+    moe: Callable[..., MoRResult]
+    matmul: Callable[..., jax.Array]
+    moe_dropless: Callable[..., MoRResult] | None = None
+    attention_decode: Callable[..., jax.Array] | None = None
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.moe_dropless is None:
+            object.__setattr__(self, "moe_dropless", self.moe)
+        if self.attention_decode is None:
+            object.__setattr__(self, "attention_decode", self.attention)
+
+    @classmethod
+    def plain(cls, spec: ModelSpec) -> "Kernels":
+        """Straightforward JAX: what a user would write without capibara's kernels."""
+        return cls(_plain_attention,
+                   partial(_plain_vq, commitment_weight=spec.vq_commitment_weight),
+                   _plain_moe,
+                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), name="plain")
+
+    @classmethod
+    def from_variants(cls, spec: ModelSpec,
+                      choices: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> "Kernels":
+        """capibara's kernels: per family (``attention``, ``vq``, ``moe``, ``linalg``)
+        the named variant with its static parameters, as a plan's kernel specs give them.
+
+        A family left out runs its ``reference``; ``linalg`` defaults to the
+        spec's precision policy. An input a variant refuses
+        (:class:`~capibara.kernels.base.Unsupported`, e.g. a decode step
+        shorter than an attention tile) runs on the family's reference instead.
+        """
+        from capibara.kernels import attention, linalg, moe, vq
+
+        choices = dict(choices or {})
+        policy = {"param_dtype": spec.param_dtype, "compute_dtype": spec.compute_dtype,
+                  "accumulate_dtype": "float32"}
+        linalg_name, linalg_params = choices.get("linalg", ("reference", policy))
+        # The precision policy is the call's meaning, not a tuning knob: the
+        # reference fallback must compute with it too.
+        policy = {k: v for k, v in {**policy, **linalg_params}.items() if k in policy}
+        tuning = {k: v for k, v in linalg_params.items() if k not in policy}
+        moe_name, moe_params = choices.get("moe", ("reference", {}))
+        dropless = ({**moe_params, "capacity_factor": None} if "capacity_factor" in moe_params
+                    else moe_params)
+        return cls(
+            attention=_variant(attention.VARIANTS, *choices.get("attention", ("reference", {}))),
+            vq=partial(_variant_call, _variant(vq.VARIANTS, *choices.get("vq", ("reference", {}))),
+                       commitment_weight=spec.vq_commitment_weight),
+            moe=_variant(moe.VARIANTS, moe_name, moe_params),
+            matmul=partial(_variant(linalg.VARIANTS, linalg_name, tuning), **policy),
+            moe_dropless=_variant(moe.VARIANTS, moe_name, dropless),
+            # One query row against the cache is the reference's whole score
+            # matrix; tiling it only adds loop steps (generation at the dev
+            # shape: 2.1 s with the reference vs 2.7 s with cpu_bf16 tiles).
+            attention_decode=_variant(attention.VARIANTS, "reference", {}),
+            name="capibara")
+
+
+def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> Callable[..., Any]:
+    """``variants[name]`` bound to ``params``, falling back to ``variants["reference"]``
+    (with the call's own keywords only) when it raises ``Unsupported``."""
+    chosen, reference = variants[name], variants["reference"]
+    params = dict(params)
+
+    def call(*args, **kwargs):
+        try:
+            return chosen(*args, **kwargs, **params)
+        except Unsupported:
+            return reference(*args, **kwargs)
+
+    call.__name__ = f"{chosen.family}_{name}"
+    return call
+
+
+def _variant_call(fn: Callable[..., VQResult], x, codebook, *, threshold, commitment_weight):
+    return fn(x, codebook, commitment_weight=commitment_weight, adaptive_threshold=threshold)
+
+
+def _plain_matmul(x, w, *, compute_dtype):
+    if isinstance(w, (AffineWeight, TernaryWeight)):
+        # Fake quantization, as one writes it by hand: the rounded operands in float32.
+        return float_quantized_product(x, w)
+    return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype),
+                      preferred_element_type=jnp.float32)
+
+
+def _plain_attention(q, k, v, *, causal, mask=None):
+    mask = None if mask is None else mask[:, None, None, :]
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+
+
+def _plain_vq(x, codebook, *, threshold, commitment_weight):
+    # The same definitions as capibara.kernels.vq (VQResult's docstring), written
+    # the obvious way: one distance matrix, one-hot counts.
+    sg = lax.stop_gradient
+    x = x.astype(jnp.float32)
+    codebook = (dequantize(codebook) if isinstance(codebook, AffineWeight)
+                else codebook.astype(jnp.float32))
+    distances = (jnp.sum(x * x, -1, keepdims=True) - 2 * x @ codebook.T
+                 + jnp.sum(codebook * codebook, -1))
+    indices = jnp.argmin(distances, -1).astype(jnp.int32)
+    chosen = codebook[indices]
+    errors = jnp.sum(jnp.square(x - sg(chosen)), -1)
+    bypassed = (jnp.zeros(x.shape[0], bool) if threshold is None
+                else sg(errors) > threshold * sg(jnp.sum(x * x, -1)))
+    quantized = jnp.where(bypassed[:, None], x, sg(chosen) + (x - sg(x)))
+    commitment = commitment_weight * jnp.mean(jnp.square(x - sg(chosen)))
+    codebook_loss = jnp.mean(jnp.square(sg(x) - chosen))
+    usage = jnp.mean(jax.nn.softmax(-distances / x.shape[1], -1), 0)
+    diversity = math.log(codebook.shape[0]) + jnp.sum(usage * jnp.log(usage))
+    frequencies = jnp.mean(jax.nn.one_hot(indices, codebook.shape[0]), 0)
+    perplexity = jnp.exp(-jnp.sum(jnp.where(frequencies > 0, frequencies * jnp.log(
+        jnp.where(frequencies > 0, frequencies, 1.0)), 0.0)))
+    return VQResult(quantized, indices, commitment, codebook_loss, diversity, perplexity, bypassed)
+
+
+def _plain_moe(x, router, experts, *, top_k):
+    # Every expert on every token, weighted by the renormalized top-k gates.
+    probs = jax.nn.softmax(x.astype(jnp.float32) @ router.astype(jnp.float32), -1)
+    top_p, top_i = lax.top_k(probs, top_k)
+    num_experts = probs.shape[-1]
+    chosen = jax.nn.one_hot(top_i, num_experts, dtype=probs.dtype)       # [N, k, E]
+    gates = jnp.einsum("nk,nke->ne", top_p / jnp.sum(top_p, -1, keepdims=True), chosen)
+    hidden = jax.nn.gelu(jnp.einsum("nd,edf->nef", x, experts.w_in))
+    out = jnp.einsum("nef,efd->ned", hidden, experts.w_out)
+    y = jnp.einsum("ne,ned->nd", gates, out)
+    fraction = jnp.mean(jnp.sum(chosen, 1), 0) / top_k
+    balance = num_experts * jnp.sum(fraction * jnp.mean(probs, 0))
+    return MoRResult(y, balance, fraction, jnp.zeros(()))
