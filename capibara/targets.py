@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from capibara.diagnostics import Diagnostic
+
 __all__ = [
     "Target",
     "CATALOG",
@@ -175,6 +177,9 @@ _SEED_DEVICE_DEFAULT = {"tpu_v4": "tpu_v4-8", "tpu_v6": "tpu_v6e-8", "gpu": "gpu
 FALLBACK_CHAIN: tuple[str, ...] = ("tpu_v6", "tpu_v4", "gpu", "cpu")
 
 
+UNKNOWN_TARGET = "H001"
+
+
 class UnknownTarget(KeyError):
     """A target name that is not in the catalog; ``suggestions`` lists near names."""
 
@@ -186,6 +191,13 @@ class UnknownTarget(KeyError):
     def __str__(self) -> str:
         hint = f"; did you mean {', '.join(f'`{s}`' for s in self.suggestions)}?" if self.suggestions else ""
         return f"unknown target `{self.name}`{hint}"
+
+    def diagnostic(self) -> Diagnostic:
+        """The ``H001`` error every verb reports for this name."""
+        near = ", ".join(f"`{s}`" for s in self.suggestions)
+        return Diagnostic.error(UNKNOWN_TARGET, f"unknown target `{self.name}`",
+                                help=f"did you mean {near}?" if near else
+                                "`capibara targets` lists the known targets")
 
 
 def target_names() -> list[str]:

@@ -42,7 +42,6 @@ __all__ = ["compile", "compile_config", "compile_sources", "CompileResult", "fre
 #: The stages ``--print-after`` accepts, in order.
 STAGES: tuple[str, ...] = ("lower", *(p.name for p in DEFAULT_PIPELINE))
 
-UNKNOWN_TARGET = "H001"
 
 #: The CPU flags the compiler acts on (bf16/int8 matrix units, vector widths);
 #: a plan records only these, so hosts that differ elsewhere compile alike.
@@ -124,7 +123,7 @@ def compile_config(config: Any, target: Target | str | None = None, *,
     try:
         ir, found = lower(config, target)
     except UnknownTarget as unknown:
-        result.diagnostics.append(_unknown_target(unknown))
+        result.diagnostics.append(unknown.diagnostic())
         return result
     result.diagnostics.extend(found)
     lap("lower")
@@ -207,13 +206,6 @@ def one_line(diagnostic: Diagnostic) -> str:
     return Diagnostic.__str__(diagnostic)
 
 
-def _unknown_target(unknown: UnknownTarget) -> Diagnostic:
-    near = ", ".join(f"`{s}`" for s in unknown.suggestions)
-    return Diagnostic.error(UNKNOWN_TARGET, f"unknown target `{unknown.name}`",
-                            help=f"did you mean {near}?" if near else
-                            "`capibara targets` lists the known targets")
-
-
 # --------------------------------------------------------------------------- freeze
 
 
@@ -286,7 +278,7 @@ def target_diagnostics(config: Any, target: Target | str | None = None) -> list[
     try:
         ir, found = lower(config, target)
     except UnknownTarget as unknown:
-        return [_unknown_target(unknown)]
+        return [unknown.diagnostic()]
     if any(d.is_error for d in found):
         return found
     ctx = PassContext()

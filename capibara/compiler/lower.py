@@ -37,7 +37,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from capibara.diagnostics import Diagnostic, Label, Span
+import msgspec
+
+from capibara.diagnostics import Diagnostic, Severity, Span
 from capibara.plan import Decision, MemoryEstimate, Mesh, ModelShape, Precision
 from capibara.config.fields import FIELD_BY_NAME
 from capibara.targets import CATALOG, GIB, Target, detect_host, get_target
@@ -311,18 +313,15 @@ def model_shape(config: Any) -> ModelShape:
     mor = config.use_sparse and config.sparsity_method == "mor"
     experts = config.mor_num_experts if mor else None
     expert_ffn = ffn // experts if experts else None
-    attention = 4 * d * heads * head_dim
-    mlp = d * experts + 2 * experts * d * expert_ffn if experts else 2 * d * ffn
     vq_dim = (config.vq_embedding_dim or d) if config.use_vq else None
-    codebook = config.vq_codes * vq_dim if config.use_vq else 0
-    count = config.vocab_size * d + layers * (attention + mlp + 2 * d) + d + codebook
-    return ModelShape(
+    shape = ModelShape(
         hidden_size=d, num_layers=layers, num_heads=heads, head_dim=head_dim, ffn_dim=ffn,
         vocab_size=config.vocab_size, max_seq_length=config.max_seq_length,
-        parameter_count=count,
+        parameter_count=0,
         vq_codes=config.vq_codes if config.use_vq else None, vq_embedding_dim=vq_dim,
         num_experts=experts, experts_per_token=config.mor_top_k if mor else None,
         expert_ffn_dim=expert_ffn)
+    return msgspec.structs.replace(shape, parameter_count=local_parameters(shape, 1))
 
 
 def requested_precision(config: Any) -> Precision:
@@ -457,7 +456,8 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
 
 
 def local_parameters(model: ModelShape, m: int) -> int:
-    """Parameters one device holds: the vocabulary, heads and MLP width split over the model axis."""
+    """Parameters one device holds: the vocabulary, heads and MLP width split over a
+    model axis of ``m`` devices; with ``m = 1``, the model's parameter count."""
     d, layers = model.hidden_size, model.num_layers
     heads_local = split_dim(model.num_heads, m)
     attention = 4 * d * heads_local * model.head_dim
@@ -475,25 +475,12 @@ def local_parameters(model: ModelShape, m: int) -> int:
 def field_diagnostic(code: str, message: str, config: Any, names: Sequence[str],
                      labels: Mapping[str, str], *, help: str | None = None,
                      notes: Sequence[str] = (), warning: bool = False) -> Diagnostic:
-    """A diagnostic about fields: the first one written in text (a file, ``--set``,
-    an environment variable) is the primary span, the others are labelled; a
-    field with no text (a default, a Python keyword) is named in a note."""
-    spans = [(n, field_span(config, n)) for n in names]
-    written = [(n, s) for n, s in spans if s is not None]
-    primary = written[0][1] if written else None
-    extra = tuple(Label(s, labels.get(n, "")) for n, s in written[1:])
-    make = Diagnostic.warning if warning else Diagnostic.error
-    if primary is None:
-        notes = tuple(f"`{path_of(n)}` is {_shown(getattr(config, n))} "
-                      f"({config.provenance(n)})" for n in names[:1]) + tuple(notes)
-    return make(code, message, primary, label=labels.get(written[0][0], "") if written else "",
-                labels=extra, notes=notes, help=help)
+    """A diagnostic about fields, placed by the one function that does that
+    (:func:`capibara.config.validate.report.field_diagnostic`)."""
+    from capibara.config.validate.report import field_diagnostic as placed
 
-
-def _shown(value: Any) -> str:
-    from capibara.config.fieldtypes import format_value
-
-    return format_value(value)
+    severity = Severity.WARNING if warning else Severity.ERROR
+    return placed(code, severity, message, config, names, labels, help=help, notes=notes)
 
 
 def resolve_machine(target: Target | str | None) -> Target:

@@ -402,6 +402,11 @@ ENV_VARS: dict[str, Field] = {var: f for f in FIELDS for var in f.env}
 #: Names of the fields ``update_runtime_settings`` may change (§c).
 RUNTIME_MUTABLE: frozenset[str] = frozenset(f.name for f in FIELDS if f.runtime)
 
+#: The switches `security_level = "high"` turns on (and may not be turned off under it).
+SECURITY_SWITCHES = ("mcp_auth_required", "api_key_required", "request_encryption",
+                     "audit_logging", "sensitive_data_masking", "output_filtering",
+                     "content_safety_check")
+
 
 def field_at(section: str, key: str) -> Field | None:
     """The field a TOML ``[section] key`` spells (canonical or alias), or ``None``."""

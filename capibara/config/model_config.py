@@ -41,7 +41,7 @@ import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.config.fieldtypes import format_value
-from capibara.config.fields import FIELD_BY_NAME, FIELDS, RUNTIME_MUTABLE
+from capibara.config.fields import FIELD_BY_NAME, FIELDS, RUNTIME_MUTABLE, SECURITY_SWITCHES
 
 __all__ = [
     "ModularModelConfig",
@@ -61,11 +61,6 @@ from capibara.config.values import (NOT_RUNTIME_MUTABLE, UNDERIVABLE, Assignment
 
 
 # --------------------------------------------------------------------------- derivation
-
-_SECURITY_SWITCHES = ("mcp_auth_required", "api_key_required", "request_encryption",
-                      "audit_logging", "sensitive_data_masking", "output_filtering",
-                      "content_safety_check")
-
 
 def _derive(values: dict[str, Any], provenance: dict[str, Provenance]) -> list[Diagnostic]:
     """Fill the derived defaults of fields not set explicitly (PARAMS.md §0.3.8, A-notes).
@@ -109,7 +104,7 @@ def _derive(values: dict[str, Any], provenance: dict[str, Provenance]) -> list[D
         put("use_affine_quantization", False, "use_bitnet = true")
     # A22: the "high" preset fills every security switch the user left unset.
     if values["security_level"] == "high":
-        for name in _SECURITY_SWITCHES:
+        for name in SECURITY_SWITCHES:
             if unset(name):
                 put(name, True, 'security_level = "high"')
     # C12: enterprise mode means 128 codes.

@@ -25,7 +25,8 @@ from lark.exceptions import UnexpectedInput
 
 from capibara.toml.builder import DocumentBuilder
 from capibara.toml.scalars import CONVERTERS, TomlProblem
-from capibara.config.decode import DecodedSource, not_utf8, suggest_key, suggest_section
+from capibara.config.decode import (UNKNOWN_KEY, UNKNOWN_SECTION, DecodedSource, not_utf8,
+                                    suggest_key, suggest_section)
 from capibara.diagnostics import Diagnostic, Label, Source, Span
 from capibara.config.fieldtypes import closest
 from capibara.config.values import Assignment, Provenance, check_value, unknown_field
@@ -35,8 +36,6 @@ from capibara.config.fields import ALIAS_SECTIONS, FIELD_BY_NAME, SECTIONS, Fiel
 __all__ = ["Override", "parse_override", "read_overrides"]
 
 MALFORMED = "S601"
-UNKNOWN_SECTION = "S101"
-UNKNOWN_KEY = "S102"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,6 @@ from capibara.config.fields import ENV_VARS, FIELD_BY_NAME
 __all__ = ["Resolved", "resolve_config", "resolve_path", "read_file", "read_env", "TOOL_ENV"]
 
 UNKNOWN_ENV = "S104"
-FILE_NOT_FOUND = "P001"
 
 #: ``CAPIBARA_*`` variables capibara itself reads that are not config fields (the CLI's
 #: traceback switch, the host-target override of ``capibara.targets``): never warned about.
@@ -112,7 +111,7 @@ def read_file(path: str | os.PathLike[str]) -> DecodedSource:
     if found is None:
         places = ", ".join(_shown_place(p) for p in tried)
         return DecodedSource({}, (Diagnostic.error(
-            FILE_NOT_FOUND, f"file `{os.fspath(path)}` not found", None,
+            toml.document.FILE_NOT_FOUND, f"file `{os.fspath(path)}` not found", None,
             help=f"tried {places}; check the spelling, or name a bundled preset such as "
                  "`production/tpu_v4.toml`"),))
     try:

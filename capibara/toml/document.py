@@ -191,6 +191,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
 #: mebibyte takes about a second here, so a larger file (or an endless one such as
 #: `/dev/zero`) is refused before it is read whole rather than tying up the machine.
 MAX_FILE_BYTES = 1 << 20
+FILE_NOT_FOUND = "P001"
 
 
 def _read(name: str) -> str:
@@ -199,7 +200,7 @@ def _read(name: str) -> str:
             data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([Diagnostic.error(
-            "P001", f"file `{name}` not found",
+            FILE_NOT_FOUND, f"file `{name}` not found",
             help="check the path; relative paths are read from the current directory")]) from None
     except OSError as error:
         reason = error.strerror or str(error)

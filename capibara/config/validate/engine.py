@@ -6,7 +6,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import msgspec
 
+from capibara.config.decode import ALIAS_CONFLICT
 from capibara.config.fieldtypes import format_value
+from capibara.config.values import NOT_RUNTIME_MUTABLE
 from capibara.diagnostics import Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -22,8 +24,8 @@ TPU_DEVICES = ("tpu_v4", "tpu_v6")
 
 #: Rules of §b enforced outside this module: C-number → (where, code).
 ENFORCED_ELSEWHERE: dict[int, tuple[str, str]] = {
-    57: ("ModularModelConfig.update_runtime_settings", "S501"),
-    58: ("the TOML and environment decoder (alias spellings)", "S301"),
+    57: ("ModularModelConfig.update_runtime_settings", NOT_RUNTIME_MUTABLE),
+    58: ("the TOML and environment decoder (alias spellings)", ALIAS_CONFLICT),
 }
 
 

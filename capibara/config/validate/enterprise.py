@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from capibara.config.fields import SECURITY_SWITCHES
 from capibara.config.validate.engine import (ERROR, WARNING, Finding, RuleContext, assignment_text,
                                              default_of, field_names, field_path, join_words, rule,
                                              verb_are)
@@ -69,17 +70,12 @@ def mcp_without_auth(ctx: RuleContext) -> Iterator[Finding]:
             help=f"set {assignment_text('mcp_auth_required', True)}")
 
 
-_SECURITY_SWITCHES = ("mcp_auth_required", "api_key_required", "request_encryption",
-                      "audit_logging", "sensitive_data_masking", "output_filtering",
-                      "content_safety_check")
-
-
-@rule(47, "V047", ERROR, (*_SECURITY_SWITCHES, "security_level"))
+@rule(47, "V047", ERROR, (*SECURITY_SWITCHES, "security_level"))
 def high_security_is_not_weakened(ctx: RuleContext) -> Iterator[Finding]:
     """`security_level = "high"` with a security switch turned off."""
     if ctx.security_level != "high":
         return
-    off = [n for n in _SECURITY_SWITCHES if getattr(ctx.config, n) is False]
+    off = [n for n in SECURITY_SWITCHES if getattr(ctx.config, n) is False]
     if off:
         yield Finding(
             f"`security_level` \"high\" needs {field_names(off)} on",

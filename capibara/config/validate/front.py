@@ -10,7 +10,7 @@ from capibara.config.validate.deployment import resolve_device
 from capibara.config.validate.engine import RULES, RuleContext
 from capibara.config.validate.report import (FieldDiagnostic, explicit_device,
                                              get_validation_errors, run_rules)
-from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.diagnostics import ConfigError
 
 
 class ValidationResult(msgspec.Struct, frozen=True):
@@ -83,10 +83,7 @@ def _target(target: Any) -> Any:
     try:
         return get_target(str(target))
     except UnknownTarget as unknown:
-        raise ConfigError([Diagnostic.error(
-            "H001", f"unknown target `{unknown.name}`",
-            help=(f"did you mean {', '.join(f'`{s}`' for s in unknown.suggestions)}?"
-                  if unknown.suggestions else "`capibara targets` lists the known targets"))])
+        raise ConfigError([unknown.diagnostic()])
 
 
 def check_hardware_compatibility(config: Any, target: Any = None, *,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from capibara.config.fieldtypes import format_value
 from capibara.config.validate.engine import RULES, Finding, Rule, RuleContext
-from capibara.diagnostics import ConfigError, Diagnostic, Label, Span
+from capibara.diagnostics import ConfigError, Diagnostic, Label, Severity, Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +36,42 @@ def _origin_note(config: Any, name: str) -> str | None:
     return f"`{name}` = {value} comes from {detail or kind}"
 
 
-def _to_diagnostic(rule: Rule, finding: Finding, config: Any) -> FieldDiagnostic:
+def field_diagnostic(code: str, severity: Severity, message: str, config: Any,
+                     fields: Sequence[str], labels: Mapping[str, str] | None = None, *,
+                     help: str | None = None, notes: Sequence[str] = ()) -> FieldDiagnostic:
+    """A diagnostic about named fields, placed where they were written.
+
+    The first field that came from text (a file, ``--set``, an environment
+    variable) is the primary span and the others are labelled beside theirs
+    (``labels`` gives each one's text); a field with no text (a default, a
+    derived value) is named in a note saying where its value came from. Every
+    stage that speaks about fields (the rules, lowering, the passes) goes
+    through here.
+    """
+    labels = labels or {}
     spans: dict[str, Span] = {}
-    notes: list[str] = []
-    for name in finding.fields:
+    origin: list[str] = []
+    for name in fields:
         span = config.provenance(name).span if _is_field(name) else None
         if span is not None:
             spans[name] = span
         elif _is_field(name):
             note = _origin_note(config, name)
             if note:
-                notes.append(note)
-    primary = next((n for n in finding.fields if n in spans), None)
-    labels = tuple(Label(spans[n], finding.labels.get(n, "")) for n in finding.fields
-                   if n in spans and n != primary)
+                origin.append(note)
+    primary = next((n for n in fields if n in spans), None)
+    secondary = tuple(Label(spans[n], labels.get(n, "")) for n in fields
+                      if n in spans and n != primary)
     span = spans.get(primary) if primary else None
-    all_labels = ((Label(span, finding.labels.get(primary, "")),) if span else ()) + labels
-    return FieldDiagnostic(
-        rule.code, finding.severity or rule.severity, finding.message, span, all_labels,
-        tuple(notes) + finding.notes, finding.help, finding.fields)
+    all_labels = ((Label(span, labels.get(primary, "")),) if span else ()) + secondary
+    return FieldDiagnostic(code, severity, message, span, all_labels,
+                           tuple(origin) + tuple(notes), help, tuple(fields))
+
+
+def _to_diagnostic(rule: Rule, finding: Finding, config: Any) -> FieldDiagnostic:
+    return field_diagnostic(rule.code, finding.severity or rule.severity, finding.message,
+                            config, finding.fields, finding.labels, help=finding.help,
+                            notes=finding.notes)
 
 
 def _is_field(name: str) -> bool:
