@@ -1,4 +1,5 @@
 # Two entry points: `make demo` and `make test`. Each creates .venv on first use.
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -28,7 +29,9 @@ test: $(STAMP)
 
 # Benchmarks print medians and ratios against named anchors; run on a quiet machine.
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@set -o pipefail; { echo "# Benchmark results"; echo; echo "\`make bench\` on $$(uname -m), $$(nproc) cores, commit $$(git rev-parse --short HEAD 2>/dev/null), $$(date -u +%F)."; \
+	  for script in benchmarks/*.py; do echo; echo "## $$script"; echo '```'; $(BIN)/python $$script || exit 1; echo '```'; done; } \
+	  | tee benchmarks/RESULTS.md.new && mv benchmarks/RESULTS.md.new benchmarks/RESULTS.md
 
 # Each atheris harness for FUZZ_SECONDS (fuzz/README.md); a crash stops the run and its
 # input lands in fuzz/crashes/<target>/, to become a test in fuzz/regressions/ once fixed.

@@ -1,8 +1,11 @@
-"""The stage sequence: parse → schema-check → legacy-rewrite → validate.
+"""``capibara check``: the compile stages short of freezing a plan.
 
-Stages never print; each returns a value and diagnostics. This module runs
-them in order, stops after a stage with errors, and hands every diagnostic to
-the caller (the CLI renders them once).
+resolve (parse each source, rewrite legacy keys, decode into fields, layer
+files < environment < ``--set``) → validate (cross-field rules) → with a
+target, lower and the passes (:func:`capibara.compiler.driver.target_diagnostics`)
+→ the runtime updates and checkpoints the caller names. Unlike the compile
+driver, check keeps going after a stage with errors, so one run reports every
+problem it can find. Stages never print; the CLI renders the diagnostics once.
 """
 
 from __future__ import annotations

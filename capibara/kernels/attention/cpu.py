@@ -1,7 +1,6 @@
 """Blocked online-softmax attention (flash-style) for CPUs, forward and backward.
 
-Why this shape (measured on the 2-core dev box, B4 H8 S2048 D64; see
-``benchmarks/kernels_attention.py``):
+Why this shape (benchmarks/kernels_attention.py; numbers in benchmarks/RESULTS.md):
 
 - ``jax.nn.dot_product_attention`` builds the full score matrix (1 GiB of
   temporaries here) and masks it afterwards, so causal costs as much as full
@@ -9,21 +8,18 @@ Why this shape (measured on the 2-core dev box, B4 H8 S2048 D64; see
 - Here one loop step handles a few kv heads of one batch row, each with the
   ``groups`` query heads that share it, attending as one ``[groups * block_q,
   head_dim]`` matrix per kv head (grouped/multi-query attention gets bigger
-  matmuls for free; as a 4-d ``[heads, groups, ...]`` einsum XLA copied every
-  score tile once more, 6% of the time). A step's temporaries are one
-  ``[heads, groups * block_q, block_kv]`` score tile and its exponentials
-  (2 MiB for one head of 512 x 512 f32), reused by every step of a
-  ``fori_loop``; unrolling the blocks in Python instead made XLA keep 170-630
-  MiB of temporaries alive and run 1.5-2x slower.
+  matmuls for free; as a 4-d ``[heads, groups, ...]`` einsum XLA copies every
+  score tile once more). A step's temporaries are one
+  ``[heads, groups * block_q, block_kv]`` score tile and its exponentials,
+  reused by every step of a ``fori_loop``; unrolled Python loops make XLA
+  keep every block's temporaries alive.
 - Causal block skipping is in the loop bounds: for query block ``i`` the kv
   loop runs over the blocks entirely below the diagonal without a mask;
   blocks above it are never visited. Tiles straddling the diagonal are split
-  into quarters, so the quarter above it is skipped too (at S2048 with 512 x
-  512 tiles: 9 tiles of work per head where whole tiles took 10 and the
-  triangle is 8; full attention is 16). With square tiles the diagonal tiles of all
-  query blocks run first, together (:func:`_diagonal_states`): half-size
-  tiles one block at a time made matmuls too small for XLA to split across
-  both cores.
+  into quarters, so the quarter above it is skipped too. With square tiles
+  the diagonal tiles of all query blocks run first, together
+  (:func:`_diagonal_states`): half-size tiles one block at a time make
+  matmuls too small for XLA to split across cores.
 - ``compute_dtype="bfloat16"`` feeds the matmuls bf16 with f32 accumulation
   (``preferred_element_type``), the fast path on CPUs with AMX/AVX512-BF16;
   the softmax statistics and accumulators stay f32.
@@ -55,26 +51,17 @@ class BlockSizes:
     picks the most that keep ``heads_per_step * groups <=``
     ``QUERY_HEADS_PER_STEP`` (1) query heads.
 
-    Measured on the 2-core box at B4 H8 S2048 D64 f32, one race, medians of
-    7 (causal / full; heads_per_step 2 unless said): 512 x 512 tiles 188 /
-    273 ms, 256 x 256 269 / 466 ms, 1024 x 1024 199 / 251 ms, 512 x 1024
-    201 / 263 ms; 512 x 512 with 1 head per step 169 / 260 ms, 4 heads 179 /
-    256 ms. XLA splits a matmul across both cores only when it is big
-    enough: 256 x 256 tiles ran at 1.25 cores, 512 x 512 at 1.8. (On a loaded
-    box, where one core is all there is, 256 x 256 costs less CPU time; the
-    defaults are for a machine the job has to itself.)"""
+    512 x 512 is the fastest square tile on a machine the job has to itself:
+    XLA splits a matmul across cores only when it is big enough (the tile
+    sweep is in benchmarks/RESULTS.md; benchmarks/kernels_attention.py)."""
 
     block_q: int = 512
     block_kv: int = 512
     heads_per_step: int | None = None
 
 
-# Query heads per loop step when heads_per_step is None. With the diagonal
-# tiles batched over query blocks, 1 beat 2 in four races on the 2-core box
-# (B4 H8 S2048 D64 f32 causal forward: 166-172 vs 180-188 ms median, full
-# 260-264 vs 273-280 ms; forward+backward 2% slower, 731 vs 717 ms). A
-# step's score tile and its exponentials take 2 MiB for one head, 4 MiB for
-# two, against a 2 MiB L2 per core.
+# Query heads per loop step when heads_per_step is None: one head's score tile
+# and exponentials (2 MiB at 512 x 512 f32) fit a core's L2 (benchmarks/kernels_attention.py).
 QUERY_HEADS_PER_STEP = 1
 
 

@@ -10,26 +10,10 @@ the loop, by a single gather ``codebook[indices]`` that never reads ``x``
 (it does only with a threshold, to pass bypassed rows through), with the
 straight-through gradient attached by :func:`_straight_through`.
 
-On CPU the memory traffic matters more than the FLOPs: XLA allocates every
-large buffer fresh per call, and a fresh ``[N, D]`` output is the one we
-cannot avoid. Measured at N65536 D768 K64 f32 on the 2-core dev box, huge
-pages on (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), x not donated, whole
-arrays: writing the output costs 12-16 ms (as much as a broadcast of one
-row: the page faults, not the gather); the f32 score product 34 ms; the bf16
-one 23 ms from bf16 operands plus 13 ms for a separate ``[N, D]`` convert,
-which the blocks keep in cache instead. An exact error pass after the
-output would re-read ``x`` and the output (+16 ms), or re-gather per element
-(35 ms). The former design, which carried ``x`` through the loop as the
-output buffer, paid an ``[N, D]`` copy when ``x`` was not donated (92 ms in
-all against 66-71 ms now with f32 scores, 54-58 ms with bf16).
-
-Where the time goes now (minimum ms over 11 rounds, f32 / bf16 scores; the
-numpy anchor ~115): the blocked lookup alone (convert, scores, min, index)
-42 / 29; with the output gather 55 / 40; everything but the exact error of
-the chosen code 56 / 42; all of it 65 / 53. The exact error (its gather,
-and a second read of the block: ~6 ms of the bf16 11) is the largest item
-after the score product and the output, and the lookup and the output alone
-are already ~2.1x / ~2.9x of the anchor.
+Why: on CPU memory traffic costs more than the FLOPs. XLA allocates every
+large buffer fresh per call, so the one ``[N, D]`` output is written once,
+and an ``x`` that is not donated is never copied (benchmarks/kernels_vq.py;
+the measured breakdown is in benchmarks/RESULTS.md).
 
 ``||x||²`` is constant along a row, so the lookup needs only
 ``||c||² - 2 x·cᵀ``; the softmax for the diversity term is shift-invariant
@@ -56,11 +40,8 @@ from capibara.kernels.vq.result import VQResult, summarize
 
 __all__ = ["BLOCK_ROWS", "vq_int8", "vq_xla"]
 
-#: Rows per block. Measured at N65536 D768 K64, x not donated, median ms with
-#: f32 / bf16 scores: 256 -> 76 / 65, 512 -> 68 / 56, 1024 -> 66-71 / 56-58,
-#: 2048 -> 71 / 60, 4096 -> 77 / 65. A 1024 x 768 f32 block (3 MiB) stays in
-#: cache between the convert, the score product and the exact error; smaller
-#: blocks pay the per-iteration overhead.
+#: Rows per block: a 1024 x 768 f32 block (3 MiB) stays in cache from the convert
+#: to the exact error; smaller blocks pay loop overhead (benchmarks/kernels_vq.py).
 BLOCK_ROWS = 1024
 
 sg = lax.stop_gradient
