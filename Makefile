@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test bench fuzz clean
+.PHONY: demo test test-fast bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The JAX-free stages only (parse, config, compile, plan, CLI): seconds, for the edit loop.
+# `make test` stays the whole suite, and CI's command.
+FAST_TESTS := tests/toml tests/config tests/compiler tests/plan tests/cli tests/house/test_import_graph.py \
+              tests/house/test_code_literals.py tests/test_diagnostics.py tests/test_resources.py \
+              tests/test_targets.py tests/test_golden.py
+
+test-fast: $(STAMP)
+	CAPIBARA_TEST_TIER=fast HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -q -m "not jax" $(FAST_TESTS)
 
 # Benchmarks print medians and ratios against named anchors; run on a quiet machine.
 bench: $(STAMP)

@@ -81,7 +81,7 @@ def fuzz_toml(data: bytes) -> None:
     from capibara.testing.strategies import same_toml_value
 
     try:
-        text = toml._decode(data, "fuzz.toml")
+        text = toml.document._decode(data, "fuzz.toml")
     except ConfigError as error:
         _check_renders(error)
         return
@@ -172,7 +172,7 @@ def fuzz_compile(data: bytes) -> None:
 
     def run(name: str):
         try:
-            documents[name] = toml.parse(toml._decode(body, name), name)
+            documents[name] = toml.parse(toml.document._decode(body, name), name)
         except ConfigError:
             pass
         return compile_sources([name], target=target, env=None)

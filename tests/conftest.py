@@ -10,6 +10,9 @@ settings.register_profile(
     "default", max_examples=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
+    "fast", max_examples=10, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
     "long", max_examples=2000, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
@@ -18,3 +21,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/*.out from the current output (review the diff)")
+
+
+# `make test-fast` runs the JAX-free stages' tests with CAPIBARA_TEST_TIER=fast;
+# this keeps that tier honest: a test that pulls JAX in belongs to the full suite.
+def pytest_sessionfinish(session, exitstatus):
+    import sys
+
+    if os.environ.get("CAPIBARA_TEST_TIER") == "fast" and "jax" in sys.modules and exitstatus == 0:
+        session.exitstatus = 1
+        sys.stderr.write("\nerror: the fast tier imported JAX; move the test that needs it "
+                         "out of the fast directories (Makefile: FAST_TESTS)\n")

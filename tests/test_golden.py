@@ -71,7 +71,16 @@ def run_case(path: Path, monkeypatch, capsys) -> str:
     return f"{out.getvalue()}{capsys.readouterr().err}exit status: {status}\n"
 
 
-@pytest.mark.parametrize("path", CASES, ids=[stem(p) for p in CASES])
+#: Verbs that load a plan onto a device: their cases import JAX (not in `make test-fast`).
+DEVICE_VERBS = frozenset({"run", "train", "serve"})
+
+
+def case(path: Path):
+    marks = [pytest.mark.jax] if directives(path)[0] in DEVICE_VERBS else []
+    return pytest.param(path, id=stem(path), marks=marks)
+
+
+@pytest.mark.parametrize("path", [case(p) for p in CASES])
 def test_golden(path: Path, monkeypatch, capsys, request) -> None:
     actual = run_case(path, monkeypatch, capsys)
     expected = expected_path(path)

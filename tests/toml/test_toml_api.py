@@ -118,7 +118,7 @@ def test_format_path_round_trips_through_toml() -> None:
 
 
 def test_the_parser_is_built_once_per_process() -> None:
-    assert toml._get_parser() is toml._get_parser()
+    assert toml.document._get_parser() is toml.document._get_parser()
 
 
 def test_parses_from_many_threads() -> None:

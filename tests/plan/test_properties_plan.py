@@ -34,7 +34,7 @@ from capibara.plan import (compute_digest, decode_plan, encode_plan, load_plan_f
 from capibara.config.fields import FIELDS
 from capibara.testing.config_strategies import configs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = sorted((ROOT / "configs").rglob("*.toml"))
 TARGET_NAMES = [None, "cpu", "cpu-arm", "gpu-h100", "tpu_v4-32", "tpu_v6e-8"]
 DTYPES = {"float32", "bfloat16", "float16", "int8", "int4", "int16", "int32", "ternary"}

@@ -11,7 +11,7 @@ from hypothesis import given
 from capibara import toml
 from capibara.testing.strategies import same_toml_value, toml_documents
 
-BENCH_CONFIG = Path(__file__).resolve().parents[2] / "shared" / "bench" / "ml_config.toml"
+BENCH_CONFIG = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml_config.toml"
 
 
 def value_at(value, path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FUZZ = ROOT / "fuzz"
 REGRESSIONS = sorted(p for p in (FUZZ / "regressions").glob("*/*") if p.is_file())
 

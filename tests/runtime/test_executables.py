@@ -12,7 +12,7 @@ import pytest
 
 from capibara.compiler.driver import compile_sources
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEV = str(ROOT / "configs" / "development" / "development.toml")
 SMALL = ("model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
          "model.max_seq_length=64", "deployment.batch_size=8")

@@ -29,7 +29,7 @@ from capibara.model.network import Network
 from capibara.config.model_config import ModularModelConfig
 from capibara.plan import write_plan_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # float32 compute (no mixed precision) keeps greedy decoding free of rounding ties
 TINY = dict(hidden_size=64, num_layers=2, num_heads=4, vocab_size=128, max_seq_length=32,

@@ -16,9 +16,9 @@ from capibara.config.model_config import ModularModelConfig
 from capibara.config.fields import ALIAS_SECTIONS, FIELDS, SECTIONS
 from capibara.testing.config_strategies import configs
 
-from jsonschema_subset import errors
+from tests.config.jsonschema_subset import errors
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = sorted((ROOT / "configs").rglob("*.toml"))
 SCHEMA = json_schema()
 

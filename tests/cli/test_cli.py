@@ -92,7 +92,7 @@ def test_migrate_prints_v3_and_write_rewrites_atomically(tmp_path, capsys) -> No
     from capibara import toml
     from capibara.config.legacy import find_legacy_paths
 
-    legacy = Path(__file__).resolve().parents[1] / "configs" / "legacy" / "v2_tpu_600m.toml"
+    legacy = Path(__file__).resolve().parents[2] / "configs" / "legacy" / "v2_tpu_600m.toml"
     status, text = run("migrate", str(legacy))
     assert status == 0
     assert find_legacy_paths(toml.loads(legacy.read_text())), "the fixture must be legacy"

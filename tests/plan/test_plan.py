@@ -20,7 +20,7 @@ from capibara.plan import (FORMAT, Plan, compute_digest, decode_plan, diff_confi
                            seal, write_plan_file)
 from capibara.targets import CATALOG
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def plan_of(target: str = "tpu_v4-32", **fields) -> Plan:

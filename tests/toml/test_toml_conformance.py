@@ -25,7 +25,7 @@ def _suite_dir() -> Path:
     configured = os.environ.get("CAPIBARA_TOML_TEST_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "toml-test"
+    return Path(__file__).resolve().parents[3] / "shared" / "toml-test"
 
 
 SUITE = _suite_dir()

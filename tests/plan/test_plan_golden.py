@@ -1,10 +1,10 @@
 """Golden plans: every bundled config × a representative target of each family.
 
-Each ``tests/golden_plans/matrix/CONFIG--TARGET.txt`` holds what compiling
+Each ``tests/plan/golden_plans/matrix/CONFIG--TARGET.txt`` holds what compiling
 ``configs/.../CONFIG.toml`` for ``TARGET`` (no environment) gives: every
 diagnostic as one line, then, when it compiles, the plan's summary (without
 its digest, so an unrelated change elsewhere in the plan shows up only in the
-full views). ``tests/golden_plans/views/*.txt`` hold the full flat view of a
+full views). ``tests/plan/golden_plans/views/*.txt`` hold the full flat view of a
 few plans, digest included. ``pytest --update-golden`` rewrites them all;
 review the diff.
 """
@@ -21,8 +21,8 @@ from capibara.targets import CATALOG, get_target
 
 import msgspec
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "tests" / "golden_plans"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parent / "golden_plans"
 CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.toml"))
 #: One or two of each family: TPU v4 (one host and a slice), TPU v6e, GPU (one and eight),
 #: and the three CPU kinds. Catalog entries, never the detected host, so goldens do not

@@ -16,7 +16,7 @@ import capibara.cli.app as cli
 from capibara.compiler import check as pipeline
 from capibara.plan import decode_plan, load_plan_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEV = str(ROOT / "configs/development/development.toml")
 ARM = str(ROOT / "configs/specialized/arm_axion_inference.toml")
 

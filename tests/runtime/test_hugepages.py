@@ -12,7 +12,7 @@ import pytest
 from capibara.runtime import hugepages
 from capibara.runtime.hugepages import HugePages, advice, classify
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GLIBC = (2, 36)
 
 

@@ -17,7 +17,7 @@ from capibara.model import checkpoint
 from capibara.model.checkpoint import CheckpointManager, load_tree, save_tree
 from capibara.diagnostics import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_state(seed: int = 0, width: int = 8):

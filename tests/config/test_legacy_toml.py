@@ -18,7 +18,7 @@ from capibara.config.legacy import (LEGACY_KEYS, find_legacy_paths, migrate_toml
 from capibara.config.model_config import ConfigWarning
 from capibara.config.sources import resolve_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 V3_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.toml") if "legacy" not in p.parts)
 LEGACY_CONFIGS = sorted((ROOT / "configs" / "legacy").glob("*.toml"))
 

@@ -16,7 +16,7 @@ from capibara.compiler.driver import compile_sources
 from capibara.diagnostics import ConfigError
 from capibara.plan import write_plan_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEV = str(ROOT / "configs" / "development" / "development.toml")
 SMALL = ("model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
          "model.max_seq_length=64", "deployment.batch_size=4")

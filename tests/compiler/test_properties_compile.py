@@ -25,7 +25,7 @@ from capibara.testing.config_strategies import configs
 from capibara.testing.spans import span_problems
 from capibara.testing.strategies import mutations_of, toml_documents
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = sorted((ROOT / "configs").rglob("*.toml"))
 TARGET_NAMES = [None, "cpu", "cpu-arm", "gpu-h100", "tpu_v4-32", "tpu_v6e-8"]
 TARGETS = st.sampled_from(TARGET_NAMES)

@@ -19,7 +19,7 @@ from capibara.config.sources import resolve_config, resolve_path
 from capibara.testing.config_strategies import configs, field_values
 from capibara.config.writer import toml_value
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = sorted((ROOT / "configs").rglob("*.toml"))
 
 

@@ -327,7 +327,7 @@ def test_runtime_update_is_revalidated_in_full() -> None:
 
 # --------------------------------------------------------------------------- the bundled files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _file_config(relative: str) -> ModularModelConfig:
