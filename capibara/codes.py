@@ -298,7 +298,7 @@ Example:
 
 Fix: `enabled = true`."""),
     Code("S202", "value out of range",
-         """A number lies outside its field's range (PARAMS.md §b): for example
+         """A number lies outside its field's range (`capibara explain FIELD` gives it): for example
 ratios in [0.0, 0.95], `vq_adaptive_threshold` in [0, 1], `gpu_memory_fraction`
 in (0, 1], β in [0, 1), ports 1–65535, counts at least 1, mesh axes at
 least 1. NaN and infinities are never accepted.
@@ -338,7 +338,7 @@ Example:
 
 Fix: list each category once."""),
     Code("S301", "one field set twice with different values",
-         """Some fields have more than one spelling (PARAMS.md §0.3.5):
+         """Some fields have more than one spelling:
 `[vector_quantization] codes` and `[tpu_v6_features] vq_codes`,
 `[performance] cache_optimized` and `cache_compiled_functions`,
 `[tpu_v6_features] enabled` and `adaptive_ml`, or two environment variables
@@ -368,7 +368,7 @@ Fix: set `num_heads` to a divisor of the hidden size (`num_heads = 8`), or use
 a multiple of 64 such as 1024."""),
     Code("S501", "field cannot change at run time",
          """`update_runtime_settings` may change only the runtime-mutable fields
-(PARAMS.md §c): batch sizes, sampling temperature, the VQ bypass and
+(`capibara explain FIELD` says which): batch sizes, sampling temperature, the VQ bypass and
 threshold, logging, monitoring, safety filters and debug switches. Every other
 field changes parameter shapes, devices, the mesh, services or compilation, so
 it needs a new config and a new model. The update is refused as a whole:
@@ -394,8 +394,8 @@ Fix: `--set sparsity.ratio=0.5`."""),
     Code("L001", "v2 key `model_size` rewritten",
          """A v2.x config names its size tier (`model_size = "600m"`) instead of the
 model's shape. The legacy rewrite replaces it with `hidden_size`, `num_layers`,
-`num_heads` and `model_name = "capibara_<size>"` under `[model]` (PARAMS.md
-§e.2); keys written beside it win. A v2 file carries no shapes, so the note
+`num_heads` and `model_name = "capibara_<size>"` under `[model]` (the size
+table `capibara migrate` uses); keys written beside it win. A v2 file carries no shapes, so the note
 reminds you to compare them with the checkpoint you load.
 
 Example:
@@ -460,7 +460,7 @@ Fix: delete the legacy key, or make the two agree."""),
     # ------------------------------------------------------------------ V: cross-field validation
     Code("V001", "head count does not divide the hidden size",
          """Each attention head gets `hidden_size / num_heads` features, which must
-be a whole number (C1).
+be a whole number.
 
 Example:
     [model]
@@ -472,7 +472,7 @@ Fix: `num_heads = 12` (head dimension 64), or remove `num_heads` to derive
     Code("V002", "inefficient head dimension",
          """The head dimension `hidden_size / num_heads` is legal but neither 64 nor
 128, the standard sizes; multiples of 128 fill the TPU matrix unit, other
-sizes leave parts of it idle (C2). A warning.
+sizes leave parts of it idle. A warning.
 
 Example:
     [model]
@@ -482,8 +482,8 @@ Example:
 Fix: `num_heads = 12` (64) or `num_heads = 6` (128)."""),
     Code("V003", "architecture value outside the documented tiers",
          """`hidden_size` (512, 768, 1024, 2048), `num_layers` (6, 12, 24, 36) or an
-explicit `num_heads` (8, 12, 16, 32) is not one of the documented values (C3).
-The sets are advisory (A45): tiny test models and large migrated shapes are
+explicit `num_heads` (8, 12, 16, 32) is not one of the documented values.
+The sets are advisory: tiny test models and large migrated shapes are
 fine, but they are not the tuned configurations. A warning.
 
 Example:
@@ -493,7 +493,7 @@ Example:
 Fix: keep it if intended, or use the nearest documented value the help names."""),
     Code("V004", "encoder set without multimodal processing",
          """`vision_encoder_type` or `audio_encoder_type` is set while
-`multimodal_enabled` is false: the encoder would be loaded for nothing (C4).
+`multimodal_enabled` is false: the encoder would be loaded for nothing.
 
 Example:
     [model]
@@ -502,7 +502,7 @@ Example:
 Fix: `multimodal_enabled = true`, or remove the encoder."""),
     Code("V005", "multimodal processing without an encoder",
          """`multimodal_enabled = true` with no vision and no audio encoder: an enabled
-multimodal pipeline with no encoder cannot process anything (C5).
+multimodal pipeline with no encoder cannot process anything.
 
 Example:
     [model]
@@ -511,9 +511,9 @@ Example:
 Fix: set `vision_encoder_type` ("clip" or "vit") or `audio_encoder_type`
 ("wav2vec2" or "whisper"), or turn multimodal off."""),
     Code("V006", "`use_jax_native` contradicts `jax_backend`",
-         """Both say whether `capibara.jax` is used (A2): `use_jax_native = false`
+         """Both say whether `capibara.jax` is used: `use_jax_native = false`
 with `backend = "capibara_jax"`, or `true` with `"standard"`, cannot both
-hold (C6). One of them alone decides the other.
+hold. One of them alone decides the other.
 
 Example:
     [jax_config]
@@ -524,7 +524,7 @@ Fix: `backend = "standard"`, or remove one of the two keys."""),
     Code("V007", "native JAX backend without a fallback",
          """`backend = "capibara_jax"` with `fallback_to_standard = false` fails hard
 on any machine where `capibara.jax` cannot be imported, instead of running on
-standard JAX (C7). A warning.
+standard JAX. A warning.
 
 Example:
     [jax_config]
@@ -533,7 +533,7 @@ Example:
 Fix: `fallback_to_standard = true`, or `backend = "auto"`."""),
     Code("V008", "compile settings without JIT",
          """`compile_mode` or `cache_compiled_functions` is set while `enable_jit` is
-false: nothing is compiled, so they mean nothing (C8). A warning.
+false: nothing is compiled, so they mean nothing. A warning.
 
 Example:
     [performance]
@@ -544,7 +544,7 @@ Fix: remove the compile settings, or turn JIT on."""),
     Code("V009", "debug instrumentation with aggressive compilation",
          """`jax_debug_mode`, `trace_execution` or `profile_performance` is on with
 `compile_mode = "aggressive"`: debug instrumentation distorts or defeats the
-optimizations, and profiles measure something else than production (C9).
+optimizations, and profiles measure something else than production.
 
 Example:
     [jax_config]
@@ -555,7 +555,7 @@ Example:
 Fix: `compile_mode = "default"` while debugging."""),
     Code("V010", "`vq_embedding_dim` differs from `hidden_size`",
          """With VQ on, codebook vectors replace hidden states, so both must have the
-same size; no projection between them is documented (C10, A17). Omitting
+same size; no projection between them is documented. Omitting
 `embedding_dim` derives it from `hidden_size`.
 
 Example:
@@ -567,7 +567,7 @@ Example:
 Fix: remove `embedding_dim`, or set it to 1024."""),
     Code("V011", "enterprise VQ mode without VQ",
          """`vq_enterprise_mode` (128 codes plus adaptive ML) is a mode of vector
-quantization, so it needs `use_vq` (C11).
+quantization, so it needs `use_vq`.
 
 Example:
     [vector_quantization]
@@ -576,7 +576,7 @@ Example:
 
 Fix: `enabled = true`, or turn enterprise mode off."""),
     Code("V012", "enterprise VQ mode without 128 codes",
-         """Enterprise mode is defined as "128 códigos + ML adaptativo" (C12). When
+         """Enterprise mode is defined as "128 códigos + ML adaptativo". When
 `codes` is not given it becomes 128; an explicit other value is this error.
 The reverse is allowed: 128 codes without enterprise mode (the research
 example).
@@ -589,7 +589,7 @@ Example:
 Fix: `codes = 128` (or remove it), or turn enterprise mode off."""),
     Code("V013", "enterprise VQ settings without enterprise mode",
          """`vq_cost_management` or `vq_fallback_strategy` is set explicitly while
-`vq_enterprise_mode` is off: they only act in enterprise mode (C13, A39). A
+`vq_enterprise_mode` is off: they only act in enterprise mode. A
 warning; nothing is said about their defaults.
 
 Example:
@@ -599,7 +599,7 @@ Example:
 Fix: remove them, or `enterprise_mode = true`."""),
     Code("V014", "vector-quantization settings while VQ is off",
          """Vector-quantization settings are set explicitly while `use_vq` is false;
-they are ignored (C14). A warning.
+they are ignored. A warning.
 
 Example:
     [vector_quantization]
@@ -609,8 +609,8 @@ Example:
 Fix: remove them, or `enabled = true`."""),
     Code("V015", "hardware-specific VQ path on the wrong device",
          """`vq_use_tpu_optimizations` set for an explicit `gpu` or `cpu` device, or
-`vq_use_simd` (a CPU path) set for an explicit TPU device, is ignored there
-(C15). With `device = "auto"` these flags are gated silently (A24). A warning.
+`vq_use_simd` (a CPU path) set for an explicit TPU device, is ignored there.
+With `device = "auto"` these flags are gated silently. A warning.
 
 Example:
     [hardware]
@@ -621,7 +621,7 @@ Example:
 Fix: remove the flag that cannot apply."""),
     Code("V016", "float16 VQ codebooks on a TPU",
          """`vq_precision = "float16"` on a TPU (named, or resolved on the target):
-TPUs compute natively in bfloat16 and emulate float16 slowly (C16). A warning.
+TPUs compute natively in bfloat16 and emulate float16 slowly. A warning.
 
 Example:
     [hardware]
@@ -632,7 +632,7 @@ Example:
 Fix: `precision = "bfloat16"` (or "auto")."""),
     Code("V018", "manual sharding without a mesh",
          """`sharding_strategy = "manual"` places arrays on a mesh you describe, so
-`mesh_shape` cannot be "auto" (C18).
+`mesh_shape` cannot be "auto".
 
 Example:
     [tpu_v4_optimizations]
@@ -643,7 +643,7 @@ count), or `sharding_strategy = "auto"`."""),
     Code("V019", "sharded features with sharding disabled",
          """`sharding_strategy = "disabled"` keeps every array whole on each device,
 but `model_parallel` splits the model and `optimizer_sharding` splits the
-optimizer state: both need sharding (C19). `optimizer_sharding` is on by
+optimizer state: both need sharding. `optimizer_sharding` is on by
 default, so it must be turned off explicitly.
 
 Example:
@@ -655,7 +655,7 @@ Fix: `optimizer_sharding = false` (and `model_parallel = false`), or
     Code("V020", "model axis does not divide the model",
          """With `model_parallel`, the last mesh axis splits attention heads and
 hidden features across devices, so its size must divide `num_heads` and
-`hidden_size` (C20); not dividing `vocab_size` only pads the embedding (a
+`hidden_size`; not dividing `vocab_size` only pads the embedding (a
 warning). The seed's `[4, 8]` mesh cannot split 12 heads 8 ways.
 
 Example:
@@ -668,7 +668,7 @@ e.g. `[8, 4]`."""),
     Code("V022", "multi-device settings on one device",
          """`optimizer_sharding`, `async_collective` or `distributed_training` is set
 explicitly for a target with one device, where there is nothing to shard or
-communicate with (C22). Reported by the hardware check. A warning.
+communicate with. Reported by the hardware check. A warning.
 
 Example (`--target cpu`):
     [tpu_v4_optimizations]
@@ -677,8 +677,8 @@ Example (`--target cpu`):
 Fix: remove them for single-device runs."""),
     Code("V023", "kernel categories without custom kernels",
          """`kernel_categories` changed while `use_custom_kernels` is false is
-ignored; `use_custom_kernels = true` with an empty list selects no kernel
-(C23). A warning.
+ignored; `use_custom_kernels = true` with an empty list selects no kernel.
+A warning.
 
 Example:
     [tpu_v4_optimizations]
@@ -688,7 +688,7 @@ Fix: list the categories to use, or `use_custom_kernels = false`."""),
     Code("V024", "`use_tpu_v4_optimizations` for another device",
          """TPU v4 optimizations set explicitly for an explicit `gpu` or `cpu` device
 are ignored; for `tpu_v6` they apply only on fallback to TPU v4, which cannot
-happen with `hardware_fallback = false` (C24, A24). A warning.
+happen with `hardware_fallback = false`. A warning.
 
 Example:
     [hardware]
@@ -701,7 +701,7 @@ Fix: remove `enabled` from `[tpu_v4_optimizations]`."""),
          """`mixed_precision = false` with `use_bfloat16 = true` computes and stores
 weights in pure bfloat16, which risks unstable training; `use_bfloat16 =
 false` with mixed precision on a TPU computes in float16, which TPUs run
-slowly (C26, A28). A warning.
+slowly. A warning.
 
 Example:
     [performance]
@@ -711,7 +711,7 @@ Fix: `mixed_precision = true` (fp32 master weights, bf16 compute)."""),
     Code("V027", "training settings in inference mode",
          """In inference mode (`--mode inference`), the training fields
 (`[training]`, `gradient_checkpointing`, `activation_offloading`,
-`optimizer_sharding`) set explicitly are ignored (C27). A warning.
+`optimizer_sharding`) set explicitly are ignored. A warning.
 
 Example (`capibara check --mode inference`):
     [training]
@@ -721,8 +721,7 @@ Fix: keep training settings out of inference configs."""),
     Code("V028", "sparsity range out of order",
          """`min_sparsity` must not exceed `max_sparsity`; with adaptive sparsity the
 target `sparsity_ratio` must also lie between them, because the schedule
-ramps from the minimum to the target and clamps adjustments to the range
-(C28, A27).
+ramps from the minimum to the target and clamps adjustments to the range.
 
 Example:
     [sparsity]
@@ -732,7 +731,7 @@ Example:
 Fix: a ratio inside [min_sparsity, max_sparsity], or move the bound."""),
     Code("V029", "impossible Mixture-of-Rookies routing",
          """Mixture of Rookies routes each token to `mor_top_k` of `mor_num_experts`
-experts; more than exist is impossible (C29). Routing to all of them (or
+experts; more than exist is impossible. Routing to all of them (or
 having a single expert) is legal but gives no routing sparsity: a warning.
 
 Example:
@@ -743,7 +742,7 @@ Example:
 Fix: `mor_top_k = 2` (the default)."""),
     Code("V030", "`mor_*` settings without Mixture of Rookies",
          """`mor_num_experts`, `mor_top_k` or `mor_load_balancing` is set explicitly
-while sparsity is off or uses another method; they are ignored (C30). A
+while sparsity is off or uses another method; they are ignored. A
 warning.
 
 Example:
@@ -754,7 +753,7 @@ Example:
 Fix: remove them, or `method = "mor"`."""),
     Code("V031", "two weight quantizers at once",
          """BitNet and affine quantization both quantize the weights; they are
-alternatives (C31). `use_bitnet = true` alone turns the affine default off,
+alternatives. `use_bitnet = true` alone turns the affine default off,
 so this is only an error when both are set to true.
 
 Example:
@@ -765,7 +764,7 @@ Example:
 Fix: `use_affine_quantization = false`, or remove it."""),
     Code("V032", "quantizer settings while the quantizer is off",
          """`bitnet_precision` without `use_bitnet`, or `affine_bits`/`affine_symmetric`
-without `use_affine_quantization`, is ignored (C32). A warning.
+without `use_affine_quantization`, is ignored. A warning.
 
 Example:
     [quantization]
@@ -774,10 +773,10 @@ Example:
 
 Fix: remove the setting, or turn its quantizer on."""),
     Code("V033", "`auto_device_selection` contradicts `device`",
-         """`auto_device_selection` says the same as `device = "auto"` (A25).
+         """`auto_device_selection` says the same as `device = "auto"`.
 `device = "auto"` with `auto_device_selection = false` leaves no device to use
 (an error); a named device with `auto_device_selection = true` is a warning:
-the named device wins (C33).
+the named device wins.
 
 Example:
     [hardware]
@@ -786,7 +785,7 @@ Example:
 Fix: name a device (`device = "tpu_v4"`), or remove `auto_device_selection`."""),
     Code("V034", "`fallback_cpu` without hardware fallback",
          """`fallback_cpu = true` only allows CPU as the last step of the hardware
-fallback chain; with `hardware_fallback = false` there is no chain (C34, A9).
+fallback chain; with `hardware_fallback = false` there is no chain.
 A warning.
 
 Example:
@@ -797,7 +796,7 @@ Example:
 Fix: `hardware_fallback = true`, or remove `fallback_cpu`."""),
     Code("V037", "settings for GPUs on a non-GPU device",
          """`num_gpus`, `gpu_memory_fraction` or `gpu_memory_growth` is set for an
-explicit TPU or CPU device; they are ignored (C37). Growth plus a fraction is
+explicit TPU or CPU device; they are ignored. Growth plus a fraction is
 fine on a GPU: memory grows on demand up to the cap. A warning.
 
 Example:
@@ -808,7 +807,7 @@ Example:
 Fix: remove the GPU settings."""),
     Code("V038", "several memory caps",
          """`[hardware] memory_limit_gb` together with `tpu_memory_limit_gb` or
-`gpu_memory_fraction`: the smallest limit applies (C38, A10), which may not
+`gpu_memory_fraction`: the smallest limit applies, which may not
 be the one you read first. A warning.
 
 Example:
@@ -822,7 +821,7 @@ Fix: keep the one cap you mean."""),
          """ARM Axion optimizations apply to ARM CPUs: set explicitly for a TPU or
 GPU device, or checked against a target that is not an ARM CPU, they are
 ignored. With both `arm_sve_enabled` and `arm_neon_fallback` off only the
-scalar path is left (C39). A warning.
+scalar path is left. A warning.
 
 Example:
     [arm_optimizations]
@@ -834,7 +833,7 @@ Fix: `neon_fallback = true` at least; use the file on an ARM host."""),
     Code("V040", "ranks do not fit the world size",
          """`local_rank` must lie in [0, world_size); `world_size > 1` needs
 `distributed_training` (errors). `distributed_training` with `world_size = 1`
-runs a single process (a warning) (C40).
+runs a single process (a warning).
 
 Example:
     [deployment]
@@ -842,7 +841,7 @@ Example:
 
 Fix: `distributed_training = true`, or `world_size = 1`."""),
     Code("V041", "batch size above the maximum",
-         """An integer `batch_size` above `max_batch_size` (C41).
+         """An integer `batch_size` above `max_batch_size`.
 
 Example:
     [deployment]
@@ -852,7 +851,7 @@ Example:
 Fix: `batch_size = 32`, or raise `max_batch_size`."""),
     Code("V042", "batch size is only a starting size",
          """With `adaptive_batching` (on by default) an integer `batch_size` is the
-starting size; the runtime adjusts it within [1, max_batch_size] (C42, A26).
+starting size; the runtime adjusts it within [1, max_batch_size].
 A warning, so the number in the file is not mistaken for a fixed batch.
 
 Example:
@@ -863,7 +862,7 @@ Fix: `adaptive_batching = false` to keep it fixed, or "auto"."""),
     Code("V043", "service port clash or privileged port",
          """With MCP and Meta Loop both enabled, `mcp_port` and `elixir_bridge_port`
 must differ: two servers cannot bind one port (an error). An enabled
-service on a port below 1024 needs root (a warning) (C43).
+service on a port below 1024 needs root (a warning).
 
 Example:
     [enterprise]
@@ -874,7 +873,7 @@ Example:
 Fix: different ports (defaults 8080 and 9090)."""),
     Code("V044", "`mcp_*` settings while MCP is off",
          """`mcp_port`, `mcp_auth_required` or `mcp_rate_limiting` is set explicitly
-while `mcp_enabled` is false; no MCP server runs (C44). A warning.
+while `mcp_enabled` is false; no MCP server runs. A warning.
 
 Example:
     [enterprise]
@@ -884,7 +883,7 @@ Fix: `mcp_enabled = true`, or remove them."""),
     Code("V045", "`ethics_guard_enabled` or `rag_hub_enabled` without Meta Loop",
          """The ethics guard and the RAG Hub run inside Meta Loop (Elixir/OTP); set
 to true while `meta_loop_enabled` is false they are not running, although the
-file reads as if an ethics guard were active (C45, A40). `content_safety_check`
+file reads as if an ethics guard were active. `content_safety_check`
 and `output_filtering` still apply. A warning.
 
 Example:
@@ -894,7 +893,7 @@ Example:
 Fix: `meta_loop_enabled = true`."""),
     Code("V046", "unauthenticated MCP server",
          """`mcp_enabled` with `mcp_auth_required = false` exposes a server anyone
-who can reach the port may use (C46). A warning.
+who can reach the port may use. A warning.
 
 Example:
     [enterprise]
@@ -906,7 +905,7 @@ Fix: `mcp_auth_required = true`."""),
          """`security_level = "high"` turns on `mcp_auth_required`, `api_key_required`,
 `request_encryption`, `audit_logging`, `sensitive_data_masking`,
 `output_filtering` and `content_safety_check` where they are not set; one set
-to false would weaken the preset silently (C47, A22).
+to false would weaken the preset silently.
 
 Example:
     [enterprise]
@@ -917,8 +916,8 @@ Fix: remove the switch (the preset turns it on), or `security_level =
 "standard"`."""),
     Code("V048", "verbose logging without data masking",
          """`log_level = "DEBUG"`, `debug_mode` or `jax_debug_mode` with
-`sensitive_data_masking = false` risks writing sensitive data to the logs
-(C48). A warning.
+`sensitive_data_masking = false` risks writing sensitive data to the logs.
+A warning.
 
 Example:
     [enterprise]
@@ -928,8 +927,8 @@ Example:
 Fix: `sensitive_data_masking = true`."""),
     Code("V049", "monitoring settings while monitoring is off",
          """`metrics_endpoint`, `health_check_interval` or `performance_profiling` is
-set explicitly while `monitoring_enabled` is false (the default, A32); they
-are ignored (C49). A warning.
+set explicitly while `monitoring_enabled` is false (the default); they
+are ignored. A warning.
 
 Example:
     [enterprise]
@@ -938,8 +937,7 @@ Example:
 Fix: `monitoring_enabled = true`."""),
     Code("V050", "warmup does not end before the schedule",
          """`decay_steps` is the total schedule length including warmup, so
-`warmup_steps` must be smaller: otherwise the learning rate never decays
-(C50).
+`warmup_steps` must be smaller: otherwise the learning rate never decays.
 
 Example:
     [training]
@@ -949,7 +947,7 @@ Example:
 Fix: a longer schedule or a shorter warmup."""),
     Code("V051", "checkpoint interval longer than the schedule",
          """`save_checkpoint_steps` above `decay_steps` saves no checkpoint within
-the schedule (C51). A warning.
+the schedule. A warning.
 
 Example:
     [training]
@@ -958,8 +956,8 @@ Example:
 Fix: `save_checkpoint_steps` at most `decay_steps`."""),
     Code("V052", "consensus distilling without teachers",
          """`use_consensus_distilling` needs teacher models, and no field names them
-yet (A49): training with it fails, and it costs about 5× the compute. An even
-`consensus_num_teachers` can also tie a majority vote (C52). Warnings.
+yet: training with it fails, and it costs about 5× the compute. An even
+`consensus_num_teachers` can also tie a majority vote. Warnings.
 
 Example:
     [training]
@@ -969,7 +967,7 @@ Fix: `use_consensus_distilling = false` until teacher sources exist."""),
     Code("V053", "optimizer ignores a setting",
          """SGD uses neither `beta1`, `beta2` nor `epsilon`; RMSprop uses `beta2` as
 its decay ρ and `epsilon`, but not `beta1`. A changed value the optimizer
-ignores is a warning (C53).
+ignores is a warning.
 
 Example:
     [training]
@@ -979,7 +977,7 @@ Example:
 Fix: remove it, or `optimizer = "adamw"`."""),
     Code("V054", "betas break Adam's convergence condition",
          """For AdamW, β1² < √β2 is the convergence condition (Reddi et al.); the
-defaults 0.9 and 0.999 give 0.81 < 0.9995 (C54). A warning.
+defaults 0.9 and 0.999 give 0.81 < 0.9995. A warning.
 
 Example:
     [training]
@@ -989,7 +987,7 @@ Example:
 Fix: the defaults, or a smaller `beta1`."""),
     Code("V055", "mocked operations",
          """`mock_expensive_ops = true` replaces expensive operations with mocks: the
-outputs are not real, and such a config must never reach production (C55).
+outputs are not real, and such a config must never reach production.
 A warning, on every check.
 
 Example:
@@ -999,7 +997,7 @@ Example:
 Fix: `mock_expensive_ops = false` outside tests."""),
     Code("V056", "sampling temperature above 2",
          """`temperature` above 2.0 flattens the distribution until sampling is close
-to random (C56). 0 is greedy, 1.0 samples the model as trained. A warning.
+to random. 0 is greedy, 1.0 samples the model as trained. A warning.
 
 Example:
     [generation]
@@ -1018,10 +1016,10 @@ Example:
 
 Fix: a catalog name such as `tpu_v6e-8`."""),
     Code("H017", "mesh does not match the device count",
-         """On a TPU, an explicit `mesh_shape` must cover exactly the devices JAX sees
-(C17). TPU v4 slice names count TensorCores and JAX shows each two-core chip
+         """On a TPU, an explicit `mesh_shape` must cover exactly the devices JAX sees.
+TPU v4 slice names count TensorCores and JAX shows each two-core chip
 as one device, so a `tpu_v4-32` slice has 16 devices: the seed's `[4, 8]`
-(32 devices) does not fit (A18). The help proposes a mesh of the same rank
+(32 devices) does not fit. The help proposes a mesh of the same rank
 whose model axis divides the heads.
 
 Example (`--target tpu_v4-32`):
@@ -1033,7 +1031,7 @@ Fix: `mesh_shape = [4, 4]`, or "auto"."""),
          """An integer `batch_size` is the global batch; each data-parallel replica
 needs a whole, non-empty share, so it must be a multiple of the data-parallel
 degree (the mesh's first axis, or every device with an "auto" mesh) and at
-least that degree (C21).
+least that degree.
 
 Example (`--target tpu_v4-32`, 16 devices):
     [deployment]
@@ -1042,8 +1040,8 @@ Example (`--target tpu_v4-32`, 16 devices):
 Fix: `batch_size = 16` or 32, or "auto"."""),
     Code("H025", "memory limit above the physical memory",
          """`tpu_memory_limit_gb` above the HBM of one TPU chip of the target, or
-`[hardware] memory_limit_gb` above the memory of one device, never binds
-(C25). A warning.
+`[hardware] memory_limit_gb` above the memory of one device, never binds.
+A warning.
 
 Example (`--target tpu_v4-32`, 32 GiB per chip):
     [tpu_v4_optimizations]
@@ -1055,7 +1053,7 @@ Fix: a limit up to the physical memory, or remove it."""),
 the config cannot run there (an error). With it, the run falls back along
 tpu_v6 → tpu_v4 → gpu → cpu (cpu only with `fallback_cpu`) and this is a
 warning naming the device that runs; if nothing on the chain is present it
-is an error (C35).
+is an error.
 
 Example (`--target tpu_v4-32`):
     [hardware]
@@ -1066,7 +1064,7 @@ Fix: `device = "auto"`, or allow the fallback."""),
     Code("H036", "more GPUs requested than present",
          """`num_gpus` above the GPUs of the target cannot be satisfied (an error).
 More than one GPU with neither data nor model parallelism leaves all but one
-idle (a warning) (C36).
+idle (a warning).
 
 Example (`--target gpu-h100`, one GPU):
     [hardware]
@@ -1102,7 +1100,7 @@ lists under `capibara targets`, or "auto"."""),
          """`vq_enterprise_mode` (128 codes with adaptive ML) runs on TPU v6. On any
 other device the compiler keeps the 128-code codebook and turns the TPU v6
 features off, unless `vq_fallback_strategy = "none"` forbids that fallback:
-then the config cannot be compiled for this target (A38).
+then the config cannot be compiled for this target.
 
 Example (`--target tpu_v4-32`):
     [vector_quantization]
@@ -1144,7 +1142,7 @@ Fix: `max_batch_size = 16` or more, or fewer replicas (`mesh_shape`)."""),
     Code("H206", "more Rookie experts than MLP width",
          """Mixture of Rookies splits the dense MLP's width (4 × `hidden_size`) among
 `mor_num_experts` small experts, each `4·hidden_size // mor_num_experts`
-wide, so routing adds no MLP parameters (PARAMS.md A27). With more experts
+wide, so routing adds no MLP parameters. With more experts
 than that width, every expert would be zero wide: nothing to compute.
 
 Example:
@@ -1281,8 +1279,8 @@ after `save_checkpoint_steps` steps."""),
     Code("R212", "`use_vq` turned on for a model without codebooks",
          """At run time `use_vq` is a bypass: a model built with the VQ bottleneck
 may skip it (`use_vq = false`) and use it again. A model built without it
-has no codebooks to quantize with, so turning `use_vq` on is refused
-(PARAMS.md A34). `capibara check --runtime use_vq=true` reports the same.
+has no codebooks to quantize with, so turning `use_vq` on is refused.
+`capibara check --runtime use_vq=true` reports the same.
 
 Example:
     [vector_quantization]

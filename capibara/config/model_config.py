@@ -63,11 +63,11 @@ from capibara.config.values import (NOT_RUNTIME_MUTABLE, UNDERIVABLE, Assignment
 # --------------------------------------------------------------------------- derivation
 
 def _derive(values: dict[str, Any], provenance: dict[str, Provenance]) -> list[Diagnostic]:
-    """Fill the derived defaults of fields not set explicitly (PARAMS.md §0.3.8, A-notes).
+    """Fill the derived defaults of fields not set explicitly (PARAMS.md §0.3.8).
 
     Each rule only touches a field whose provenance is still ``default``, so an
     explicit value always wins; contradictions between explicit values are the
-    validator's (C6, C31, C33, C47).
+    validator's.
     """
     diagnostics: list[Diagnostic] = []
 
@@ -243,7 +243,7 @@ class ModularModelConfig(msgspec.Struct, frozen=True, kw_only=True, dict=True,
     # ----------------------------------------------------------------- runtime updates
 
     def update_runtime_settings(self, updates: Mapping[str, Any]) -> None:
-        """Change runtime-mutable fields in place, all or nothing (PARAMS.md §c, C57).
+        """Change runtime-mutable fields in place, all or nothing (PARAMS.md §c).
 
         Keys are flat field names, values Python-typed.  Every key must name a
         runtime-mutable field and every value must pass its field's checks;

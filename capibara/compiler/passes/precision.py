@@ -19,11 +19,11 @@ def _fast_bf16(ir: Lowered) -> bool:
 
 @dataclass(frozen=True)
 class PrecisionPolicy(Pass):
-    """The precision the target can run (A28, V13).
+    """The precision the target can run.
 
     - bf16 compute on a CPU without bf16 matrix units becomes float32: a bf16
       dot there is converted to float32 first and runs slower than float32
-      (DESIGN.md §5); with AMX/AVX512-BF16 it runs ~4× faster, so it stays.
+      (benchmarks/kernels_linalg.py); with AMX/AVX512-BF16 it runs ~4× faster, so it stays.
     - ``vq_precision = "auto"`` becomes bfloat16 where the compute is
       bfloat16 on a TPU or GPU, float32 elsewhere; ``int8`` stays int8.
     """

@@ -41,7 +41,7 @@ def _workspace(ir: Lowered) -> tuple[int, bool]:
 class ResolveBatch(Pass):
     """``batch_size = "auto"`` → the largest global batch that fits, and the memory check.
 
-    The batch is global (A26): a multiple of the data-parallel degree, at
+    The batch is global: a multiple of the data-parallel degree, at
     most ``max_batch_size``, and for ``"auto"`` the largest whose estimated
     peak (:func:`capibara.compiler.lower.estimate_memory`) stays within
     :data:`MEMORY_HEADROOM` of the memory limit. An explicit batch that does

@@ -32,7 +32,7 @@ class ResolveMesh(Pass):
 
     The model axis is 1 unless ``model_parallel``; then it is the widest
     divisor of the device count that also divides ``num_heads`` and
-    ``hidden_size`` (C20), up to :data:`MAX_MODEL_AXIS`. The data axis takes
+    ``hidden_size``, up to :data:`MAX_MODEL_AXIS`. The data axis takes
     the rest, or 1 with ``data_parallel = false``.
     """
 

@@ -1,8 +1,8 @@
-"""Cross-field rules (PARAMS.md §b) and the seed's ``ConfigValidator``.
+"""Cross-field rules and the seed's ``ConfigValidator``.
 
 Single values are checked when a config is built; this module checks how
-fields combine.  Every rule of §b is one small function in :data:`RULES`,
-registered with its C-number, its diagnostic code, its severity and the fields
+fields combine.  Every rule is one small function in :data:`RULES`, in the
+module of its section, registered with its number, its diagnostic code, its severity and the fields
 it reads.  A rule yields :class:`Finding` values (a message about named
 fields); this module turns each into a diagnostic whose primary span is the
 first field that came from text (a file, ``--set`` or an environment
@@ -15,7 +15,7 @@ Two kinds of rules:
   the device (``scope="device"``): they use the config's ``device`` when it is
   explicit and, in the hardware check, the device actually resolved on a
   target.
-- *hardware* rules (``H`` codes, the ones §b marks [HW]) compare the config
+- *hardware* rules (``H`` codes) compare the config
   with a :class:`capibara.targets.Target`: device count, memory, what is
   present.  Only :func:`check_hardware_compatibility` runs them.
 
@@ -31,8 +31,8 @@ and the seed's front door::
     check = ConfigValidator().check_hardware_compatibility(config, "tpu_v4-32")
     check.compatible, check.recommendations, check.detected_device
 
-C57 (runtime updates) and C58 (alias conflicts) are enforced where the data
-is: ``ModularModelConfig.update_runtime_settings`` and the TOML/env decoder
+Two rules are enforced where the data is (runtime updates, ``S501``, and
+alias conflicts, ``S301``): ``ModularModelConfig.update_runtime_settings`` and the TOML/env decoder
 (:data:`ENFORCED_ELSEWHERE`).
 """
 

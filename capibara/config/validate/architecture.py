@@ -108,7 +108,7 @@ def multimodal_needs_encoder(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule(6, "V006", ERROR, ("jax_backend", "use_jax_native"))
 def jax_backend_matches_native(ctx: RuleContext) -> Iterator[Finding]:
-    """`use_jax_native` and `jax_backend` must agree (A2)."""
+    """`use_jax_native` and `jax_backend` must agree."""
     native, backend = ctx.use_jax_native, ctx.jax_backend
     if (native is False and backend == "capibara_jax") or (native is True and backend == "standard"):
         wanted = "standard" if native is False else "capibara_jax"

@@ -12,7 +12,7 @@ from capibara.config.validate.engine import (ERROR, TPU_DEVICES, WARNING, Findin
 
 @rule(33, "V033", ERROR, ("auto_device_selection", "device"))
 def device_selection_agrees(ctx: RuleContext) -> Iterator[Finding]:
-    """`auto_device_selection` says the same as `device == "auto"` (A25)."""
+    """`auto_device_selection` says the same as `device == "auto"`."""
     if not ctx.explicit("auto_device_selection"):
         return
     if ctx.config.device == "auto" and not ctx.auto_device_selection:
@@ -134,7 +134,7 @@ def gpu_settings_without_gpu(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule(38, "V038", WARNING, ("memory_limit_gb", "tpu_memory_limit_gb", "gpu_memory_fraction"))
 def several_memory_caps(ctx: RuleContext) -> Iterator[Finding]:
-    """Several memory caps at once: the smallest applies (A10)."""
+    """Several memory caps at once: the smallest applies."""
     if ctx.memory_limit_gb is None or not ctx.explicit("memory_limit_gb"):
         return
     device = ctx.config.device if ctx.explicit("device") else "auto"
@@ -219,7 +219,7 @@ def batch_within_maximum(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule(42, "V042", WARNING, ("batch_size", "adaptive_batching"))
 def adaptive_batch_is_a_start(ctx: RuleContext) -> Iterator[Finding]:
-    """With adaptive batching an int batch size is only the starting size (A26)."""
+    """With adaptive batching an int batch size is only the starting size."""
     batch = ctx.batch_size
     if ctx.adaptive_batching and isinstance(batch, int):
         yield Finding(

@@ -13,7 +13,7 @@ from capibara.diagnostics import Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
-#: The documented architecture tiers (PARAMS.md M3–M5, "allowed" column); advisory (A45).
+#: The documented architecture tiers; advisory (tiny test models and migrated shapes fall outside).
 DOCUMENTED_HIDDEN = (512, 768, 1024, 2048)
 DOCUMENTED_LAYERS = (6, 12, 24, 36)
 DOCUMENTED_HEADS = (8, 12, 16, 32)
@@ -22,7 +22,7 @@ EFFICIENT_HEAD_DIMS = (64, 128)
 
 TPU_DEVICES = ("tpu_v4", "tpu_v6")
 
-#: Rules of §b enforced outside this module: C-number → (where, code).
+#: Rules enforced outside the validator: rule number → (where, code).
 ENFORCED_ELSEWHERE: dict[int, tuple[str, str]] = {
     57: ("ModularModelConfig.update_runtime_settings", NOT_RUNTIME_MUTABLE),
     58: ("the TOML and environment decoder (alias spellings)", ALIAS_CONFLICT),
@@ -35,8 +35,7 @@ class Finding(msgspec.Struct, frozen=True):
     """What a rule found: a message about ``fields`` (the most specific first).
 
     ``labels`` gives the text beside each field's span; ``severity`` overrides
-    the rule's own for rules with an error part and a warning part (C29, C33,
-    C40, C43, …).
+    the rule's own for rules with an error part and a warning part.
     """
 
     message: str
@@ -53,7 +52,7 @@ class RuleContext:
     ``device`` is the device the rules may assume: the config's explicit
     ``device``, or the one resolved on ``target`` in the hardware check;
     ``None`` when unknown (``"auto"`` without a target).  ``mode`` is
-    ``"train"``, ``"inference"`` or ``None`` (not known: C27 stays silent).
+    ``"train"``, ``"inference"`` or ``None`` (not known: the training-only rule stays silent).
     """
 
     __slots__ = ("config", "device", "target", "mode", "explicit_fields")
@@ -72,7 +71,7 @@ class RuleContext:
                 f"target={self.target!r}, mode={self.mode!r})")
 
     def __getattr__(self, name: str) -> Any:
-        # ctx.hidden_size reads the config: the rules below stay close to §b's wording.
+        # ctx.hidden_size reads the config: the rules read like the conditions they check.
         return getattr(self.config, name)
 
     def explicit(self, name: str) -> bool:
@@ -83,7 +82,7 @@ Check = Callable[[RuleContext], Iterable[Finding]]
 
 
 class Rule(msgspec.Struct, frozen=True):
-    """One rule of §b: ``number`` is its C-number, ``fields`` what it reads."""
+    """One rule: ``number`` orders the registry, ``fields`` are what it reads."""
 
     number: int
     code: str

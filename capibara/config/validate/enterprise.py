@@ -45,7 +45,7 @@ def mcp_settings_without_mcp(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule(45, "V045", WARNING, ("ethics_guard_enabled", "rag_hub_enabled", "meta_loop_enabled"))
 def meta_loop_parts_without_meta_loop(ctx: RuleContext) -> Iterator[Finding]:
-    """The ethics guard and RAG Hub run inside Meta Loop (A40)."""
+    """The ethics guard and RAG Hub run inside Meta Loop."""
     if ctx.meta_loop_enabled:
         return
     on = [n for n in ("ethics_guard_enabled", "rag_hub_enabled")

@@ -110,7 +110,7 @@ class ConfigValidator:
     """The seed's validator (``capibara.config.ConfigValidator``); stateless."""
 
     def validate_full_config(self, config: Any) -> ValidationResult:
-        """Every rule of PARAMS.md §b not marked [HW]; never raises for an invalid config."""
+        """Every rule that needs no hardware; never raises for an invalid config."""
         diagnostics = get_validation_errors(config)
         return ValidationResult([d for d in diagnostics if d.is_error],
                                 [d for d in diagnostics if not d.is_error])

@@ -37,7 +37,7 @@ def suggest_mesh(devices: int, like: Sequence[int], *, heads: int | None = None,
     """A mesh of ``len(like)`` axes (at most two) whose product is ``devices``, closest to ``like``.
 
     The last axis is the model axis (T2's ``[data, model]``); shapes whose
-    model axis divides ``heads`` and ``hidden`` are preferred (C20), then the
+    model axis divides ``heads`` and ``hidden`` are preferred, then the
     one nearest to ``like`` in log scale.  For 16 devices like ``[4, 8]`` with
     12 heads this is ``[4, 4]``: ``[2, 8]`` is as near but 8 does not divide 12.
     """
@@ -251,7 +251,7 @@ def memory_limits_within_physical(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule(26, "V026", WARNING, ("mixed_precision", "use_bfloat16", "device"), scope="device")
 def precision_combinations(ctx: RuleContext) -> Iterator[Finding]:
-    """Pure bf16 training, or fp16 compute on a TPU (A28)."""
+    """Pure bf16 training, or fp16 compute on a TPU."""
     if not ctx.mixed_precision and ctx.use_bfloat16:
         yield Finding(
             "`mixed_precision` is false with `use_bfloat16` on: weights and compute are pure "
@@ -267,7 +267,7 @@ def precision_combinations(ctx: RuleContext) -> Iterator[Finding]:
             help=f"set {assignment_text('use_bfloat16', True)}")
 
 
-#: Fields that matter only when training (C27): the memory-for-training switches and [training].
+#: Fields that matter only when training: the memory-for-training switches and [training].
 def _training_fields() -> tuple[str, ...]:
     return ("gradient_checkpointing", "activation_offloading", "optimizer_sharding",
             *fields_in("training"))

@@ -94,7 +94,8 @@ def explicit_device(config: Any) -> str | None:
 
 def get_validation_errors(config: Any, *, mode: str | None = None) -> list[FieldDiagnostic]:
     """Every cross-field problem of ``config`` that needs no hardware: errors and
-    warnings, in rule order.  ``mode`` (``"train"``/``"inference"``) enables C27."""
+    warnings, in rule order.  ``mode`` (``"train"``/``"inference"``) enables the
+    training-only rule."""
     ctx = RuleContext(config, explicit_device(config), None, mode)
     return run_rules(_config_rules(), ctx)
 

@@ -52,7 +52,7 @@ def enterprise_needs_128_codes(ctx: RuleContext) -> Iterator[Finding]:
 @rule(13, "V013", WARNING, ("vq_cost_management", "vq_fallback_strategy", "vq_enterprise_mode"))
 def enterprise_settings_without_enterprise(ctx: RuleContext) -> Iterator[Finding]:
     """Enterprise sub-settings have no effect without enterprise mode."""
-    if ctx.vq_enterprise_mode or not ctx.use_vq:  # without VQ, C14 already says it
+    if ctx.vq_enterprise_mode or not ctx.use_vq:  # without VQ, V014 already says it
         return
     ignored = [n for n in ("vq_cost_management", "vq_fallback_strategy") if ctx.explicit(n)]
     if ignored:
@@ -81,7 +81,7 @@ def vq_settings_without_vq(ctx: RuleContext) -> Iterator[Finding]:
 def vq_hardware_flags_match_device(ctx: RuleContext) -> Iterator[Finding]:
     """VQ's TPU and SIMD paths are ignored on the other kind of device."""
     if not ctx.explicit("device"):
-        return  # an "auto" device gates these flags silently (A24)
+        return  # an "auto" device gates these flags silently
     device = ctx.config.device
     if device in ("gpu", "cpu") and ctx.vq_use_tpu_optimizations and \
             ctx.explicit("vq_use_tpu_optimizations"):
