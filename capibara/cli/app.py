@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     from capibara.cli.run import add_verb as add_run
 
     add_run(verbs, _add_message_format)
+
+    from capibara.cli.lsp import add_verb as add_lsp
+
+    add_lsp(verbs)
     return parser
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from capibara.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from capibara.config.model_config import ModularModelConfig
 
 #: The process environment, as the CLI passes it (``--no-env`` passes None).
 ENVIRON: Mapping[str, str] = os.environ
@@ -23,7 +26,7 @@ ENVIRON: Mapping[str, str] = os.environ
 def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
           overrides: Sequence[str] = (), target: str | None = None,
           runtime_updates: Sequence[str] = (), checkpoints: Sequence[str] = (),
-          mode: str | None = None) -> list[Diagnostic]:
+          mode: str | None = None, buffers: Mapping[str, str] | None = None) -> list[Diagnostic]:
     """Run every check on layered config files; return all diagnostics.
 
     Stages: parse and schema-check each source (with the legacy rewrite), then
@@ -37,11 +40,25 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
     verified and compared with the parameters the config implies
     (:func:`capibara.model.checkpoint.check_checkpoint`). Raises :class:`ConfigError` when the sources cannot be
     turned into a config at all (the error carries every diagnostic found).
+    ``buffers`` maps some of ``files`` to the text an editor holds for them
+    (``capibara lsp``), checked instead of what is on disk.
     """
+    return check_config(files, env=env, overrides=overrides, target=target,
+                        runtime_updates=runtime_updates, checkpoints=checkpoints, mode=mode,
+                        buffers=buffers)[0]
+
+
+def check_config(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
+                 overrides: Sequence[str] = (), target: str | None = None,
+                 runtime_updates: Sequence[str] = (), checkpoints: Sequence[str] = (),
+                 mode: str | None = None, buffers: Mapping[str, str] | None = None,
+                 ) -> tuple[list[Diagnostic], "ModularModelConfig"]:
+    """:func:`check`, also returning the config it checked (whose
+    ``provenance`` says where each value came from)."""
     from capibara.config.sources import resolve_config
     from capibara.config.validate import get_validation_errors
 
-    resolved = resolve_config(files, env=env, overrides=overrides)
+    resolved = resolve_config(files, env=env, overrides=overrides, buffers=buffers)
     diagnostics: list[Diagnostic] = list(resolved.diagnostics)
     diagnostics += get_validation_errors(resolved.config, mode=mode)
     if target is not None:
@@ -53,7 +70,7 @@ def check(files: Sequence[str], *, env: Mapping[str, str] | None = ENVIRON,
     if checkpoints:
         diagnostics += _checkpoint_errors(resolved.config, checkpoints,
                                           compare=not any(d.is_error for d in diagnostics))
-    return diagnostics
+    return diagnostics, resolved.config
 
 
 def _checkpoint_errors(config, paths: Sequence[str], *, compare: bool) -> list[Diagnostic]:

@@ -102,11 +102,20 @@ def _shown_place(path: Path) -> str:
         return f"`{path}`"
 
 
-def read_file(path: str | os.PathLike[str]) -> DecodedSource:
-    """Parse, legacy-rewrite and decode one file; never raises for bad input."""
-    from capibara import toml
-    from capibara.config.legacy import rewrite_document
+def read_file(path: str | os.PathLike[str], text: str | None = None) -> DecodedSource:
+    """Parse, legacy-rewrite and decode one file; never raises for bad input.
 
+    ``text``, when given, is the file's content as an editor holds it (unsaved
+    changes included): it is checked instead of what is on disk, under ``path``.
+    """
+    from capibara import toml
+
+    if text is not None:
+        try:
+            doc = toml.parse(text, os.fspath(path))
+        except ConfigError as error:
+            return DecodedSource({}, error.diagnostics)
+        return _decode(doc)
     found, tried = resolve_path(path)
     if found is None:
         places = ", ".join(_shown_place(p) for p in tried)
@@ -118,6 +127,13 @@ def read_file(path: str | os.PathLike[str]) -> DecodedSource:
         doc = toml.parse_file(found)
     except ConfigError as error:
         return DecodedSource({}, error.diagnostics)
+    return _decode(doc)
+
+
+def _decode(doc: Any) -> DecodedSource:
+    """Legacy-rewrite and decode one parsed file."""
+    from capibara.config.legacy import rewrite_document
+
     rewrite = rewrite_document(doc)
     decoded = decode_document(doc, rewrite.value, rewrite.origin)
     return DecodedSource(decoded.assignments, tuple(rewrite.diagnostics) + decoded.diagnostics)
@@ -199,13 +215,15 @@ def _unknown_env(name: str, source: Source) -> Diagnostic:
 def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
                    env: Mapping[str, str] | None = os.environ,
                    overrides: Sequence[str] = (),
-                   keywords: Mapping[str, Any] | None = None) -> Resolved:
+                   keywords: Mapping[str, Any] | None = None,
+                   buffers: Mapping[str, str] | None = None) -> Resolved:
     """Layer files, environment, keywords and ``--set`` overrides into one config.
 
     ``paths`` compile in order, later files winning key by key; ``env=None``
     ignores the environment (``--no-env``); ``keywords`` are flat field names
     with Python values; ``overrides`` are ``--set`` arguments (``PATH=VALUE``,
-    TOML value syntax).  Returns the config and the warnings; raises
+    TOML value syntax); ``buffers`` maps some of ``paths`` to the text an
+    editor holds for them, read instead of the files.  Returns the config and the warnings; raises
     :class:`ConfigError` carrying every diagnostic (errors and warnings, in
     source order) when any source has an error.
     """
@@ -217,7 +235,7 @@ def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
         layers.append(decoded.assignments)
 
     for path in paths:
-        add(read_file(path))
+        add(read_file(path, (buffers or {}).get(os.fspath(path))))
     if env is not None:
         add(read_env(env))
     if keywords:
