@@ -48,10 +48,12 @@ class Analysis:
         return diagnostic.span is not None and diagnostic.span.file == self.path
 
 
-def analyse(path: str, text: str, buffers: Mapping[str, str]) -> Analysis:
+def analyse(path: str, text: str, buffers: Mapping[str, str],
+            settings: Settings | None = None) -> Analysis:
     """Check the open file ``path`` holding ``text``; ``buffers`` are the texts of
-    all open files by path (read instead of the files on disk)."""
-    settings = settings_for(path)
+    all open files by path (read instead of the files on disk); ``settings``
+    are those of the workspace unless given."""
+    settings = settings_for(path) if settings is None else settings
     stack = settings.stack(path)
     below = stack[: stack.index(path) + 1]
     buffers = {**buffers, path: text}

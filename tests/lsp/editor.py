@@ -11,10 +11,11 @@ import asyncio
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+from pygls.protocol import default_converter
 from pygls.uris import from_fs_path
 
 TIMEOUT = 30.0
@@ -27,7 +28,7 @@ class Editor:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.client = LanguageClient("capibara-tests", "1")
+        self.client = LanguageClient("capibara-tests", "1", converter_factory=_converter)
         self.diagnostics: dict[str, tuple[int | None, list[types.Diagnostic]]] = {}
         self.messages: list[types.ShowMessageParams] = []
         self.changed = threading.Condition()
@@ -102,7 +103,7 @@ class Editor:
                     lambda: uri in self.diagnostics and self.diagnostics[uri][0] == wanted,
                     TIMEOUT):
                 raise TimeoutError(f"no diagnostics for {uri} version {wanted}")
-            return self.diagnostics[uri][1]
+            return list(self.diagnostics[uri][1])
 
     def wait_message(self, predicate) -> types.ShowMessageParams:
         with self.changed:
@@ -139,6 +140,20 @@ class Editor:
     def definition(self, uri: str, line: int, character: int) -> Any:
         return self.call(self.client.text_document_definition_async(types.DefinitionParams(
             text_document=self._doc(uri), position=types.Position(line, character))))
+
+
+def _converter():
+    """pygls's converter, except that a code action carrying a command object is read as a
+    code action (lsprotocol 2025.0.0 takes any object with a `command` key for a Command)."""
+    converter = default_converter()
+
+    def action_or_command(value: Any, _: type) -> Any:
+        if isinstance(value.get("command"), str):
+            return converter.structure(value, types.Command)
+        return converter.structure(value, types.CodeAction)
+
+    converter.register_structure_hook(Union[types.Command, types.CodeAction], action_or_command)
+    return converter
 
 
 def apply(text: str, edits: list[types.TextEdit]) -> str:
