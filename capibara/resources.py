@@ -64,7 +64,7 @@ def lark_parser(grammar_file: str, transformer: object):
 
     Building the TOML grammar costs ~80 ms per process; loading the cached
     parser ~3 ms. The cache key covers every grammar file (``%import`` pulls
-    rules across files), lark's version and Python's.
+    rules across files), their folder, lark's version and Python's.
     """
     import hashlib
     import sys
@@ -79,6 +79,9 @@ def lark_parser(grammar_file: str, transformer: object):
     for grammar in sorted(path.parent.glob("*.lark")):
         key.update(grammar.name.encode() + b"\0" + grammar.read_bytes() + b"\0")
     key.update(f"{lark.__version__} {sys.version_info[:2]}".encode())
+    # lark checks its cache against the grammar's path too: without the path in the name,
+    # two checkouts (or installs) of one version would rebuild each other's entry in turn.
+    key.update(str(path.parent).encode())
     directory = user_cache_dir("lark")
     if directory is not None:
         cache = directory / f"{path.stem}-{key.hexdigest()[:24]}.lark-cache"

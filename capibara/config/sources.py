@@ -37,6 +37,7 @@ from capibara.config.fieldtypes import ValueProblem, closest, format_value
 from capibara.config.model_config import (Assignment, ModularModelConfig, Provenance, build_config,
                                    check_keywords, raise_for)
 from capibara.config.fields import ENV_VARS, FIELD_BY_NAME
+from capibara.toml.reading import FILE_NOT_FOUND
 
 __all__ = ["Resolved", "resolve_config", "resolve_path", "read_file", "read_env", "TOOL_ENV"]
 
@@ -102,14 +103,26 @@ def _shown_place(path: Path) -> str:
         return f"`{path}`"
 
 
-def read_file(path: str | os.PathLike[str], text: str | None = None) -> DecodedSource:
+def read_file(path: str | os.PathLike[str], text: str | None = None, *,
+              spans: bool = True) -> DecodedSource:
     """Parse, legacy-rewrite and decode one file; never raises for bad input.
 
     ``text``, when given, is the file's content as an editor holds it (unsaved
     changes included): it is checked instead of what is on disk, under ``path``.
+    ``spans=False`` reads only the values where it can (:mod:`capibara.toml.plain`,
+    no parser loaded): every span and provenance place is then ``None``, which
+    suits a check that only wants to know whether there is anything to say.
     """
     from capibara import toml
 
+    if not spans and text is None:
+        found = resolve_path(path)[0]
+        if found is not None:
+            from capibara.toml.plain import read_plain
+
+            plain = read_plain(found)
+            if plain is not None:
+                return _decode(plain)
     if text is not None:
         try:
             doc = toml.parse(text, os.fspath(path))
@@ -120,7 +133,7 @@ def read_file(path: str | os.PathLike[str], text: str | None = None) -> DecodedS
     if found is None:
         places = ", ".join(_shown_place(p) for p in tried)
         return DecodedSource({}, (Diagnostic.error(
-            toml.document.FILE_NOT_FOUND, f"file `{os.fspath(path)}` not found", None,
+            FILE_NOT_FOUND, f"file `{os.fspath(path)}` not found", None,
             help=f"tried {places}; check the spelling, or name a bundled preset such as "
                  "`production/tpu_v4.toml`"),))
     try:
@@ -216,14 +229,15 @@ def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
                    env: Mapping[str, str] | None = os.environ,
                    overrides: Sequence[str] = (),
                    keywords: Mapping[str, Any] | None = None,
-                   buffers: Mapping[str, str] | None = None) -> Resolved:
+                   buffers: Mapping[str, str] | None = None, spans: bool = True) -> Resolved:
     """Layer files, environment, keywords and ``--set`` overrides into one config.
 
     ``paths`` compile in order, later files winning key by key; ``env=None``
     ignores the environment (``--no-env``); ``keywords`` are flat field names
     with Python values; ``overrides`` are ``--set`` arguments (``PATH=VALUE``,
     TOML value syntax); ``buffers`` maps some of ``paths`` to the text an
-    editor holds for them, read instead of the files.  Returns the config and the warnings; raises
+    editor holds for them, read instead of the files; ``spans=False`` reads
+    files without places where it can (see :func:`read_file`).  Returns the config and the warnings; raises
     :class:`ConfigError` carrying every diagnostic (errors and warnings, in
     source order) when any source has an error.
     """
@@ -235,7 +249,7 @@ def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
         layers.append(decoded.assignments)
 
     for path in paths:
-        add(read_file(path, (buffers or {}).get(os.fspath(path))))
+        add(read_file(path, (buffers or {}).get(os.fspath(path)), spans=spans))
     if env is not None:
         add(read_env(env))
     if keywords:

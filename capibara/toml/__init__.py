@@ -5,10 +5,24 @@ also keeps where each key, value and table header was written (a
 :class:`Document`). Modules: :mod:`~capibara.toml.document` (the API),
 :mod:`~capibara.toml.builder` (values from the parse), :mod:`~capibara.toml.scalars`
 (strings, numbers, dates), :mod:`~capibara.toml.syntax` (syntax errors explained),
-:mod:`~capibara.toml.keypath` (printing key paths).
+:mod:`~capibara.toml.keypath` (printing key paths), :mod:`~capibara.toml.reading`
+(reading files), :mod:`~capibara.toml.limits`, and :mod:`~capibara.toml.plain`
+(values without places, for a clean check that need not load the parser).
+Names are imported on first use, so a module of this package that needs no
+parser never loads lark.
 """
 
-from capibara.toml.document import (MAX_NESTING, Document, format_path, load, loads, parse,
-                                    parse_file)
+from capibara.lazy import lazy_exports
 
-__all__ = ["Document", "MAX_NESTING", "format_path", "load", "loads", "parse", "parse_file"]
+__all__ = ["Document", "MAX_FILE_BYTES", "MAX_NESTING", "format_path", "load", "loads", "parse", "parse_file"]
+
+__getattr__ = lazy_exports(__name__, globals(), {
+    "Document": "capibara.toml.document",
+    "MAX_FILE_BYTES": "capibara.toml.limits",
+    "MAX_NESTING": "capibara.toml.limits",
+    "format_path": "capibara.toml.keypath",
+    "load": "capibara.toml.document",
+    "loads": "capibara.toml.document",
+    "parse": "capibara.toml.document",
+    "parse_file": "capibara.toml.document",
+})

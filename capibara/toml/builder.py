@@ -36,18 +36,12 @@ from lark import Token
 from lark.lexer import TerminalDef
 
 from capibara.toml.keypath import format_path
+from capibara.toml.limits import MAX_NESTING
 from capibara.toml.scalars import CONVERTERS, TomlProblem, unescape
 
 __all__ = ["DocumentBuilder", "Header", "MAX_NESTING", "Positions", "describe", "key_bounds",
            "split_key"]
 
-MAX_NESTING = 128
-"""Deepest nesting of arrays and inline tables, and most parts in one key.
-
-Nothing in the parser recurses, but the code that consumes a value often does
-(comparisons, ``copy.deepcopy``, encoders), and Python stops at about 1000
-frames; a document nested deeper than any real configuration is refused here,
-with a diagnostic, instead of failing later with a ``RecursionError``."""
 
 # The parts of a key with quoted parts (the lexer has checked it).
 _KEY_PART = re.compile(r"""[A-Za-z0-9_-]+|"((?:[^"\\]|\\.)*)"|'([^']*)'""")

@@ -28,7 +28,9 @@ from typing import Any, Iterator, Sequence
 from lark import Lark
 from lark.exceptions import UnexpectedInput, VisitError
 
-from capibara.toml.builder import MAX_NESTING, DocumentBuilder, Positions
+from capibara.toml.builder import DocumentBuilder, Positions
+from capibara.toml.limits import MAX_FILE_BYTES, MAX_NESTING
+from capibara.toml.reading import read_text, shown_name
 from capibara.toml.keypath import format_path
 from capibara.toml.scalars import TomlProblem
 from capibara.toml.syntax import explain_syntax_error
@@ -176,57 +178,9 @@ def loads(text: str, *, source: str = "<string>") -> dict[str, Any]:
 def parse_file(path: str | os.PathLike[str]) -> Document:
     """Read and parse a TOML file: UTF-8, a leading byte-order mark allowed."""
     name = os.fspath(path)
-    # A path's undecodable bytes arrive as lone surrogates; the name is shown to people and
-    # written into plans, which must be UTF-8, so it shows them as U+FFFD (found by fuzzing).
-    shown = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in name)
-    return parse(_read(name), shown)
+    return parse(read_text(name), shown_name(name))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML file into plain values (see :func:`parse_file`)."""
     return parse_file(path).value
-
-
-#: The largest config file read, in bytes. The bundled configs are ~4 KB; parsing a
-#: mebibyte takes about a second here, so a larger file (or an endless one such as
-#: `/dev/zero`) is refused before it is read whole rather than tying up the machine.
-MAX_FILE_BYTES = 1 << 20
-FILE_NOT_FOUND = "P001"
-
-
-def _read(name: str) -> str:
-    try:
-        with open(name, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError([Diagnostic.error(
-            FILE_NOT_FOUND, f"file `{name}` not found",
-            help="check the path; relative paths are read from the current directory")]) from None
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise ConfigError([Diagnostic.error(
-            "P003", f"cannot read `{name}`: {reason[:1].lower()}{reason[1:]}")]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([Diagnostic.error(
-            "P003", f"cannot read `{name}`: it is larger than {MAX_FILE_BYTES >> 20} MiB",
-            help="a config is a few kilobytes; check that this is the file you meant")]) from None
-    return _decode(data, name)
-
-
-def _decode(data: bytes, name: str) -> str:
-    """Decode a TOML file's bytes: strict UTF-8, a leading byte-order mark dropped."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        # Show the file as far as it can be read, with the bad byte replaced.
-        shown = data.decode("utf-8", errors="replace")
-        offset = len(data[: error.start].decode("utf-8"))
-        source = Source(name, shown)
-        bad = data[error.start: error.end]
-        raise ConfigError([Diagnostic.error(
-            "P002", f"file is not valid UTF-8: byte {bad[0]:#04x} at byte offset {error.start}",
-            source.span(offset, offset + 1), label="not UTF-8",
-            help="save the file as UTF-8")]) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text

@@ -21,7 +21,7 @@ from capibara.config.fields import FIELDS
 from capibara.config.fieldtypes import format_value
 from capibara.config.legacy import migrate_toml
 from capibara.lsp.positions import units
-from tests.lsp.editor import Editor, apply
+from .editor import Editor, apply
 
 ROOT = Path(__file__).resolve().parents[2]
 
