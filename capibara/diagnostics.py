@@ -18,7 +18,6 @@ The table of codes with their explanations lives in :mod:`capibara.codes`.
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Iterable, Sequence
@@ -320,4 +319,6 @@ def to_json(diagnostic: Diagnostic) -> str:
         ],
         "notes": list(diagnostic.notes),
     }
+    import json  # only --message-format json pays for it
+
     return json.dumps(record, ensure_ascii=False)

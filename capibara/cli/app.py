@@ -22,7 +22,34 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, measuring the terminal without :mod:`shutil` (argparse
+    imports it, with the compression modules it pulls in, for every argument added)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """``$COLUMNS``, else the terminal's width, else 80 (as ``shutil.get_terminal_size``)."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # usage errors exit 2 with a hint, like argparse
         self.print_usage(sys.stderr)
         sys.stderr.write(f"error: {message}\n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from capibara.cli.output import print_diagnostics
@@ -65,7 +64,7 @@ def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser],
 
 
 def _default_output(files: Sequence[str], fmt: str | None) -> str:
-    stem = Path(files[0]).name
+    stem = os.path.basename(files[0])
     for suffix in (".toml",):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
@@ -223,4 +222,4 @@ def split_plan_files(files: Sequence[str]) -> tuple[list[str], list[Diagnostic]]
 
 def plan_exists(path: str) -> bool:
     """Whether ``explain`` should read ``path`` as a plan file rather than a code."""
-    return is_plan_path(path) or (os.path.sep in path and Path(path).is_file())
+    return is_plan_path(path) or (os.path.sep in path and os.path.isfile(path))

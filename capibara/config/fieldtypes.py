@@ -22,7 +22,6 @@ refused everywhere: no field means anything with them.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from typing import Any, Literal, Mapping, Sequence
@@ -136,6 +135,8 @@ def describe_kind(value: Any) -> str:
 def closest(word: str, candidates: Sequence[str], cutoff: float = 0.6) -> str | None:
     """The candidate nearest to ``word`` (case-insensitive), or ``None``."""
     lowered = {c.lower(): c for c in candidates}
+    import difflib  # only a misspelling pays for it
+
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
     return lowered[match[0]] if match else None
 

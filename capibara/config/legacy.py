@@ -29,11 +29,8 @@ contains none of this and passes through untouched.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import stat
-import tempfile
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
 
@@ -840,6 +837,10 @@ def write_migrated(path: str | os.PathLike[str]) -> tuple[bool, tuple[Diagnostic
     new_text, diagnostics = migrate_document(doc)
     if new_text == doc.source.text:
         return False, diagnostics
+    import contextlib
+    import stat
+    import tempfile
+
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     mode = stat.S_IMODE(os.stat(target).st_mode)

@@ -26,8 +26,7 @@ spellings of one field with different values are an error (S301); an unknown
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import msgspec
 
@@ -38,6 +37,9 @@ from capibara.config.model_config import (Assignment, ModularModelConfig, Proven
                                    check_keywords, raise_for)
 from capibara.config.fields import ENV_VARS, FIELD_BY_NAME
 from capibara.toml.reading import FILE_NOT_FOUND
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["Resolved", "resolve_config", "resolve_path", "read_file", "read_env", "TOOL_ENV"]
 
@@ -70,6 +72,8 @@ def resolve_path(path: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]
     removed, so ``production/tpu_v4.toml`` finds the preset.
     """
     from capibara.resources import configs_dir
+
+    from pathlib import Path  # not needed by a check of files that exist, which skips this
 
     given = Path(path)
     tried = [given]
@@ -115,14 +119,12 @@ def read_file(path: str | os.PathLike[str], text: str | None = None, *,
     """
     from capibara import toml
 
-    if not spans and text is None:
-        found = resolve_path(path)[0]
-        if found is not None:
-            from capibara.toml.plain import read_plain
+    if not spans and text is None and os.path.exists(path):  # a bundled preset is read in full
+        from capibara.toml.plain import read_plain
 
-            plain = read_plain(found)
-            if plain is not None:
-                return _decode(plain)
+        plain = read_plain(path)
+        if plain is not None:
+            return _decode(plain)
     if text is not None:
         try:
             doc = toml.parse(text, os.fspath(path))

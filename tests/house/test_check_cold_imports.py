@@ -39,3 +39,48 @@ def test_check_defines_no_other_dataclasses() -> None:
     assert status == "0", proc.stdout + proc.stderr
     assert set(found) <= ALLOWED, f"dataclasses on the check path: {sorted(set(found) - ALLOWED)}"
     assert "capibara.diagnostics.Diagnostic" in found  # the scan itself sees dataclasses
+
+
+IMPORTS_SCRIPT = """
+import io, sys
+import tomllib, msgspec
+anchor = set(sys.modules)
+from capibara import cli
+status = cli.main(["check", "--no-env", "configs/production/tpu_v4.toml"], out=io.StringIO())
+print(status, " ".join(sorted(m for m in set(sys.modules) - anchor if not m.startswith("_"))))
+"""
+
+#: What a clean `capibara check` may import beyond what the anchor of
+#: benchmarks/cold_start.py (`import tomllib, msgspec`) imports: the CLI and its
+#: parser, the field table, the decoder and the validator rules; the TOML
+#: values come from tomllib, so no parser (lark), no plan, writer, code table,
+#: compiler or targets. A module added here costs every check its import time.
+CHECK_PATH_MODULES = {
+    "capibara", "capibara.lazy", "capibara.diagnostics",
+    "capibara.cli", "capibara.cli.app", "capibara.cli.output", "capibara.cli.plan",
+    "capibara.cli.run", "capibara.cli.lsp",
+    "capibara.compiler", "capibara.compiler.check",
+    "capibara.toml", "capibara.toml.limits", "capibara.toml.reading", "capibara.toml.plain",
+    "capibara.config", "capibara.config.fields", "capibara.config.fieldtypes",
+    "capibara.config.values", "capibara.config.model_config", "capibara.config.decode",
+    "capibara.config.legacy", "capibara.config.sources",
+    "capibara.config.validate", "capibara.config.validate.engine",
+    "capibara.config.validate.report", "capibara.config.validate.front",
+    "capibara.config.validate.architecture", "capibara.config.validate.deployment",
+    "capibara.config.validate.enterprise", "capibara.config.validate.parallelism",
+    "capibara.config.validate.sparsity", "capibara.config.validate.training",
+    "capibara.config.validate.vq",
+    # the standard library beyond the anchor: argparse (with gettext and locale for its
+    # messages), dataclasses for the diagnostics (with copy and weakref), bisect for lines
+    "argparse", "gettext", "locale", "dataclasses", "copy", "weakref", "errno", "bisect",
+}
+
+
+def test_clean_check_imports_only_what_it_needs() -> None:
+    proc = subprocess.run([sys.executable, "-c", IMPORTS_SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    status, *imported = proc.stdout.split()
+    assert status == "0", proc.stdout + proc.stderr
+    extra = sorted(set(imported) - CHECK_PATH_MODULES)
+    assert not extra, f"a clean check now imports {extra}: import them where they are needed"
+    assert "capibara.config.fields" in imported  # the scan itself sees the check's modules
