@@ -29,7 +29,7 @@ from lark import Lark
 from lark.exceptions import UnexpectedInput, VisitError
 
 from capibara.toml.builder import DocumentBuilder, Positions
-from capibara.toml.limits import MAX_FILE_BYTES, MAX_NESTING
+from capibara.toml.limits import MAX_NESTING
 from capibara.toml.reading import read_text, shown_name
 from capibara.toml.keypath import format_path
 from capibara.toml.scalars import TomlProblem
