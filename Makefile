@@ -31,7 +31,7 @@ test: $(STAMP)
 # `make test` stays the whole suite, and CI's command.
 FAST_TESTS := tests/toml tests/config tests/compiler tests/plan tests/cli tests/house/test_import_graph.py \
               tests/house/test_code_literals.py tests/test_diagnostics.py tests/test_resources.py \
-              tests/test_targets.py tests/test_golden.py
+              tests/test_targets.py tests/test_golden.py tests/lsp
 
 test-fast: $(STAMP)
 	CAPIBARA_TEST_TIER=fast HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -q -m "not jax" $(FAST_TESTS)

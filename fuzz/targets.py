@@ -79,9 +79,10 @@ def fuzz_toml(data: bytes) -> None:
     """Parse ``data`` as a TOML file; compare with :mod:`tomllib`."""
     from capibara import toml
     from capibara.testing.strategies import same_toml_value
+    from capibara.toml.reading import _decode
 
     try:
-        text = toml.document._decode(data, "fuzz.toml")
+        text = _decode(data, "fuzz.toml")
     except ConfigError as error:
         _check_renders(error)
         return
@@ -166,13 +167,14 @@ def fuzz_compile(data: bytes) -> None:
     from capibara.compiler.driver import compile_sources
     from capibara.plan import compute_digest, decode_plan, encode_plan
     from capibara.testing.spans import span_problems
+    from capibara.toml.reading import _decode
 
     target, body = compile_input(data)
     documents = {}
 
     def run(name: str):
         try:
-            documents[name] = toml.parse(toml.document._decode(body, name), name)
+            documents[name] = toml.parse(_decode(body, name), name)
         except ConfigError:
             pass
         return compile_sources([name], target=target, env=None)

@@ -57,7 +57,7 @@ def test_an_endless_file_is_refused_without_reading_it_whole() -> None:
 
 def test_a_file_just_under_the_limit_is_read(tmp_path: Path) -> None:
     path = tmp_path / "big.toml"
-    path.write_bytes(b"# " + b"x" * (toml.document.MAX_FILE_BYTES - 4) + b"\n")
+    path.write_bytes(b"# " + b"x" * (toml.MAX_FILE_BYTES - 4) + b"\n")
     assert toml.load(path) == {}
 
 

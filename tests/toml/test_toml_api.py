@@ -13,7 +13,7 @@ import pytest
 
 from capibara import toml
 
-from capibara.toml import keypath as _toml_path
+from capibara.toml import document as _document, keypath as _toml_path
 from capibara.diagnostics import ConfigError
 from capibara.testing.strategies import same_toml_value
 
@@ -118,7 +118,7 @@ def test_format_path_round_trips_through_toml() -> None:
 
 
 def test_the_parser_is_built_once_per_process() -> None:
-    assert toml.document._get_parser() is toml.document._get_parser()
+    assert _document._get_parser() is _document._get_parser()
 
 
 def test_parses_from_many_threads() -> None:

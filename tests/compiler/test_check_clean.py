@@ -18,7 +18,7 @@ import pytest
 from capibara.compiler.check import check_config, is_clean
 from capibara.diagnostics import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.toml"))
 CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 
