@@ -12,7 +12,9 @@ Workspace settings live in the ``[tool.capibara]`` table of the nearest
     layers = [["configs/base.toml", "configs/prod.toml"]]   # stacks, lowest first
 
 Modules: :mod:`~capibara.lsp.server` (the protocol wiring), :mod:`~capibara.lsp.analysis`
-(one check of one open file), :mod:`~capibara.lsp.positions`,
-:mod:`~capibara.lsp.convert` (diagnostics), :mod:`~capibara.lsp.hover`,
-:mod:`~capibara.lsp.completion`, :mod:`~capibara.lsp.actions`, :mod:`~capibara.lsp.symbols`.
+(one check of one open file), :mod:`~capibara.lsp.settings` (``[tool.capibara]``),
+:mod:`~capibara.lsp.positions` (UTF-16 code units), :mod:`~capibara.lsp.convert`
+(diagnostics), :mod:`~capibara.lsp.lookup` (what is under the cursor),
+:mod:`~capibara.lsp.hover`, :mod:`~capibara.lsp.completion`, :mod:`~capibara.lsp.actions`
+(quick fixes, explain) and :mod:`~capibara.lsp.symbols` (symbols, go-to-definition).
 """
