@@ -83,6 +83,16 @@ def build_server() -> ConfigServer:
     def did_change(ls: ConfigServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.changed(params.text_document.uri)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: ConfigServer, params: types.DidSaveTextDocumentParams) -> None:
+        # Settings are read from disk: a saved pyproject.toml may change every file's check.
+        uri = params.text_document.uri
+        if uri.endswith(SETTINGS_FILE):
+            for open_uri in list(ls.analyses):
+                ls.recheck(open_uri)
+        else:
+            ls.changed(uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ConfigServer, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri

@@ -89,6 +89,10 @@ class Editor:
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
             content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
 
+    def save(self, uri: str) -> None:
+        self.client.text_document_did_save(types.DidSaveTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=uri)))
+
     def close_document(self, uri: str) -> None:
         self.versions.pop(uri)
         self.client.text_document_did_close(types.DidCloseTextDocumentParams(

@@ -328,3 +328,20 @@ def test_bad_settings_are_reported_and_ignored(tmp_path) -> None:
         assert "pyproject.toml:2:1: `target` must be a target name" in shown.message
     finally:
         other.close()
+
+
+def test_saved_settings_apply_to_open_files(tmp_path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.capibara]\ntarget = "tpu_v4-32"\n')
+    shutil.copy(PRODUCTION, tmp_path / "tpu_v4.toml")
+    other = Editor(tmp_path)
+    try:
+        uri = other.open(tmp_path / "tpu_v4.toml")
+        assert "H017" in [d.code for d in other.published(uri)]
+        settings = tmp_path / "pyproject.toml"
+        settings.write_text('[tool.capibara]\ntarget = "tpu_v4-64"\n')  # 32 chips: [4, 8] fits
+        with other.changed:
+            other.diagnostics.pop(uri)
+        other.save(from_fs_path(str(settings)))
+        assert "H017" not in [d.code for d in other.published(uri)]
+    finally:
+        other.close()
