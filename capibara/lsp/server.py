@@ -136,7 +136,7 @@ def build_server() -> ConfigServer:
             at = (span.start, span.end) if analysis.here(diagnostic) and span is not None else (0, 0)
             if not (at[0] <= end and start <= at[1]):
                 continue
-            shown = published_one(ls, analysis, index)
+            shown = to_protocol(diagnostic, analysis, ls.encoding, index)
             for number, fix in enumerate(actions.fixes(diagnostic, analysis)):
                 found.append(types.CodeAction(
                     title=fix.title, kind=types.CodeActionKind.QuickFix, diagnostics=[shown],
@@ -172,11 +172,8 @@ def build_server() -> ConfigServer:
     return server
 
 
-def published_one(ls: ConfigServer, analysis: Analysis, index: int) -> types.Diagnostic:
-    return to_protocol(analysis.diagnostics[index], analysis, ls.encoding, index)
-
-
 def workspace_edit(fix: actions.Fix, encoding: str) -> types.WorkspaceEdit:
+    """A fix's edits as the protocol carries them, grouped by file."""
     changes: dict[str, list[types.TextEdit]] = {}
     for edit in fix.edits:
         changes.setdefault(uri_of(edit.source.name), []).append(types.TextEdit(
