@@ -72,7 +72,7 @@ def resolve_path(path: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]
 
     given = Path(path)
     tried = [given]
-    if given.exists():
+    if os.path.lexists(given):  # a dangling link or a link loop is the user's file: say what it is
         return given, tried
     if not given.is_absolute():
         parts = given.parts

@@ -8,7 +8,8 @@ also keeps where each key, value and table header was written (a
 :mod:`~capibara.toml.keypath` (printing key paths).
 """
 
-from capibara.toml.document import (MAX_NESTING, Document, format_path, load, loads, parse,
-                                    parse_file)
+from capibara.toml.document import (MAX_FILE_BYTES, MAX_NESTING, Document, format_path, load,
+                                    loads, parse, parse_bytes, parse_file, read_bytes)
 
-__all__ = ["Document", "MAX_NESTING", "format_path", "load", "loads", "parse", "parse_file"]
+__all__ = ["Document", "MAX_FILE_BYTES", "MAX_NESTING", "format_path", "load", "loads", "parse",
+           "parse_bytes", "parse_file", "read_bytes"]

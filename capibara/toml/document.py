@@ -42,7 +42,9 @@ __all__ = [
     "load",
     "loads",
     "parse",
+    "parse_bytes",
     "parse_file",
+    "read_bytes",
 ]
 
 class Document:
@@ -175,11 +177,34 @@ def loads(text: str, *, source: str = "<string>") -> dict[str, Any]:
 
 def parse_file(path: str | os.PathLike[str]) -> Document:
     """Read and parse a TOML file: UTF-8, a leading byte-order mark allowed."""
-    name = os.fspath(path)
-    # A path's undecodable bytes arrive as lone surrogates; the name is shown to people and
-    # written into plans, which must be UTF-8, so it shows them as U+FFFD (found by fuzzing).
-    shown = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in name)
-    return parse(_read(name), shown)
+    return parse_bytes(read_bytes(path), path)
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a config file, read as every config is read: a regular file of at
+    most :data:`MAX_FILE_BYTES`; :class:`ConfigError` (P001, P003) otherwise."""
+    from capibara.files import FileProblem, read_regular_file
+
+    try:
+        return read_regular_file(path, MAX_FILE_BYTES)
+    except FileProblem as problem:
+        raise ConfigError([_unread(shown_name(path), problem)]) from None
+
+
+def parse_bytes(data: bytes, path: str | os.PathLike[str]) -> Document:
+    """Parse the bytes of the TOML file at ``path`` (UTF-8, a leading byte-order mark
+    dropped); ``path`` names the source in diagnostics."""
+    name = shown_name(path)
+    return parse(_decode(data, name), name)
+
+
+def shown_name(path: str | os.PathLike[str]) -> str:
+    """A path as diagnostics and plans name it.
+
+    A path's undecodable bytes arrive as lone surrogates; the name is shown to people and
+    written into plans, which must be UTF-8, so it shows them as U+FFFD (found by fuzzing).
+    """
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in os.fspath(path))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -194,23 +219,18 @@ MAX_FILE_BYTES = 1 << 20
 FILE_NOT_FOUND = "P001"
 
 
-def _read(name: str) -> str:
-    try:
-        with open(name, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError([Diagnostic.error(
-            FILE_NOT_FOUND, f"file `{name}` not found",
-            help="check the path; relative paths are read from the current directory")]) from None
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise ConfigError([Diagnostic.error(
-            "P003", f"cannot read `{name}`: {reason[:1].lower()}{reason[1:]}")]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([Diagnostic.error(
-            "P003", f"cannot read `{name}`: it is larger than {MAX_FILE_BYTES >> 20} MiB",
-            help="a config is a few kilobytes; check that this is the file you meant")]) from None
-    return _decode(data, name)
+def _unread(shown: str, problem) -> Diagnostic:
+    """The diagnostic for a config file :func:`capibara.files.read_regular_file` refused."""
+    if problem.kind == "missing":
+        return Diagnostic.error(
+            FILE_NOT_FOUND, f"file `{shown}` not found" if problem.reason == "no such file"
+            else f"file `{shown}` not found: {problem.reason}",
+            help="check the path; relative paths are read from the current directory")
+    helps = {"too-large": "a config is a few kilobytes; check that this is the file you meant",
+             "not-regular": "pass the path of a TOML file",
+             "loop": "point the link at the file itself (`ls -l` shows where each link leads)"}
+    return Diagnostic.error("P003", f"cannot read `{shown}`: {problem.reason}",
+                            help=helps.get(problem.kind))
 
 
 def _decode(data: bytes, name: str) -> str:
