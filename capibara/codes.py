@@ -358,6 +358,20 @@ Example:
     kernel_categories = ["linalg", "fft", "fft"]
 
 Fix: list each category once."""),
+    Code("S206", "value far outside the usual range",
+         """A field holds a value its type allows but training almost never
+uses: a learning rate outside [1e-7, 1] or an optimizer epsilon outside
+[1e-12, 1e-2]. It is a warning, not an error, since an experiment may mean
+it; more often it is a typo (a missing minus sign in an exponent) that
+would silently ruin a run: `learning_rate = 1e308` overflows every update,
+and `epsilon = 5e-324` is zero in float32, so Adam divides by zero.
+
+Example:
+    [training]
+    learning_rate = 1e308
+
+Fix: `learning_rate = 1e-3` (usual values are 1e-5 to 1e-2; epsilon is
+usually 1e-8, or 1e-6 with bfloat16)."""),
     Code("S301", "one field set twice with different values",
          """Some fields have more than one spelling:
 `[vector_quantization] codes` and `[tpu_v6_features] vq_codes`,
