@@ -313,7 +313,7 @@ def display_width(text: str) -> int:
     return width
 
 
-def escape(text: str) -> str:
+def escape(text: str, *, keep_newlines: bool = False) -> str:
     """User-controlled text made safe to print for people: the one function for it.
 
     C0 control characters (newline and tab included) show as their Unicode
@@ -321,8 +321,11 @@ def escape(text: str) -> str:
     controls (which some terminals obey like ESC [), the bidirectional
     overrides that can reorder what a line seems to say, and lone surrogates
     (undecodable bytes of a file name) show as ``\\x9b`` / ``\\u202e`` escapes.
-    Printable text, CJK and emoji included, is unchanged.
+    Printable text, CJK and emoji included, is unchanged. ``keep_newlines`` keeps
+    the line breaks of a block of lines (a plan summary) and escapes within them.
     """
+    if keep_newlines:
+        return "\n".join(escape(line) for line in text.split("\n"))
     if text.isascii() and text.isprintable():
         return text
     return text.translate(_ESCAPES)

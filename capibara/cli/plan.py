@@ -88,7 +88,8 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         # Checked here, not by argparse, so other verbs never import the compiler.
         known = ", ".join(f"`{s}`" for s in STAGES)
         if args.print_after != "list":
-            sys.stderr.write(f"error: unknown stage `{args.print_after}`; the stages are {known}\n")
+            sys.stderr.write(f"error: unknown stage `{escape(args.print_after)}`; "
+                             f"the stages are {known}\n")
             return EXIT_USAGE
         out.write("\n".join(STAGES) + "\n")
         return EXIT_OK
@@ -101,7 +102,7 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
 
     def show(stage: str, ir: Any, seconds: float) -> None:
         if stage == args.print_after:
-            text.write(f"// after {stage}\n{describe(ir)}\n\n")
+            text.write(escape(f"// after {stage}\n{describe(ir)}\n\n", keep_newlines=True))
 
     env = None if args.no_env else pipeline.ENVIRON
     result = compile_sources(args.files, target=args.target, env=env, overrides=args.overrides,
@@ -143,7 +144,8 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         where = path
     result.timings.append(("write", time.perf_counter() - start))
     if args.message_format == "human":
-        text.write(f"compiled {', '.join(args.files)} → {where}\n{summary(plan)}")
+        text.write(escape(f"compiled {', '.join(args.files)} → {where}\n{summary(plan)}",
+                          keep_newlines=True))
     _print_timings(args, result.timings, text)
     return EXIT_OK
 
@@ -241,7 +243,8 @@ def run_diff(args: argparse.Namespace, out: TextIO) -> int:
         for change in changes:
             out.write(msgspec.json.encode(change).decode() + "\n")
     else:
-        out.write(format_changes(changes) if changes else "no differences\n")
+        out.write(escape(format_changes(changes), keep_newlines=True) if changes
+                  else "no differences\n")
     return EXIT_ERRORS if changes else EXIT_OK
 
 
@@ -258,11 +261,12 @@ def explain_plan_file(path: str, field: str | None, out: TextIO) -> int:
         print_diagnostics(error.diagnostics, "human", out)
         return EXIT_ERRORS
     try:
-        out.write(explain_plan(plan, field))
+        out.write(escape(explain_plan(plan, field), keep_newlines=True))
     except KeyError as error:
         near = error.args[1] if len(error.args) > 1 else []
         hint = f" (did you mean {', '.join(f'`{n}`' for n in near)}?)" if near else ""
-        sys.stderr.write(f"error: `{field}` is not a path in `{path}`{hint}\n")
+        sys.stderr.write(f"error: `{escape(field)}` is not a path in `{escape(path)}`"
+                         f"{escape(hint)}\n")
         return EXIT_USAGE
     return EXIT_OK
 

@@ -847,18 +847,18 @@ def write_migrated(path: str | os.PathLike[str]) -> tuple[bool, tuple[Diagnostic
     kept, or it changed while it was being migrated.
     """
     from capibara import toml
+    from capibara.files import is_writable
 
     given = os.fspath(path)
     target = os.path.realpath(given)
     before = _stat(target)
     data = toml.read_bytes(given)
+    read_only = before is not None and not is_writable(target, before)
     doc = toml.parse_bytes(data, given)
     new_text, diagnostics = migrate_document(doc)
     if new_text == doc.source.text:
         return False, diagnostics
-    from capibara.files import is_writable
-
-    if before is not None and not is_writable(target, before):
+    if read_only:
         raise _unwritable(given, "the file is read-only",
                           "make it writable (`chmod u+w`) if it should change, or print the "
                           "migrated text with `capibara migrate FILE` and save it elsewhere")
