@@ -191,7 +191,7 @@ def output_refusal(path: str, inputs: Sequence[str]) -> Diagnostic | None:
         except OSError:
             same = False
         if same:
-            return refuse(f"it is `{given}`, a config this compile reads",
+            return refuse(f"that is the config `{given}` this compile reads",
                           f"{elsewhere}; the config would be lost")
     if not is_writable(target, info):
         return refuse("it is read-only", f"{elsewhere}, or make it writable if it should "
