@@ -48,6 +48,25 @@ def test_hostile_case_is_quick_and_small(name: str) -> None:
     assert row["peak_rss_mib"] - row["baseline_rss_mib"] < memory, row
 
 
+#: front case -> what it must end in (each in a fresh process under hostile.py's bounds)
+FRONT_CASES = {
+    "fifo-config": "exit 1: P003",
+    "fifo-migrate": "exit 1: P003",
+    "dev-zero-config": "exit 1: P003",
+    "sparse-1gib-config": "exit 1: P003",
+    "symlink-loop-config": "exit 1: P003 (a loop)",
+    "output-special": "exit 1: P004; FIFO kept; /dev/null: P004",
+    "output-is-input": "exit 1: P004; config kept",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRONT_CASES))
+def test_special_file_case_meets_its_bounds(name: str) -> None:
+    row = hostile.run_front_isolated(name)
+    assert row["outcome"] == FRONT_CASES[name], row
+    assert row["seconds"] < 5, row
+
+
 def test_an_endless_file_is_refused_without_reading_it() -> None:
     with pytest.raises(ConfigError) as info:
         toml.parse_file("/dev/zero")
