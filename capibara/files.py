@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 __all__ = ["FileProblem", "read_regular_file", "describe_kind", "is_writable",
-           "remove_stale_temporaries", "STALE_AFTER_SECONDS"]
+           "remove_stale_temporaries", "STALE_AFTER_SECONDS", "TEMPORARY"]
 
 
 class FileProblem(OSError):
@@ -117,6 +117,10 @@ def _problem(name: str, error: OSError) -> FileProblem:
 #: A temporary older than this is a leftover of a killed write: no live write of a
 #: plan or config (megabytes at most) takes longer.
 STALE_AFTER_SECONDS = 600
+
+#: The names of the temporaries capibara's atomic writes make beside a file NAME:
+#: ``tempfile.mkstemp(prefix=f".{NAME}.", suffix=".tmp")`` (8 random characters).
+TEMPORARY = r"\.{name}\.[a-z0-9_]{8}\.tmp"
 
 
 def remove_stale_temporaries(target: str | os.PathLike[str], pattern: str) -> list[Path]:

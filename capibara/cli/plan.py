@@ -131,10 +131,11 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         if refusal is not None:
             print_diagnostics([refusal], args.message_format, text)
             return EXIT_ERRORS
-        from capibara.files import remove_stale_temporaries
+        from capibara.files import TEMPORARY, remove_stale_temporaries
 
         target = os.path.realpath(path) if os.path.islink(path) else path
-        remove_stale_temporaries(target, PLAN_TEMPORARY)
+        # write_plan_file names its temporaries as every atomic write here does
+        remove_stale_temporaries(target, TEMPORARY)
         try:
             write_plan_file(plan, target, plan_format_for(path, args.format))
         except OSError as error:
@@ -148,11 +149,6 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
                           keep_newlines=True))
     _print_timings(args, result.timings, text)
     return EXIT_OK
-
-
-#: The names :func:`capibara.plan.write_plan_file` gives its temporaries (``tempfile.mkstemp``
-#: with prefix ``.NAME.`` and suffix ``.tmp``); old ones are leftovers of a killed compile.
-PLAN_TEMPORARY = r"\.{name}\.[a-z0-9_]{8}\.tmp"
 
 
 def output_refusal(path: str, inputs: Sequence[str]) -> Diagnostic | None:

@@ -656,7 +656,9 @@ class ConfigMigrator:
 
 
 def _plain(diagnostic: Diagnostic) -> str:
-    return "; ".join((diagnostic.message, *diagnostic.notes))
+    from capibara.diagnostics import escape
+
+    return escape("; ".join((diagnostic.message, *diagnostic.notes)))
 
 
 # --------------------------------------------------------------------------- rewriting the file (`capibara migrate`)
@@ -889,10 +891,13 @@ def _replace_if_unchanged(target: str, shown: str, before: os.stat_result | None
                           old: bytes, new: bytes) -> None:
     """Write ``new`` beside ``target`` and rename it over ``target``, unless ``target``
     no longer holds ``old`` just before the rename (another edit would be lost)."""
+    from capibara.files import TEMPORARY, remove_stale_temporaries
+
     directory = os.path.dirname(target) or "."
+    remove_stale_temporaries(target, TEMPORARY)  # left by a migrate that was killed
     try:
-        handle, temporary = tempfile.mkstemp(prefix=".capibara-migrate-", suffix=".toml",
-                                             dir=directory)
+        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.",
+                                             suffix=".tmp", dir=directory)
     except OSError as error:
         raise _unwritable(shown, f"its folder cannot be written ({_reason(error)})",
                           "print the migrated text with `capibara migrate FILE` and save it "

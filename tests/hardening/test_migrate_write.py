@@ -139,3 +139,18 @@ def test_a_folder_that_cannot_take_the_new_file_is_a_diagnostic(tmp_path: Path, 
     monkeypatch.setattr(legacy, "migrate_document", folder_removed_meanwhile)
     status, out = run("migrate", "--write", path)
     assert status == 1 and "error[P004]" in out and "its folder cannot be written" in out
+
+
+def test_a_killed_migrate_leaves_nothing_the_next_one_keeps(tmp_path: Path, run) -> None:
+    import time
+
+    path = tmp_path / "c.toml"
+    path.write_text(V2)
+    stale = tmp_path / ".c.toml.a1b2c3d4.tmp"  # what a migrate killed before its rename leaves
+    fresh = tmp_path / ".c.toml.e5f6g7h8.tmp"  # maybe another migrate writing right now
+    for leftover in (stale, fresh):
+        leftover.write_text("partial")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert run("migrate", "--write", path)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "c.toml"]
