@@ -97,6 +97,11 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write("error: `-o` needs a path (or `-` for standard output)\n")
         return EXIT_USAGE
     to_stdout = args.output == "-"
+    if to_stdout and args.format == "msgpack" and out.isatty():
+        # as gzip does: binary on a terminal is garbage at best, control sequences at worst
+        sys.stderr.write("error: a msgpack plan is binary and is not written to a terminal; "
+                         "redirect standard output, or use `--format json`\n")
+        return EXIT_USAGE
     # With the plan on standard output, everything a person reads goes to standard error.
     text: TextIO = sys.stderr if to_stdout else out
 

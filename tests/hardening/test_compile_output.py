@@ -111,3 +111,17 @@ def test_stale_temporaries_of_a_killed_compile_are_removed(config: Path, run) ->
     assert status == 0, text
     assert not stale.exists()
     assert fresh.exists() and unrelated.exists() and other.exists()
+
+
+def test_a_binary_plan_is_not_written_to_a_terminal(config: Path, capsys) -> None:
+    import pty
+
+    import capibara.cli.app as cli
+
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        status = cli.main(["compile", str(config), "--target", "cpu", "-o", "-",
+                           "--format", "msgpack"], out=terminal)
+    os.close(leader)
+    assert status == 2
+    assert "a msgpack plan is binary and is not written to a terminal" in capsys.readouterr().err
