@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as st
 
 from capibara.diagnostics import Diagnostic, Source, display_width, escape, render, to_json
 
@@ -125,3 +126,19 @@ def test_carets_follow_display_width_after_wide_characters() -> None:
         column = display_width(line.split(" | ", 1)[1][: line.split(" | ", 1)[1].index("x")])
         assert carets.split(" | ", 1)[1].index("^") == column, rendered
     assert display_width("名前😀e\u0301a") == 8
+
+
+_UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), "\u202e", "\u2066"} - {"\n"}
+
+
+@given(text=st.text(), name=st.text(), message=st.text(), note=st.text(),
+       start=st.integers(0, 40), length=st.integers(0, 5))
+def test_no_rendering_lets_a_control_character_through(text, name, message, note, start,
+                                                       length) -> None:
+    source = Source(name, text)
+    start = min(start, len(text))
+    span = source.span(start, min(len(text), start + length))
+    diagnostic = Diagnostic.error("P101", message, span, label=note, notes=[note], help=note,
+                                  labels=[])
+    for shown in (render(diagnostic), str(diagnostic), to_json(diagnostic)):
+        assert not _UNSAFE & set(shown), shown
