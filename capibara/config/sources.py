@@ -238,6 +238,4 @@ def resolve_config(paths: Sequence[str | os.PathLike[str]] = (), *,
     except ConfigError as error:
         raise_for(diagnostics + list(error.diagnostics))
         raise
-    from capibara.config.typical import unusual_values
-
-    return Resolved(config, tuple(diagnostics) + tuple(unusual_values(config)))
+    return Resolved(config, tuple(diagnostics))

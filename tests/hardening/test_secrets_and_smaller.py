@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from capibara import toml
+from capibara.compiler import compile_config
+from capibara.config import ModularModelConfig
 from capibara.config.sources import read_env, resolve_config
+from capibara.config.validate import get_validation_errors
 from capibara.diagnostics import ConfigError, render
 
 SECRET = "sk-live-4242-do-not-print"
@@ -59,13 +62,19 @@ def test_extreme_optimizer_numbers_warn_at_the_value(tmp_path: Path, line: str,
                                                      words: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(f"[training]\n{line}\n")
-    [warning] = resolve_config([path], env=None).diagnostics
+    [warning] = get_validation_errors(resolve_config([path], env=None).config)
     assert warning.code == "S206" and not warning.is_error and warning.message == words
     assert warning.span.text == line.split(" = ")[1] and "usually" in warning.help
+
+
+def test_extreme_numbers_warn_whichever_way_the_config_is_built() -> None:
+    config = ModularModelConfig(learning_rate=1e308)
+    assert [d.code for d in get_validation_errors(config)] == ["S206"]
+    assert [d.code for d in compile_config(config, "cpu").diagnostics] == ["S206"]
 
 
 def test_usual_and_default_optimizer_numbers_do_not_warn(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[training]\nlearning_rate = 3e-4\nepsilon = 1e-6\n")
-    assert resolve_config([path], env=None).diagnostics == ()
-    assert resolve_config([], env=None).diagnostics == ()
+    assert get_validation_errors(resolve_config([path], env=None).config) == []
+    assert get_validation_errors(ModularModelConfig()) == []

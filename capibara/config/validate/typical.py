@@ -3,14 +3,17 @@
 A learning rate of ``1e308`` or an epsilon of ``5e-324`` passes the schema (both
 are positive finite numbers) and then silently ruins a run: the first
 overflows every update, the second is zero in float32 and lets Adam divide by
-zero. :data:`TYPICAL_RANGES` holds the range outside which a value is a
-located warning (S206) with the usual values as help.
+zero. :data:`TYPICAL_RANGES` holds the range outside which a value set by the
+user is a warning (S206) with the usual values as help. Unlike the rules, this
+looks at one field at a time, so it has no rule number.
 """
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from capibara.config.fieldtypes import format_value
-from capibara.diagnostics import Diagnostic
+from capibara.config.validate.engine import Finding
 
 __all__ = ["TYPICAL_RANGES", "UNUSUAL_VALUE", "unusual_values"]
 
@@ -26,19 +29,12 @@ TYPICAL_RANGES: dict[str, tuple[float, float, str]] = {
 }
 
 
-def unusual_values(config) -> list[Diagnostic]:
-    """S206 warnings for the fields of ``config`` set outside their typical range, at the
-    value as written (defaults are never warned about)."""
-    found: list[Diagnostic] = []
+def unusual_values(config: Any) -> Iterator[Finding]:
+    """A finding for each field the user set outside its typical range (defaults never)."""
     for name, (low, high, usual) in TYPICAL_RANGES.items():
         value = getattr(config, name)
-        provenance = config.provenance(name)
-        if low <= value <= high or not provenance.explicit:
+        if low <= value <= high or not config.provenance(name).explicit:
             continue
-        side = "above" if value > high else "below"
-        edge = high if value > high else low
-        found.append(Diagnostic.warning(
-            UNUSUAL_VALUE, f"`{name}` {format_value(value)} is far {side} the usual range",
-            provenance.span, label=f"{side} {format_value(edge)}",
-            help=f"check for a typo: {usual}"))
-    return found
+        side, edge = ("above", high) if value > high else ("below", low)
+        yield Finding(f"`{name}` {format_value(value)} is far {side} the usual range", (name,),
+                      {name: f"{side} {format_value(edge)}"}, help=f"check for a typo: {usual}")
