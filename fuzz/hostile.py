@@ -3,6 +3,7 @@ seconds and without exhausting memory.
 
     python fuzz/hostile.py            # every case, one fresh process each
     python fuzz/hostile.py keys-100k  # one case
+    python fuzz/hostile.py --front    # special files, sizes, output targets, escaping (bounded)
 
 Each case runs in its own process, so its peak resident memory
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own; the table shows

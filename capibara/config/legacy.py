@@ -843,7 +843,8 @@ def write_migrated(path: str | os.PathLike[str]) -> tuple[bool, tuple[Diagnostic
     mode, owner, group and byte-order mark, is flushed to disk and then
     replaces it with :func:`os.replace`, so a crash leaves the old file or the
     new one, never half of one. A symbolic link is followed: the file it points
-    at is migrated and the link stays a link. Raises
+    at is migrated and the link stays a link. A file with other hard links gets
+    a new inode, so its other names keep the old text (as with ``sed -i``). Raises
     :class:`~capibara.diagnostics.ConfigError` (P004, nothing written) when the
     file is read-only, its folder cannot be written, its owner could not be
     kept, or it changed while it was being migrated.
