@@ -62,9 +62,30 @@ larger than 1 MiB is refused too, before it is read whole: configs are a
 few kilobytes, and a huge or endless file (`/dev/zero`) would otherwise
 tie up the machine.
 
-Example: `capibara check configs/` (a directory).
+Only regular files are read: a directory, a named pipe (FIFO), a device or
+a socket is refused at once (a FIFO would otherwise wait forever for a
+writer), and so is a symbolic link loop.
+
+Example: `capibara check configs/` (a directory), `capibara check
+/dev/zero`.
 
 Fix: pass the path of a TOML file."""),
+    Code("P004", "file cannot be written safely",
+         """capibara refused to write a file because writing it could lose
+data. `capibara migrate --write` rewrites a config in place only when it is
+writable, its folder is writable (the new text is written beside it and
+renamed over it), its owner and group can be kept, and nobody changed it
+while it was being migrated (it is compared just before the rename). A
+symbolic link is followed: the file it points at is rewritten and the link
+stays. `capibara compile -o PLAN` never writes over one of the configs it
+reads, nor over anything that is not a regular file (a directory, a device
+such as `/dev/null`, a FIFO), a read-only file, or through a dangling link.
+
+Example:
+    capibara compile mine.toml -o mine.toml
+
+Fix: write somewhere else (`-o mine.plan.json`), or make the file writable
+if it is meant to change. Nothing was written."""),
     # ------------------------------------------------------------------ P1: TOML syntax and structure
     Code("P101", "syntax error",
          """The text is not TOML: something stands where TOML expects something
@@ -337,6 +358,20 @@ Example:
     kernel_categories = ["linalg", "fft", "fft"]
 
 Fix: list each category once."""),
+    Code("S206", "value far outside the usual range",
+         """A field holds a value its type allows but training almost never
+uses: a learning rate outside [1e-7, 1] or an optimizer epsilon outside
+[1e-12, 1e-2]. It is a warning, not an error, since an experiment may mean
+it; more often it is a typo (a missing minus sign in an exponent) that
+would silently ruin a run: `learning_rate = 1e308` overflows every update,
+and `epsilon = 5e-324` is zero in float32, so Adam divides by zero.
+
+Example:
+    [training]
+    learning_rate = 1e308
+
+Fix: `learning_rate = 1e-3` (usual values are 1e-5 to 1e-2; epsilon is
+usually 1e-8, or 1e-6 with bfloat16)."""),
     Code("S301", "one field set twice with different values",
          """Some fields have more than one spelling:
 `[vector_quantization] codes` and `[tpu_v6_features] vq_codes`,

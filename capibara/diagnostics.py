@@ -18,6 +18,8 @@ The table of codes with their explanations lives in :mod:`capibara.codes`.
 from __future__ import annotations
 
 import bisect
+import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import Iterable, Sequence
@@ -32,6 +34,8 @@ __all__ = [
     "render",
     "render_all",
     "to_json",
+    "escape",
+    "display_width",
 ]
 
 
@@ -191,8 +195,8 @@ class Diagnostic:
 
     def __str__(self) -> str:
         """One line: ``file:line:col: error[CODE]: message``, as the seed prints errors."""
-        where = f"{self.span}: " if self.span is not None else ""
-        return f"{where}{self.severity.value}[{self.code}]: {self.message}"
+        where = f"{escape(str(self.span))}: " if self.span is not None else ""
+        return f"{where}{self.severity.value}[{self.code}]: {escape(self.message)}"
 
 
 class ConfigError(ValueError):
@@ -215,9 +219,13 @@ class ConfigError(ValueError):
 
 
 def render(diagnostic: Diagnostic) -> str:
-    """Render one diagnostic as text, rustc style, with the source lines as written."""
+    """Render one diagnostic as text, rustc style, with the source lines as written.
+
+    Everything in it that a user wrote (keys, values, file names) passes through
+    :func:`escape`, so no input can send control sequences to a terminal.
+    """
     d = diagnostic
-    out = [f"{d.severity.value}[{d.code}]: {d.message}"]
+    out = [f"{d.severity.value}[{d.code}]: {escape(d.message)}"]
     labels = list(d.labels)
     if d.span is not None and not any(lab.span == d.span for lab in labels):
         labels.insert(0, Label(d.span, ""))
@@ -225,7 +233,7 @@ def render(diagnostic: Diagnostic) -> str:
         lines = [lab.span.line for lab in labels if lab.span.source is d.span.source]
         gutter = len(str(max(lines or [d.span.line])))
         pad = " " * gutter
-        out.append(f"{pad}--> {d.span}")
+        out.append(f"{pad}--> {escape(str(d.span))}")
         out.append(f"{pad} |")
         _render_labels(out, labels, d.span, pad)
         out.append(f"{pad} |")
@@ -233,11 +241,12 @@ def render(diagnostic: Diagnostic) -> str:
         pad = ""
     for lab in labels:
         if d.span is None or lab.span.source is not d.span.source:
-            out.append(f"{pad}::: {lab.span}" + (f": {lab.message}" if lab.message else ""))
+            out.append(f"{pad}::: {escape(str(lab.span))}"
+                       + (f": {escape(lab.message)}" if lab.message else ""))
     for note in d.notes:
-        out.append(f"{pad} = note: {note}")
+        out.append(f"{pad} = note: {escape(note)}")
     if d.help:
-        out.append(f"{pad} = help: {d.help}")
+        out.append(f"{pad} = help: {escape(d.help)}")
     return "\n".join(out)
 
 
@@ -258,7 +267,8 @@ def _render_labels(out: list[str], labels: list[Label], primary: Span, pad: str)
         out.append(f"{str(line).rjust(len(pad))} | {shown}".rstrip())
         # Several labels on one line share it: carets on one row, the messages of
         # all but the last on rows of their own below (rustc does the same).
-        marks = [" "] * len(shown)
+        # Carets count terminal columns, so a CJK character or an emoji takes two.
+        marks = [" "] * display_width(shown)
         for lab in line_labels:
             start, end = _columns(text, lab.span)
             marks.extend(" " * max(0, end - len(marks)))
@@ -266,31 +276,76 @@ def _render_labels(out: list[str], labels: list[Label], primary: Span, pad: str)
                 marks[i] = "^" if lab.span == primary else "-"
         caret = "".join(marks).rstrip()
         last = line_labels[-1]
-        out.append(f"{pad} | {caret}" + (f" {last.message}" if last.message else ""))
+        out.append(f"{pad} | {caret}" + (f" {escape(last.message)}" if last.message else ""))
         for lab in reversed(line_labels[:-1]):
             if lab.message:
                 start, _ = _columns(text, lab.span)
-                out.append(f"{pad} | {' ' * start}{lab.message}")
+                out.append(f"{pad} | {' ' * start}{escape(lab.message)}")
         previous_line = line
 
 
 def _columns(text: str, span: Span) -> tuple[int, int]:
     """Display columns [start, end) of ``span`` on its first line (at least one wide)."""
-    start = len(_visible(text[: span.column - 1]))
+    start = display_width(_visible(text[: span.column - 1]))
     if span.end_line == span.line:
-        end = len(_visible(text[: max(span.end_column - 1, span.column)]))
+        end = display_width(_visible(text[: max(span.end_column - 1, span.column)]))
     else:
-        end = len(_visible(text))
+        end = display_width(_visible(text))
     return start, max(end, start + 1)
 
 
 def _visible(text: str) -> str:
-    """The line as shown: tabs as four spaces, control characters as their
-    Unicode control pictures (U+2400 + code) so an invisible BEL can be seen."""
-    return text.replace("\t", "    ").translate(_CONTROL_PICTURES)
+    """The line as shown: tabs as four spaces, everything else as :func:`escape` shows it."""
+    return escape(text.replace("\t", "    "))
 
 
-_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c != 0x09} | {0x7F: 0x2421}
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide and full-width characters (CJK, most emoji)
+    two, combining marks and other zero-width characters none, the rest one."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def escape(text: str, *, keep_newlines: bool = False) -> str:
+    """User-controlled text made safe to print for people: the one function for it.
+
+    C0 control characters (newline and tab included) show as their Unicode
+    control pictures (U+2400 + code, so ESC is ␛ and BEL ␇), DEL as ␡; C1
+    controls (which some terminals obey like ESC [), the bidirectional
+    overrides that can reorder what a line seems to say, and lone surrogates
+    (undecodable bytes of a file name) show as ``\\x9b`` / ``\\u202e`` escapes.
+    Printable text, CJK and emoji included, is unchanged. ``keep_newlines`` keeps
+    the line breaks of a block of lines (a plan summary) and escapes within them.
+    """
+    if keep_newlines:
+        return "\n".join(escape(line) for line in text.split("\n"))
+    if text.isascii() and text.isprintable():
+        return text
+    return text.translate(_ESCAPES)
+
+
+class _EscapeTable(dict):
+    """``str.translate`` table: the fixed pictures, and escapes computed on first sight."""
+
+    def __missing__(self, code: int) -> int | str:
+        if 0x80 <= code <= 0x9F:
+            shown: int | str = f"\\x{code:02x}"
+        elif 0xD800 <= code <= 0xDFFF or code in _BIDI_CONTROLS:
+            shown = f"\\u{code:04x}"
+        else:
+            shown = code  # printable, or harmless (other format characters are zero-width)
+        self[code] = shown
+        return shown
+
+
+_BIDI_CONTROLS = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+_ESCAPES = _EscapeTable({c: 0x2400 + c for c in range(0x20)} | {0x7F: 0x2421})
 
 
 def render_all(diagnostics: Iterable[Diagnostic]) -> str:
@@ -319,6 +374,12 @@ def to_json(diagnostic: Diagnostic) -> str:
         ],
         "notes": list(diagnostic.notes),
     }
+    # JSON escapes C0 controls itself; DEL, C1, bidi controls and lone surrogates too,
+    # so a tool that prints a line of it cannot be steered by the input.
     import json  # only --message-format json pays for it
 
-    return json.dumps(record, ensure_ascii=False)
+    text = json.dumps(record, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")

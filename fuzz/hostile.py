@@ -3,6 +3,7 @@ seconds and without exhausting memory.
 
     python fuzz/hostile.py            # every case, one fresh process each
     python fuzz/hostile.py keys-100k  # one case
+    python fuzz/hostile.py --front    # special files, sizes, output targets, escaping (bounded)
 
 Each case runs in its own process, so its peak resident memory
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own; the table shows
@@ -130,6 +131,11 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--measure"]:
         print(json.dumps(measure(argv[1])))
         return 0
+    if argv[:1] == ["--measure-front"]:
+        print(json.dumps(measure_front(argv[1])))
+        return 0
+    if argv[:1] == ["--front"]:
+        return main_front(argv[1:])
     names = argv or list(CASES)
     print(f"{'case':<20} {'input':>9} {'seconds':>8} {'peak RSS':>9} {'baseline':>9}  outcome")
     failed = False
@@ -142,6 +148,171 @@ def main(argv: list[str]) -> int:
         size = "-" if row.get("bytes") is None else f"{row['bytes'] / MB:.1f} MB"
         print(f"{name:<20} {size:>9} {seconds:>8} {peak:>9} {base:>9}  {row['outcome']}",
               flush=True)
+    return 1 if failed else 0
+
+
+
+# --------------------------------------------------------------------------- special files, sizes, escaping
+#
+#     python fuzz/hostile.py --front             # every case below, one fresh process each
+#     python fuzz/hostile.py --front fifo-config # one case
+#
+# Each case runs `capibara` in a fresh interpreter under an address-space limit
+# (RLIMIT_AS) and a wall-clock timeout: a FIFO that blocked a reader, or a
+# device read whole, would meet one of the two bounds instead of passing.
+
+FRONT_MEMORY_LIMIT_MIB = 2048
+FRONT_TIMEOUT_SECONDS = 30
+HOSTILE_KEY = "\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\u202e"
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    """``capibara ARGV`` in this process: exit status and everything it printed."""
+    import contextlib
+    import io
+
+    from capibara.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(list(argv), out=out)
+    return status, out.getvalue() + err.getvalue()
+
+
+def _codes(status: int, text: str) -> str:
+    import re
+
+    codes = sorted(set(re.findall(r"(?:error|warning)\[([A-Z][0-9]+)\]", text)))
+    return f"exit {status}: {', '.join(codes) or text.strip().splitlines()[-1:]}"
+
+
+def _front_fifo_config(folder: Path) -> str:
+    os.mkfifo(folder / "pipe.toml")
+    return _codes(*_cli("check", "--no-env", str(folder / "pipe.toml")))
+
+
+def _front_fifo_migrate(folder: Path) -> str:
+    os.mkfifo(folder / "pipe.toml")
+    return _codes(*_cli("migrate", "--write", str(folder / "pipe.toml")))
+
+
+def _front_dev_zero(folder: Path) -> str:
+    return _codes(*_cli("check", "--no-env", "/dev/zero"))
+
+
+def _front_sparse_1gib(folder: Path) -> str:
+    with open(folder / "huge.toml", "wb") as handle:
+        handle.truncate(1 << 30)
+    return _codes(*_cli("check", "--no-env", str(folder / "huge.toml")))
+
+
+def _front_symlink_loop(folder: Path) -> str:
+    (folder / "a.toml").symlink_to(folder / "b.toml")
+    (folder / "b.toml").symlink_to(folder / "a.toml")
+    status, text = _cli("check", "--no-env", str(folder / "a.toml"))
+    return _codes(status, text) + (" (a loop)" if "symbolic link loop" in text else " (NOT a loop)")
+
+
+def _front_output_special(folder: Path) -> str:
+    """`compile -o` at a FIFO and at /dev/null; /dev/null only through the check, so that a
+    regression run as root could not replace the machine's /dev/null."""
+    import stat
+
+    from capibara.cli.plan import output_refusal
+
+    config = folder / "c.toml"
+    config.write_text("[model]\nhidden_size = 512\nnum_layers = 6\nnum_heads = 8\n")
+    os.mkfifo(folder / "pipe.json")
+    outcome = _codes(*_cli("compile", "--no-env", str(config), "--target", "cpu",
+                           "-o", str(folder / "pipe.json")))
+    kept = stat.S_ISFIFO(os.lstat(folder / "pipe.json").st_mode)
+    refusal = output_refusal("/dev/null", [str(config)])
+    return (outcome + ("; FIFO kept" if kept else "; FIFO REPLACED")
+            + f"; /dev/null: {refusal.code if refusal else 'NOT REFUSED'}")
+
+
+def _front_output_is_input(folder: Path) -> str:
+    config = folder / "c.toml"
+    text = "[model]\nhidden_size = 512\nnum_layers = 6\nnum_heads = 8\n"
+    config.write_text(text)
+    outcome = _codes(*_cli("compile", "--no-env", str(config), "--target", "cpu", "-o", str(config)))
+    return outcome + ("; config kept" if config.read_text() == text else "; config LOST")
+
+
+def _front_hostile_keys(folder: Path) -> str:
+    config = folder / f"x{chr(27)}]0;t{chr(7)}.toml"
+    lines = [f'"{HOSTILE_KEY}{i}" = {i}\n' for i in range(10_000)]
+    config.write_text("[model]\n" + "".join(lines))
+    status, text = _cli("check", "--no-env", str(config))
+    raw = sum(text.count(c) for c in ("\x1b", "\x07", "\x9b", "\u202e"))
+    return f"{_codes(status, text)}; {len(text)} characters printed, {raw} raw control characters"
+
+
+#: name -> (the case, what it is)
+FRONT_CASES: dict[str, tuple[Callable[[Path], str], str]] = {
+    "fifo-config": (_front_fifo_config, "a named pipe with no writer as the config"),
+    "fifo-migrate": (_front_fifo_migrate, "a named pipe as `migrate --write` target"),
+    "dev-zero-config": (_front_dev_zero, "/dev/zero as the config"),
+    "sparse-1gib-config": (_front_sparse_1gib, "a 1 GiB (sparse) config file"),
+    "symlink-loop-config": (_front_symlink_loop, "a config that is a symlink loop"),
+    "output-special": (_front_output_special, "`compile -o` at a FIFO and at /dev/null"),
+    "output-is-input": (_front_output_is_input, "`compile c.toml -o c.toml`"),
+    "hostile-keys-10k": (_front_hostile_keys, "10,000 keys and a file name holding "
+                                              "terminal control sequences"),
+}
+
+
+def measure_front(name: str) -> dict:
+    """Run front case ``name`` in this process (under the caller's limits)."""
+    sys.path.insert(0, str(ROOT))
+    import capibara.cli.app  # noqa: F401  (imports are not the case's cost)
+    import capibara.compiler.driver  # noqa: F401
+
+    run, _ = FRONT_CASES[name]
+    with tempfile.TemporaryDirectory() as folder:
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        outcome = run(Path(folder))
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"case": name, "outcome": outcome, "seconds": round(seconds, 3),
+            "peak_rss_mib": round(peak, 1), "baseline_rss_mib": round(baseline, 1)}
+
+
+def run_front_isolated(name: str) -> dict:
+    """Measure front case ``name`` in a fresh interpreter under the memory and time bounds."""
+    limit = FRONT_MEMORY_LIMIT_MIB * MB
+
+    def bound() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIBARA_")}
+    try:
+        done = subprocess.run([sys.executable, __file__, "--measure-front", name],
+                              capture_output=True, text=True, timeout=FRONT_TIMEOUT_SECONDS,
+                              env=env, cwd=ROOT, preexec_fn=bound)
+    except subprocess.TimeoutExpired:
+        return {"case": name, "outcome": f"HUNG: met the {FRONT_TIMEOUT_SECONDS} s bound",
+                "seconds": None}
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:]
+        return {"case": name, "outcome": f"CRASH (exit {done.returncode}, memory bound "
+                                          f"{FRONT_MEMORY_LIMIT_MIB} MiB?): {last}", "seconds": None}
+    return json.loads(done.stdout)
+
+
+def main_front(names: list[str]) -> int:
+    names = names or list(FRONT_CASES)
+    print(f"bounds: address space {FRONT_MEMORY_LIMIT_MIB} MiB, {FRONT_TIMEOUT_SECONDS} s per case")
+    print(f"{'case':<20} {'seconds':>8} {'peak RSS':>9} {'baseline':>9}  outcome")
+    failed = False
+    for name in names:
+        row = run_front_isolated(name)
+        failed |= row["seconds"] is None
+        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.2f}"
+        peak = f"{row['peak_rss_mib']:.0f} MiB" if row.get("peak_rss_mib") else "-"
+        base = f"{row['baseline_rss_mib']:.0f} MiB" if row.get("baseline_rss_mib") else "-"
+        print(f"{name:<20} {seconds:>8} {peak:>9} {base:>9}  {row['outcome']}", flush=True)
     return 1 if failed else 0
 
 

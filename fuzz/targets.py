@@ -79,7 +79,7 @@ def fuzz_toml(data: bytes) -> None:
     """Parse ``data`` as a TOML file; compare with :mod:`tomllib`."""
     from capibara import toml
     from capibara.testing.strategies import same_toml_value
-    from capibara.toml.reading import _decode
+    from capibara.toml.reading import decode as _decode
 
     try:
         text = _decode(data, "fuzz.toml")
@@ -167,7 +167,7 @@ def fuzz_compile(data: bytes) -> None:
     from capibara.compiler.driver import compile_sources
     from capibara.plan import compute_digest, decode_plan, encode_plan
     from capibara.testing.spans import span_problems
-    from capibara.toml.reading import _decode
+    from capibara.toml.reading import decode as _decode
 
     target, body = compile_input(data)
     documents = {}

@@ -1,10 +1,29 @@
-"""Shared pytest configuration: the golden-file flag and hypothesis profiles."""
+"""Shared pytest configuration: the golden-file flag, hypothesis profiles, and the
+``shared_dir`` fixture for files that only a full checkout has beside the repository."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+#: ``../shared`` beside the repository (benchmark configs, the toml-test suite): a user's
+#: clone has none. Tests that need it skip with the reason, unless
+#: ``CAPIBARA_REQUIRE_SHARED`` is set (CI sets it), where its absence fails them.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def shared_dir():
+    """``../shared``; the test is skipped, with the reason, where a clone has none."""
+    if not SHARED.is_dir():
+        message = f"{SHARED} not found: a full checkout has it beside the repository"
+        if os.environ.get("CAPIBARA_REQUIRE_SHARED"):
+            pytest.fail(message + " (CAPIBARA_REQUIRE_SHARED is set)")
+        pytest.skip(message)
+    return SHARED
 
 settings.register_profile(
     "default", max_examples=50, deadline=None,

@@ -14,7 +14,7 @@ import sys
 from typing import Callable, Sequence, TextIO
 
 from capibara.cli.output import print_diagnostics
-from capibara.diagnostics import ConfigError
+from capibara.diagnostics import ConfigError, escape
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -52,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # usage errors exit 2 with a hint, like argparse
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"error: {escape(message)}\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -152,7 +152,7 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_ERRORS
     print_diagnostics(diagnostics, args.message_format, out)
     if args.message_format == "human" and not diagnostics:
-        out.write(f"ok: {', '.join(args.files)}\n")
+        out.write(f"ok: {escape(', '.join(args.files))}\n")
     return EXIT_ERRORS if any(d.is_error for d in diagnostics) else EXIT_OK
 
 
@@ -176,7 +176,7 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
 
         near = difflib.get_close_matches(code, CODES, n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
-        sys.stderr.write(f"error: unknown diagnostic code `{args.code}`{hint}\n")
+        sys.stderr.write(f"error: unknown diagnostic code `{escape(args.code)}`{hint}\n")
         return EXIT_USAGE
     out.write(explain(code))
     return EXIT_OK
@@ -207,7 +207,8 @@ def _run_migrate(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_ERRORS
     print_diagnostics(diagnostics, args.message_format, sys.stderr)
     if args.write:
-        sys.stderr.write(f"{'migrated' if changed else 'nothing to migrate in'} {args.file}\n")
+        sys.stderr.write(f"{'migrated' if changed else 'nothing to migrate in'} "
+                         f"{escape(args.file)}\n")
     return EXIT_OK
 
 
@@ -227,7 +228,7 @@ def _run_targets(args: argparse.Namespace, out: TextIO) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
-    out.write(f"\n* detected host: {host.name} ({host.doc})\n")
+    out.write(f"\n* detected host: {escape(host.name)} ({escape(host.doc)})\n")
     return EXIT_OK
 
 
@@ -262,7 +263,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # the last line of defence: a bug, reported as one
         sys.stderr.write(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {escape(str(exc))}\n"
             "this is a bug in capibara, not in your configuration; please report it with the "
             "input that caused it (rerun with CAPIBARA_TRACEBACK=1 for the traceback)\n")
         import os

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from typing import Any, Callable, Sequence, TextIO
 
 from capibara.cli.output import print_diagnostics
-from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.diagnostics import ConfigError, Diagnostic, escape
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -39,7 +40,12 @@ def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser],
     add_config_inputs(compile_)
     compile_.add_argument("-o", "--output", metavar="PLAN",
                           help="where to write the plan (`-` for standard output); default "
-                               "STEM.plan.json in the working directory")
+                               "STEM.plan.json in the working directory. The plan replaces "
+                               "PLAN atomically; a symbolic link is followed (the file it "
+                               "points at is replaced, the link stays), a dangling link is "
+                               "not written through. Never written over: a config this "
+                               "compile reads, a read-only file, or anything that is not a "
+                               "regular file (a directory, a device such as /dev/null, a FIFO)")
     compile_.add_argument("--format", choices=("json", "msgpack"),
                           help="plan encoding (default: by the output's extension, else json)")
     compile_.add_argument("--print-after", metavar="STAGE",
@@ -81,17 +87,26 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         # Checked here, not by argparse, so other verbs never import the compiler.
         known = ", ".join(f"`{s}`" for s in STAGES)
         if args.print_after != "list":
-            sys.stderr.write(f"error: unknown stage `{args.print_after}`; the stages are {known}\n")
+            sys.stderr.write(f"error: unknown stage `{escape(args.print_after)}`; "
+                             f"the stages are {known}\n")
             return EXIT_USAGE
         out.write("\n".join(STAGES) + "\n")
         return EXIT_OK
+    if args.output == "":
+        sys.stderr.write("error: `-o` needs a path (or `-` for standard output)\n")
+        return EXIT_USAGE
     to_stdout = args.output == "-"
+    if to_stdout and args.format == "msgpack" and out.isatty():
+        # as gzip does: binary on a terminal is garbage at best, control sequences at worst
+        sys.stderr.write("error: a msgpack plan is binary and is not written to a terminal; "
+                         "redirect standard output, or use `--format json`\n")
+        return EXIT_USAGE
     # With the plan on standard output, everything a person reads goes to standard error.
     text: TextIO = sys.stderr if to_stdout else out
 
     def show(stage: str, ir: Any, seconds: float) -> None:
         if stage == args.print_after:
-            text.write(f"// after {stage}\n{describe(ir)}\n\n")
+            text.write(escape(f"// after {stage}\n{describe(ir)}\n\n", keep_newlines=True))
 
     env = None if args.no_env else pipeline.ENVIRON
     result = compile_sources(args.files, target=args.target, env=env, overrides=args.overrides,
@@ -116,17 +131,72 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         where = "standard output"
     else:
         path = args.output or _default_output(args.files, args.format)
+        refusal = output_refusal(path, args.files)
+        if refusal is not None:
+            print_diagnostics([refusal], args.message_format, text)
+            return EXIT_ERRORS
+        from capibara.files import TEMPORARY, remove_stale_temporaries
+
+        target = os.path.realpath(path) if os.path.islink(path) else path
+        # write_plan_file names its temporaries as every atomic write here does
+        remove_stale_temporaries(target, TEMPORARY)
         try:
-            write_plan_file(plan, path, plan_format_for(path, args.format))
+            write_plan_file(plan, target, plan_format_for(path, args.format))
         except OSError as error:
-            text.write(f"error: cannot write the plan to `{path}`: {error.strerror or error}\n")
+            text.write(f"error: cannot write the plan to `{escape(path)}`: "
+                       f"{error.strerror or error}\n")
             return EXIT_ERRORS
         where = path
     result.timings.append(("write", time.perf_counter() - start))
     if args.message_format == "human":
-        text.write(f"compiled {', '.join(args.files)} → {where}\n{summary(plan)}")
+        text.write(escape(f"compiled {', '.join(args.files)} → {where}\n{summary(plan)}",
+                          keep_newlines=True))
     _print_timings(args, result.timings, text)
     return EXIT_OK
+
+
+def output_refusal(path: str, inputs: Sequence[str]) -> Diagnostic | None:
+    """Why the plan must not be written to ``path`` (a P004 error), or ``None``.
+
+    The conventions of careful tools: a symbolic link is written through (as
+    ``cp`` and editors do), but not a dangling one (GNU ``cp`` refuses those
+    too); only a regular file is replaced, never a device, FIFO or directory;
+    a read-only file is left alone (``cp`` fails there rather than forcing);
+    and no input of the same run is overwritten.
+    """
+    from capibara.config.sources import resolve_path
+    from capibara.files import describe_kind, is_writable
+
+    def refuse(reason: str, help: str) -> Diagnostic:
+        return Diagnostic.error("P004", f"refusing to write the plan to `{path}`: {reason}",
+                                help=help)
+
+    elsewhere = "write the plan elsewhere, e.g. `-o NAME.plan.json`"
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return refuse(f"it is a symbolic link to `{os.readlink(path)}`, which does not "
+                          "exist", "remove the link, or point it at an existing plan file")
+        return None
+    except OSError as error:
+        return refuse(error.strerror or str(error), elsewhere)
+    if not stat.S_ISREG(info.st_mode):
+        return refuse(f"it is {describe_kind(info.st_mode)}, not a regular file", elsewhere)
+    for given in inputs:
+        found, _ = resolve_path(given)
+        try:
+            same = found is not None and os.path.samefile(found, target)
+        except OSError:
+            same = False
+        if same:
+            return refuse(f"that is the config `{given}` this compile reads",
+                          f"{elsewhere}; the config would be lost")
+    if not is_writable(target, info):
+        return refuse("it is read-only", f"{elsewhere}, or make it writable if it should "
+                                         "be replaced")
+    return None
 
 
 def _print_timings(args: argparse.Namespace, timings: Sequence[tuple[str, float]], text: TextIO) -> None:
@@ -173,7 +243,8 @@ def run_diff(args: argparse.Namespace, out: TextIO) -> int:
         for change in changes:
             out.write(msgspec.json.encode(change).decode() + "\n")
     else:
-        out.write(format_changes(changes) if changes else "no differences\n")
+        out.write(escape(format_changes(changes), keep_newlines=True) if changes
+                  else "no differences\n")
     return EXIT_ERRORS if changes else EXIT_OK
 
 
@@ -190,11 +261,12 @@ def explain_plan_file(path: str, field: str | None, out: TextIO) -> int:
         print_diagnostics(error.diagnostics, "human", out)
         return EXIT_ERRORS
     try:
-        out.write(explain_plan(plan, field))
+        out.write(escape(explain_plan(plan, field), keep_newlines=True))
     except KeyError as error:
         near = error.args[1] if len(error.args) > 1 else []
         hint = f" (did you mean {', '.join(f'`{n}`' for n in near)}?)" if near else ""
-        sys.stderr.write(f"error: `{field}` is not a path in `{path}`{hint}\n")
+        sys.stderr.write(f"error: `{escape(field)}` is not a path in `{escape(path)}`"
+                         f"{escape(hint)}\n")
         return EXIT_USAGE
     return EXIT_OK
 

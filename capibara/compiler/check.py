@@ -128,7 +128,7 @@ def _runtime_update_errors(config, arguments: Sequence[str]) -> list[Diagnostic]
 
     from capibara.compiler.model_spec import live_update_diagnostics
 
-    decoded = read_overrides(arguments)
+    decoded = read_overrides(arguments, flag="--runtime")
     if any(d.is_error for d in decoded.diagnostics):
         return list(decoded.diagnostics)
     built = copy.copy(config)

@@ -79,16 +79,20 @@ def _get_parser() -> tuple[Lark, _OverrideBuilder]:
     return _parser
 
 
-def parse_override(argument: str) -> Override | Diagnostic:
-    """Parse one ``PATH=VALUE`` argument; the :class:`Override` or an error diagnostic."""
-    source = Source(f"--set {argument}", argument)
+def parse_override(argument: str, flag: str = "--set") -> Override | Diagnostic:
+    """Parse one ``PATH=VALUE`` argument; the :class:`Override` or an error diagnostic.
+
+    ``flag`` is the option the argument came with (``--set``, ``--runtime``): it names
+    the source and the messages, so the user is pointed at what they typed.
+    """
+    source = Source(f"{flag} {argument}", argument)
     with _lock:
         lark, builder = _get_parser()
         builder.begin()
         try:
             path, value, start, end, items = lark.parse(argument)
         except UnexpectedInput as error:
-            return _syntax_error(source, argument, error)
+            return _syntax_error(source, argument, error, flag)
         except TomlProblem as problem:
             return Diagnostic.error(
                 problem.code, problem.message, source.span(problem.start, problem.end),
@@ -100,36 +104,38 @@ def parse_override(argument: str) -> Override | Diagnostic:
                     source.span(start, end), tuple(source.span(s, e) for s, e in items))
 
 
-def _syntax_error(source: Source, argument: str, error: UnexpectedInput) -> Diagnostic:
+def _syntax_error(source: Source, argument: str, error: UnexpectedInput,
+                  flag: str) -> Diagnostic:
     equals = argument.find("=")
     if equals < 0:
         return Diagnostic.error(
-            MALFORMED, "`--set` needs `PATH=VALUE`", source.span(0, len(argument)),
-            label="no `=` here", help="for example `--set sparsity.ratio=0.5`")
+            MALFORMED, f"`{flag}` needs `PATH=VALUE`", source.span(0, len(argument)),
+            label="no `=` here", help=f"for example `{flag} sparsity.ratio=0.5`")
     if not argument[:equals].strip():
         return Diagnostic.error(
-            MALFORMED, "`--set` is missing the field before `=`", source.span(0, max(equals, 1)),
-            label="expected a field", help="for example `--set sparsity.ratio=0.5`")
+            MALFORMED, f"`{flag}` is missing the field before `=`",
+            source.span(0, max(equals, 1)),
+            label="expected a field", help=f"for example `{flag} sparsity.ratio=0.5`")
     value_start = equals + 1 + (len(argument[equals + 1:]) - len(argument[equals + 1:].lstrip()))
     if value_start >= len(argument):
         return Diagnostic.error(
-            MALFORMED, "`--set` is missing the value after `=`", source.span(equals, equals + 1),
+            MALFORMED, f"`{flag}` is missing the value after `=`", source.span(equals, equals + 1),
             label="expected a value",
             help='write a TOML value such as `0.5`, `true`, `[4, 4]` or `"text"`')
     position = getattr(error, "pos_in_stream", None)
     if isinstance(position, int) and 0 <= position <= equals:
         return Diagnostic.error(
-            MALFORMED, "`--set` path is not a field name or `section.key`",
+            MALFORMED, f"`{flag}` path is not a field name or `section.key`",
             source.span(0, equals), label="not a path",
             help="write a flat name (`hidden_size`) or `section.key` (`model.hidden_size`)")
     return Diagnostic.error(
-        MALFORMED, "`--set` value is not a TOML value", source.span(value_start, len(argument)),
+        MALFORMED, f"`{flag}` value is not a TOML value", source.span(value_start, len(argument)),
         label="not a TOML value",
         help="write the value as in a TOML file: `0.5`, `true`, `[4, 4]`, or a string in quotes "
-             "(`--set 'model.version=\"3.1.0\"'`); a single bare word is taken as a string")
+             f"(`{flag} 'model.version=\"3.1.0\"'`); a single bare word is taken as a string")
 
 
-def _field_for(override: Override) -> Field | Diagnostic:
+def _field_for(override: Override, flag: str) -> Field | Diagnostic:
     """The field a path names, or the diagnostic that says why it names none."""
     parts = override.path.split(".")
     span = override.path_span
@@ -151,7 +157,7 @@ def _field_for(override: Override) -> Field | Diagnostic:
             section_span = span.source.span(span.start, span.start + len(section)) \
                 if text[span.start:].startswith(section) else span
             return Diagnostic.error(
-                UNKNOWN_SECTION, f"unknown section `{section}` in `--set`", section_span,
+                UNKNOWN_SECTION, f"unknown section `{section}` in `{flag}`", section_span,
                 label="unknown section",
                 help=f"did you mean `{near}.{key}`?" if near else
                 "the sections are " + ", ".join(f"`{s}`" for s in SECTIONS))
@@ -165,24 +171,25 @@ def _field_for(override: Override) -> Field | Diagnostic:
     return unknown_field(override.path, span, what="field")
 
 
-def read_overrides(arguments: Sequence[str]) -> DecodedSource:
-    """Decode ``--set`` arguments into assignments (later ones win) and diagnostics."""
+def read_overrides(arguments: Sequence[str], flag: str = "--set") -> DecodedSource:
+    """Decode ``--set`` arguments into assignments (later ones win) and diagnostics;
+    ``flag`` names the option they came with in every diagnostic."""
     assignments: dict[str, Assignment] = {}
     diagnostics: list[Diagnostic] = []
     for argument in arguments:
-        undecodable = not_utf8(f"--set {argument}", argument, "`--set` argument")
+        undecodable = not_utf8(f"{flag} {argument}", argument, f"`{flag}` argument")
         if undecodable is not None:
             diagnostics.append(undecodable)
             continue
-        override = parse_override(argument)
+        override = parse_override(argument, flag)
         if isinstance(override, Diagnostic):
             diagnostics.append(override)
             continue
-        field = _field_for(override)
+        field = _field_for(override, flag)
         if isinstance(field, Diagnostic):
             diagnostics.append(field)
             continue
-        provenance = Provenance("set", override.value_span, f"--set {argument}")
+        provenance = Provenance("set", override.value_span, f"{flag} {argument}")
         items = override.item_spans
         result = check_value(field.name, override.value, provenance,
                              lambda i: items[i] if i < len(items) else None)

@@ -20,7 +20,8 @@ booleans are ``true/false/1/0/yes/no/on/off`` in any case, numbers in decimal
 (``1e-4`` allowed for floats), enums in any case, the mesh as ``"4,8"``,
 ``"4x8"``, ``"[4, 8]"`` or ``"auto"``.  An empty value counts as unset.  Two
 spellings of one field with different values are an error (S301); an unknown
-``CAPIBARA_*`` variable is a warning with a "did you mean" (S104).
+``CAPIBARA_*`` variable is a warning with a "did you mean" (S104) that names it
+and never shows its value.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def resolve_path(path: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]
 
     given = Path(path)
     tried = [given]
-    if given.exists():
+    if os.path.lexists(given):  # a dangling link or a link loop is the user's file: say what it is
         return given, tried
     if not given.is_absolute():
         parts = given.parts
@@ -169,15 +170,18 @@ def read_env(env: Mapping[str, str]) -> DecodedSource:
         if not name.startswith("CAPIBARA_") or name in TOOL_ENV:
             continue
         text = env[name]
+        field = ENV_VARS.get(name)
+        if field is None:
+            # Only the name: the value of a variable capibara does not read may be anyone's
+            # secret (`CAPIBARA_API_KEY=sk-...`), so it is never shown, nor even decoded.
+            undecodable = not_utf8(f"${name}", name, f"environment variable name `{name}`")
+            diagnostics.append(undecodable or _unknown_env(name, Source(f"${name}", name)))
+            continue
         undecodable = not_utf8(f"${name}", f"{name}={text}", f"environment variable `{name}`")
         if undecodable is not None:
             diagnostics.append(undecodable)
             continue
         source = _env_source(name, text)
-        field = ENV_VARS.get(name)
-        if field is None:
-            diagnostics.append(_unknown_env(name, source))
-            continue
         if not text.strip():
             continue  # `export CAPIBARA_X=` means unset (§1.12)
         span = source.span(len(name) + 1, len(source.text))
@@ -221,7 +225,8 @@ def _unknown_env(name: str, source: Source) -> Diagnostic:
         help = "the variables are " + ", ".join(f"`{v}`" for v in ENV_VARS)
     return Diagnostic.warning(
         UNKNOWN_ENV, f"unknown environment variable `{name}` is ignored",
-        source.span(0, len(name)), label="not a capibara setting", help=help)
+        source.span(0, len(name)), label="not a capibara setting",
+        notes=("its value is not shown: it may be a secret",), help=help)
 
 
 # --------------------------------------------------------------------------- layering

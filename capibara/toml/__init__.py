@@ -14,7 +14,8 @@ parser never loads lark.
 
 from capibara.lazy import lazy_exports
 
-__all__ = ["Document", "MAX_FILE_BYTES", "MAX_NESTING", "format_path", "load", "loads", "parse", "parse_file"]
+__all__ = ["Document", "MAX_FILE_BYTES", "MAX_NESTING", "format_path", "load", "loads", "parse",
+           "parse_bytes", "parse_file", "read_bytes"]
 
 __getattr__ = lazy_exports(__name__, globals(), {
     "Document": "capibara.toml.document",
@@ -25,4 +26,6 @@ __getattr__ = lazy_exports(__name__, globals(), {
     "loads": "capibara.toml.document",
     "parse": "capibara.toml.document",
     "parse_file": "capibara.toml.document",
+    "parse_bytes": "capibara.toml.document",
+    "read_bytes": "capibara.toml.reading",
 })

@@ -30,7 +30,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from capibara.toml.builder import DocumentBuilder, Positions
 from capibara.toml.limits import MAX_NESTING
-from capibara.toml.reading import read_text, shown_name
+from capibara.toml.reading import decode, read_bytes, shown_name
 from capibara.toml.keypath import format_path
 from capibara.toml.scalars import TomlProblem
 from capibara.toml.syntax import explain_syntax_error
@@ -44,7 +44,9 @@ __all__ = [
     "load",
     "loads",
     "parse",
+    "parse_bytes",
     "parse_file",
+    "read_bytes",
 ]
 
 class Document:
@@ -177,8 +179,14 @@ def loads(text: str, *, source: str = "<string>") -> dict[str, Any]:
 
 def parse_file(path: str | os.PathLike[str]) -> Document:
     """Read and parse a TOML file: UTF-8, a leading byte-order mark allowed."""
-    name = os.fspath(path)
-    return parse(read_text(name), shown_name(name))
+    return parse_bytes(read_bytes(path), path)
+
+
+def parse_bytes(data: bytes, path: str | os.PathLike[str]) -> Document:
+    """Parse the bytes of the TOML file at ``path`` (UTF-8, a leading byte-order mark
+    dropped); ``path`` names the source in diagnostics."""
+    name = shown_name(path)
+    return parse(decode(data, name), name)
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

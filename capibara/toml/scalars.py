@@ -209,6 +209,10 @@ def _datetime(token: str, offset: int) -> date | datetime | time:
     if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
         days = 29
     day = int(text[8:10])
+    if day == 0:
+        raise TomlProblem("P107", f"{text[:10]} is not a date: days start at 01",
+                          offset + 8, offset + 10, label="day 00",
+                          help=f"the first day of the month is {text[:8]}01")
     if not 1 <= day <= days:
         raise TomlProblem(
             "P107", f"{text[:10]} is not a date: {_MONTHS[month - 1]} {year} has {days} days",

@@ -69,10 +69,11 @@ CHECK_PATH_MODULES = {
     "capibara.config.validate.architecture", "capibara.config.validate.deployment",
     "capibara.config.validate.enterprise", "capibara.config.validate.parallelism",
     "capibara.config.validate.sparsity", "capibara.config.validate.training",
-    "capibara.config.validate.vq",
+    "capibara.config.validate.vq", "capibara.config.validate.typical", "capibara.files",
     # the standard library beyond the anchor: argparse (with gettext and locale for its
     # messages), dataclasses for the diagnostics (with copy and weakref), bisect for lines
     "argparse", "gettext", "locale", "dataclasses", "copy", "weakref", "errno", "bisect",
+    "unicodedata",  # display widths for carets and escaping (a C module, ~0.1 ms)
 }
 
 

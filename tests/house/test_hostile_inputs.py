@@ -48,9 +48,38 @@ def test_hostile_case_is_quick_and_small(name: str) -> None:
     assert row["peak_rss_mib"] - row["baseline_rss_mib"] < memory, row
 
 
-def test_an_endless_file_is_refused_without_reading_it_whole() -> None:
+#: front case -> what it must end in (each in a fresh process under hostile.py's bounds)
+FRONT_CASES = {
+    "fifo-config": "exit 1: P003",
+    "fifo-migrate": "exit 1: P003",
+    "dev-zero-config": "exit 1: P003",
+    "sparse-1gib-config": "exit 1: P003",
+    "symlink-loop-config": "exit 1: P003 (a loop)",
+    "output-special": "exit 1: P004; FIFO kept; /dev/null: P004",
+    "output-is-input": "exit 1: P004; config kept",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRONT_CASES))
+def test_special_file_case_meets_its_bounds(name: str) -> None:
+    row = hostile.run_front_isolated(name)
+    assert row["outcome"] == FRONT_CASES[name], row
+    assert row["seconds"] < 5, row
+
+
+def test_an_endless_file_is_refused_without_reading_it() -> None:
     with pytest.raises(ConfigError) as info:
         toml.parse_file("/dev/zero")
+    assert [d.code for d in info.value.diagnostics] == ["P003"]
+    assert "a character device, not a regular file" in info.value.diagnostics[0].message
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    with open(path, "wb") as handle:  # sparse: 1 GiB on paper, nothing on disk
+        handle.truncate(1 << 30)
+    with pytest.raises(ConfigError) as info:
+        toml.parse_file(path)
     assert [d.code for d in info.value.diagnostics] == ["P003"]
     assert "larger than 1 MiB" in info.value.diagnostics[0].message
 

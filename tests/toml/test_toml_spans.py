@@ -11,9 +11,6 @@ from hypothesis import given
 from capibara import toml
 from capibara.testing.strategies import same_toml_value, toml_documents
 
-BENCH_CONFIG = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml_config.toml"
-
-
 def value_at(value, path):
     for part in path:
         value = value[part]
@@ -40,8 +37,9 @@ def test_every_entry_of_generated_documents_points_at_its_text(text: str) -> Non
     check_entries(toml.parse(text))
 
 
-def test_every_entry_of_the_benchmark_config() -> None:
-    doc = toml.parse(BENCH_CONFIG.read_text(encoding="utf-8"), str(BENCH_CONFIG))
+def test_every_entry_of_the_benchmark_config(shared_dir: Path) -> None:
+    bench_config = shared_dir / "bench" / "ml_config.toml"
+    doc = toml.parse(bench_config.read_text(encoding="utf-8"), str(bench_config))
     assert check_entries(doc) > 80
 
 

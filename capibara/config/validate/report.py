@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from capibara.config.fieldtypes import format_value
 from capibara.config.validate.engine import RULES, Finding, Rule, RuleContext
+from capibara.config.validate.typical import UNUSUAL_VALUE, unusual_values
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Severity, Span
 
 
@@ -94,10 +95,12 @@ def explicit_device(config: Any) -> str | None:
 
 def get_validation_errors(config: Any, *, mode: str | None = None) -> list[FieldDiagnostic]:
     """Every cross-field problem of ``config`` that needs no hardware: errors and
-    warnings, in rule order.  ``mode`` (``"train"``/``"inference"``) enables the
-    training-only rule."""
+    warnings, in rule order, then the values set far outside their usual range
+    (S206).  ``mode`` (``"train"``/``"inference"``) enables the training-only rule."""
     ctx = RuleContext(config, explicit_device(config), None, mode)
-    return run_rules(_config_rules(), ctx)
+    unusual = [field_diagnostic(UNUSUAL_VALUE, Severity.WARNING, f.message, config, f.fields,
+                                f.labels, help=f.help) for f in unusual_values(config)]
+    return run_rules(_config_rules(), ctx) + unusual
 
 
 def check_config(config: Any, *, mode: str | None = None) -> None:
