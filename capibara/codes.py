@@ -1256,12 +1256,15 @@ Example: passing `package.json`, or a config's JSON export, as a plan.
 
 Fix: pass a file written by `capibara compile`."""),
     Code("R104", "plan from an incompatible format or compiler",
-         """The plan says it has another plan format (`capibara.plan/2`), or it was
-written by a capibara whose plans this one cannot load: the major version
-differs (and, before 1.0, the minor version). Loading it anyway could
-misread fields that changed meaning.
+         """The plan says it has another plan format, or it was written by a
+capibara whose plans this one cannot load: the major version differs (and,
+before 1.0, the minor version). Loading it anyway could misread fields that
+changed meaning. Format `capibara.plan/1` plans, from before provenance was
+stored as a structured value and loss weights were recorded, are refused
+with this code too: their config still compiles to a `/2` plan.
 
-Example: a plan whose `compiler.version` is `9.0.0`.
+Example: a plan whose `compiler.version` is `9.0.0`, or whose `format` is
+`capibara.plan/1`.
 
 Fix: run it with the capibara that wrote it, or recompile the config."""),
     Code("R105", "plan modified after it was written",
@@ -1273,6 +1276,57 @@ compiled.
 Example: changing `"batch": {"global_size": 32}` to 64 by hand.
 
 Fix: never edit a plan; change the config (or `--set`) and recompile."""),
+    Code("R106", "plan path is not a regular file",
+         """A plan path names a directory, a device (`/dev/zero`), a named pipe
+(FIFO) or a socket. capibara reads plans only from regular files: a device can
+feed bytes without end and a pipe can block every verb until someone writes
+to it. The file is opened without blocking and checked before anything is read.
+
+Example:
+    capibara check /dev/zero.plan.json      (a link to /dev/zero)
+
+Fix: pass the plan file that `capibara compile CONFIG.toml -o PLAN` wrote."""),
+    Code("R107", "plan file too large or nested too deeply",
+         """A plan file holds more bytes than any plan needs (16 MiB; the bundled
+configs give 20-60 KB), or its objects and arrays nest deeper than a plan's
+layout does (16 levels). The size is checked before the file is read and the
+depth while it is decoded, so a hostile file costs neither memory nor a crash.
+
+Example: a 2 KB file `{"format": "capibara.plan/2", "config": [[[[...]]]]}`
+nested 1000 deep, or a 1 GB file named `run.plan.json`.
+
+Fix: pass a plan written by `capibara compile CONFIG.toml -o PLAN`."""),
+    Code("R110", "plan value missing or outside its domain",
+         """A plan decoded and its digest matched, but a value in it is not one any
+compiler writes: a negative or too long array axis, an unknown dtype, a tile
+size of 0 or a string, a vocabulary of 0, a mesh axis of 0 devices, a config
+field missing or of the wrong type. The digest is a checksum anyone can
+recompute, so every plan is checked field by field before it is used; the
+diagnostic names the field.
+
+Example: `"block_q": 0` in `kernels.blocks.attention.params`, resealed.
+
+Fix: recompile the config (`capibara compile`); never edit a plan."""),
+    Code("R111", "plan names a kernel this capibara does not have",
+         """A kernel spec's `family` is not a kernel family of this capibara (for
+example `flashy`, `base` or `..os`), or its `implementation` is not one of
+that family's variants. Families are checked against a list that needs no
+JAX, before any kernel module is imported.
+
+Example: `"family": "..os"` in a resealed plan.
+
+Fix: recompile the config with this capibara, or run the plan with the
+capibara that wrote it."""),
+    Code("R112", "plan parts disagree",
+         """Two parts of a plan that must agree do not: the mesh names a different
+number of axes than it has sizes, or more devices than its target; the batch
+is not its per-device share times the data axis; a Mixture-of-Rookies call
+routes to more experts (`top_k`) than its router has; arrays of one kernel
+disagree on a shared axis (attention's q and k heads, a matmul's inner size).
+
+Example: `"mesh": {"axes": ["data"], "shape": [1, 1]}`.
+
+Fix: recompile the config (`capibara compile`); never edit a plan."""),
     # ------------------------------------------------------------------ R2: the model, its checkpoints and updates
     Code("R201", "checkpoint does not match the model",
          """A checkpoint's arrays are not the ones the model has: a parameter (or

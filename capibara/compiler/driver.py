@@ -12,7 +12,8 @@ can look (``lower`` and every pass of :mod:`capibara.compiler.passes`):
 2. validate: cross-field rules (:func:`capibara.config.validate.get_validation_errors`);
 3. lower: config × target (:func:`capibara.compiler.lower.lower`);
 4. the optimization passes;
-5. freeze: the :class:`~capibara.plan.Plan`, sealed with its digest.
+5. freeze: the :class:`~capibara.plan.Plan`, sealed with its digest
+   (:func:`capibara.plan.freezer.freeze`).
 
 The driver stops after the first stage with an error and reports every
 diagnostic found until then. Nothing on this path imports JAX.
@@ -20,9 +21,7 @@ diagnostic found until then. Nothing on this path imports JAX.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -31,7 +30,8 @@ from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.compiler.lower import Lowered, lower
 from capibara.compiler.passes.base import PassContext, PassPipeline
 from capibara.compiler.passes.registry import DEFAULT_PIPELINE
-from capibara.plan import (Batch, CompilerInfo, Execution, KernelSpec, Plan, TargetInfo, seal)
+from capibara.plan import Plan
+from capibara.plan.freezer import RELEVANT_CPU_FEATURES, SERVICE_GROUPS, freeze
 from capibara.targets import Target, UnknownTarget
 
 __all__ = ["compile", "compile_config", "compile_sources", "CompileResult", "freeze", "one_line",
@@ -41,29 +41,6 @@ __all__ = ["compile", "compile_config", "compile_sources", "CompileResult", "fre
 
 #: The stages ``--print-after`` accepts, in order.
 STAGES: tuple[str, ...] = ("lower", *(p.name for p in DEFAULT_PIPELINE))
-
-
-#: The CPU flags the compiler acts on (bf16/int8 matrix units, vector widths);
-#: a plan records only these, so hosts that differ elsewhere compile alike.
-RELEVANT_CPU_FEATURES = frozenset({
-    "amx_bf16", "amx_int8", "amx_tile", "avx2", "avx512f", "avx512_bf16", "avx512_vnni",
-    "avx_vnni", "fma", "asimd", "sve", "sve2", "bf16", "i8mm"})
-
-#: The plan's ``services`` sections: each group's first field switches it on; a
-#: group that is off leaves no section. ``security`` is always present.
-SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
-    "mcp": ("mcp_enabled", "mcp_port", "mcp_auth_required", "mcp_rate_limiting"),
-    "meta_loop": ("meta_loop_enabled", "ethics_guard_enabled", "rag_hub_enabled",
-                  "elixir_bridge_port"),
-    "monitoring": ("monitoring_enabled", "metrics_endpoint", "health_check_interval",
-                   "performance_profiling"),
-    "security": ("security_level", "structured_logging", "log_level", "audit_logging",
-                 "sensitive_data_masking", "api_key_required", "request_encryption",
-                 "output_filtering", "content_safety_check"),
-}
-
-#: Field names that would hold a credential; their text never reaches a plan.
-_SECRET_NAME = re.compile(r"(secret|password|passwd|token|api_key|credential)s?$")
 
 
 @dataclass
@@ -204,69 +181,6 @@ def _apply_overrides(config: Any, keywords: Mapping[str, Any] | None, sets: Sequ
 def one_line(diagnostic: Diagnostic) -> str:
     """``file:line:col: warning[CODE]: message``: how a plan records a warning."""
     return Diagnostic.__str__(diagnostic)
-
-
-# --------------------------------------------------------------------------- freeze
-
-
-@functools.cache
-def _field_paths() -> tuple[tuple[str, str], ...]:
-    """``(flat name, printed path)`` of every field, computed once."""
-    from capibara.config.fields import FIELDS
-
-    return tuple((f.name, f.path) for f in FIELDS)
-
-
-@functools.cache
-def _secret_fields() -> tuple[str, ...]:
-    return tuple(name for name, _ in _field_paths() if _SECRET_NAME.search(name))
-
-
-def freeze(ir: Lowered, warnings: Sequence[str] = ()) -> Plan:
-    """The plan of a fully optimized IR, sealed with its digest."""
-    from capibara import __version__
-    from capibara.config.fields import FIELDS, RUNTIME_MUTABLE
-
-    config, target = ir.config, ir.target
-    assert ir.model is not None and ir.mesh is not None and ir.memory is not None \
-        and ir.batch is not None, "freeze needs a fully optimized IR"
-    values = {name: getattr(config, name) for name, _ in _field_paths()}
-    for name in _secret_fields():
-        if isinstance(values[name], str):
-            values[name] = "<redacted>"
-    effective = {**values, **ir.effective}
-    dp = ir.mesh.size("data")
-    kernels = tuple(KernelSpec(
-        name=use.site, family=use.family, implementation=use.implementation,
-        params=dict(use.params), shapes={k: tuple(int(d) for d in v) for k, v in use.shapes.items()},
-        dtypes=dict(use.dtypes), attrs=dict(use.attrs), uses=use.uses or (use.site,),
-        calls_per_step=use.calls_per_step) for use in ir.kernels)
-    runtime = {name: effective[name] for name in sorted(RUNTIME_MUTABLE)}
-    runtime["batch_size"] = ir.batch
-    services = {group: {name: effective[name] for name in names}
-                for group, names in SERVICE_GROUPS.items()
-                if group == "security" or effective[names[0]]}
-    training = {f.key: effective[f.name] for f in FIELDS if f.section == "training"}
-    policy = ir.policy
-    plan = Plan(
-        compiler=CompilerInfo(version=__version__),
-        target=TargetInfo(
-            name=target.name, platform=target.platform, device_kind=target.device_kind,
-            device_count=target.device_count, memory_per_device_gib=target.memory_per_device_gib,
-            native_dtypes=tuple(target.native_dtypes), matmul_tile=tuple(target.matmul_tile),
-            cpu_features=tuple(sorted(RELEVANT_CPU_FEATURES & target.cpu_features))),
-        model=ir.model, memory=ir.memory, precision=ir.precision, mesh=ir.mesh,
-        batch=Batch(global_size=ir.batch, per_device=ir.batch // dp,
-                    max_size=config.max_batch_size, adaptive=config.adaptive_batching),
-        execution=Execution(remat=policy.remat, donate=policy.donate, loss_chunk=policy.loss_chunk,
-                            saved_activation_dtype=policy.saved_activation_dtype,
-                            offload_activations=policy.offload_activations,
-                            jit=config.enable_jit, cache_compiled=config.cache_compiled_functions),
-        kernels=kernels, training=training, runtime=runtime, services=services,
-        config={path: values[name] for name, path in _field_paths()},
-        provenance={path: str(config.provenance(name)) for name, path in _field_paths()},
-        decisions=ir.decisions, warnings=tuple(warnings))
-    return seal(plan)
 
 
 def target_diagnostics(config: Any, target: Target | str | None = None) -> list[Diagnostic]:

@@ -40,7 +40,8 @@ from typing import Any, Callable, Mapping, Sequence
 import msgspec
 
 from capibara.diagnostics import Diagnostic, Severity, Span
-from capibara.plan import Decision, MemoryEstimate, Mesh, ModelShape, Precision
+from capibara.plan import (MESH_AXES, Decision, LossWeights, MemoryEstimate, Mesh, ModelShape,
+                           Precision)
 from capibara.config.fields import FIELD_BY_NAME
 from capibara.targets import CATALOG, GIB, Target, detect_host, get_target
 
@@ -52,6 +53,9 @@ __all__ = [
     "lower",
     "resolve_machine",
     "model_shape",
+    "loss_weights",
+    "LOAD_BALANCING_WEIGHT",
+    "DIVERSITY_WEIGHT",
     "requested_precision",
     "memory_policy",
     "memory_limit_bytes",
@@ -68,9 +72,6 @@ __all__ = [
 
 #: A dimension: an int, or a symbol the optimizer folds (see :data:`SYMBOLS`).
 Dim = int | str
-
-#: The mesh axes, in order: the first splits the batch, the second the model.
-MESH_AXES = ("data", "model")
 
 #: Symbols that may appear in kernel shapes before folding, and what they mean.
 SYMBOLS = {
@@ -184,6 +185,7 @@ class Lowered:
     kernels: tuple[KernelUse, ...]
     memory_limit: int | None
     memory: MemoryEstimate | None = None
+    loss: LossWeights | None = None
     decisions: tuple[Decision, ...] = ()
     effective: Mapping[str, Any] = field(default_factory=dict)
     explicit: frozenset[str] = frozenset()
@@ -322,6 +324,26 @@ def model_shape(config: Any) -> ModelShape:
         num_experts=experts, experts_per_token=config.mor_top_k if mor else None,
         expert_ffn_dim=expert_ffn)
     return msgspec.structs.replace(shape, parameter_count=local_parameters(shape, 1))
+
+
+#: Weight of the Mixture-of-Rookies load-balancing loss when
+#: ``mor_load_balancing`` is on: the Switch Transformer's α = 0.01, small enough
+#: not to fight the language-model loss, large enough to keep experts in use.
+LOAD_BALANCING_WEIGHT = 0.01
+#: Weight of the codebook-usage (diversity) term when
+#: ``vq_diversity_regularization`` is on.
+DIVERSITY_WEIGHT = 0.1
+
+
+def loss_weights(config: Any, model: ModelShape) -> LossWeights:
+    """The auxiliary loss terms' weights for ``config``'s model: the VQ
+    commitment weight as configured, the diversity and load-balancing terms at
+    their fixed weights when switched on (and when the model has experts)."""
+    return LossWeights(
+        vq_commitment=float(config.vq_commitment_weight),
+        vq_diversity=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
+        load_balancing=(LOAD_BALANCING_WEIGHT if model.num_experts and config.mor_load_balancing
+                        else 0.0))
 
 
 def requested_precision(config: Any) -> Precision:

@@ -19,8 +19,6 @@ __all__ = [
     "ModelSpec",
     "RunPolicy",
     "WeightFormat",
-    "LOAD_BALANCING_WEIGHT",
-    "DIVERSITY_WEIGHT",
     "VQ_WITHOUT_CODEBOOK",
     "live_update_diagnostics",
 ]
@@ -159,11 +157,11 @@ class ModelSpec:
         return (self.num_layers + 1) // 2
 
     @classmethod
-    def from_plan(cls, plan: Any, config: Any) -> "ModelSpec":
-        """The spec a compiled plan describes: its shapes, precision, the VQ
-        codebook precision and each block matmul's weight format (its linalg
-        kernel specs' ``attrs``; one spec may stand for several sites, its
-        ``uses``), with the loss weights of ``config``."""
+    def from_plan(cls, plan: Any) -> "ModelSpec":
+        """The spec a compiled plan describes: its shapes, precision, loss
+        weights, the VQ codebook precision and each block matmul's weight
+        format (its linalg kernel specs' ``attrs``; one spec may stand for
+        several sites, its ``uses``)."""
         weights = []
         for kernel in plan.kernels:
             if kernel.family != "linalg":
@@ -171,14 +169,13 @@ class ModelSpec:
             fmt = WeightFormat.from_attrs(kernel.attrs, f"kernel `{kernel.name}`")
             weights.extend((site.split(".", 1)[1], fmt) for site in (kernel.uses or (kernel.name,))
                            if site.startswith("blocks."))
-        return cls.from_shape(plan.model, plan.precision, config, weights=tuple(weights))
+        return cls.from_shape(plan.model, plan.precision, plan.loss, weights=tuple(weights))
 
     @classmethod
-    def from_shape(cls, shape: Any, precision: Any, config: Any, *,
+    def from_shape(cls, shape: Any, precision: Any, loss: Any, *,
                    weights: tuple[tuple[str, WeightFormat], ...] = ()) -> "ModelSpec":
-        """The spec of a plan's ``ModelShape`` and ``Precision``, with the loss
-        weights of ``config`` (its VQ and Mixture-of-Rookies switches) and the
-        block matmuls' ``weights`` formats."""
+        """The spec of a plan's ``ModelShape``, ``Precision`` and ``LossWeights``,
+        with the block matmuls' ``weights`` formats."""
         codebook = getattr(precision, "vq_codebook", None) if shape.vq_codes else None
         return cls(
             vocab_size=shape.vocab_size, d_model=shape.hidden_size,
@@ -188,10 +185,9 @@ class ModelSpec:
             num_experts=shape.num_experts, top_k=shape.experts_per_token or 1,
             expert_ffn_dim=shape.expert_ffn_dim,
             param_dtype=precision.params, compute_dtype=precision.compute,
-            vq_commitment_weight=config.vq_commitment_weight,
-            vq_diversity_weight=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
-            load_balancing_weight=(LOAD_BALANCING_WEIGHT if shape.num_experts and
-                                   config.mor_load_balancing else 0.0),
+            vq_commitment_weight=loss.vq_commitment,
+            vq_diversity_weight=loss.vq_diversity,
+            load_balancing_weight=loss.load_balancing,
             weights=tuple(sorted((name, fmt) for name, fmt in weights if fmt.kind != "float")),
             vq_codebook_dtype=None if codebook in (None, "auto") else codebook,
         )
@@ -208,7 +204,7 @@ class ModelSpec:
         choose for its target, are given here. ``vq_precision = "auto"`` leaves
         the codebook as stored (the target would decide).
         """
-        from capibara.compiler.lower import feature_enabled, kernel_uses, model_shape
+        from capibara.compiler.lower import feature_enabled, kernel_uses, loss_weights, model_shape
 
         weights = tuple(
             (use.site.split(".", 1)[1], WeightFormat.from_attrs(use.attrs, f"`{use.site}`"))
@@ -217,7 +213,8 @@ class ModelSpec:
             and feature_enabled(use.feature, config, None, 1))
         precision = _Precision(param_dtype, compute_dtype,
                                config.vq_precision if config.use_vq else None)
-        return cls.from_shape(model_shape(config), precision, config, weights=weights)
+        shape = model_shape(config)
+        return cls.from_shape(shape, precision, loss_weights(config, shape), weights=weights)
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter's shape by its tree path, as ``jax.tree_util.keystr``
@@ -298,15 +295,6 @@ class RunPolicy:
                    loss_chunk=execution.loss_chunk,
                    saved_activation_dtype=execution.saved_activation_dtype,
                    offload_activations=execution.offload_activations, jit=execution.jit)
-
-
-#: Weight of the Mixture-of-Rookies load-balancing loss when
-#: ``mor_load_balancing`` is on: the Switch Transformer's α = 0.01, small enough
-#: not to fight the language-model loss, large enough to keep experts in use.
-LOAD_BALANCING_WEIGHT = 0.01
-#: Weight of the codebook-usage (diversity) term when
-#: ``vq_diversity_regularization`` is on.
-DIVERSITY_WEIGHT = 0.1
 
 
 

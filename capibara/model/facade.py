@@ -185,7 +185,7 @@ class Model:
         return self
 
     def _setup_from_plan(self, plan: Any, config: Any, seed: int) -> None:
-        spec = ModelSpec.from_plan(plan, config)
+        spec = ModelSpec.from_plan(plan)
         choices = {}
         for kernel in plan.kernels:
             if kernel.family in ("attention", "vq", "moe", "linalg"):

@@ -38,7 +38,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.runtime.executables import ExecutableCache
-from capibara.plan import KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file
+from capibara.plan import (KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file,
+                           validate_plan)
 from capibara.resources import private_directory
 
 __all__ = ["BoundKernel", "CompiledPlan", "KernelSet", "cache_dir", "load_plan"]
@@ -363,7 +364,7 @@ def _verified(path_or_plan: Plan | str | os.PathLike[str]) -> Plan:
             raise ConfigError([Diagnostic.error(
                 DIGEST_MISMATCH, "the plan's digest does not match its contents",
                 help="plans are frozen: compile a new one instead of editing it")])
-        return path_or_plan
+        return validate_plan(path_or_plan)
     return load_plan_file(path_or_plan)
 
 

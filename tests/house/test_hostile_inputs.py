@@ -121,7 +121,7 @@ def test_a_config_at_a_path_that_is_not_utf8_compiles_to_a_writable_plan(tmp_pat
         handle.write(b"[model]\nmodel_name = \"x\"\n")
     plan = compile_config(os.fsdecode(path), target="cpu", env=None)
     assert decode_plan(encode_plan(plan)) == plan
-    assert "caf\ufffd.toml" in plan.provenance["model.model_name"]
+    assert "caf\ufffd.toml" in plan.provenance["model.model_name"].file
 
 
 def test_cli_prints_undecodable_names_on_a_strict_utf8_stdout(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def test_encode_decode_identity_across_configs(hidden, layers, vq, sparse, mode,
 def test_json_is_sorted_indented_and_tagged(plan: Plan) -> None:
     text = encode_plan(plan).decode()
     data = json.loads(text)
-    assert data["format"] == FORMAT == "capibara.plan/1"
+    assert data["format"] == FORMAT == "capibara.plan/2"
     assert list(data) == sorted(data)
     assert text.startswith("{\n  \"batch\"") and text.endswith("}\n")
 
@@ -180,7 +180,7 @@ def _resealed(data: dict) -> bytes:
     (b'{"name": "package", "version": "1.0"}', "R103"),
     (b'[1, 2, 3]', "R103"),
     (b'{"format": "someone.else/1"}', "R103"),
-    (b'{"format": "capibara.plan/2", "digest": ""}', "R104"),
+    (b'{"format": "capibara.plan/3", "digest": ""}', "R104"),
 ])
 def test_foreign_files_are_refused(tmp_path: Path, content: bytes, code: str) -> None:
     path = tmp_path / "f.plan.json"
@@ -238,8 +238,11 @@ print(sorted(m for m in ("pickle", "_pickle", "jax", "jaxlib", "numpy") if m in 
 def test_plan_sections(plan: Plan) -> None:
     assert plan.compiler.name == "capibara"
     assert plan.config["model.hidden_size"] == 512
-    assert plan.provenance["model.hidden_size"].startswith("keyword")
-    assert plan.provenance["model.num_heads"] == "derived (hidden_size // 64)"
+    assert plan.provenance["model.hidden_size"].kind == "keyword"
+    assert plan.provenance["model.hidden_size"].explicit
+    derived = plan.provenance["model.num_heads"]
+    assert (derived.kind, derived.detail, derived.file) == ("derived", "hidden_size // 64", None)
+    assert str(derived) == "derived (hidden_size // 64)" and not derived.explicit
     assert plan.training["learning_rate"] == 1e-4
     assert plan.runtime["batch_size"] == plan.batch.global_size
     assert set(plan.runtime) == {"batch_size", "max_batch_size", "adaptive_batching", "temperature",

@@ -1,11 +1,12 @@
-"""``fold-derived``: derived sizes (head_dim, MLP width, parameter count) and dtypes folded into every kernel shape."""
+"""``fold-derived``: derived sizes (head_dim, MLP width, parameter count), the loss weights, and dtypes folded into every kernel shape."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import ClassVar, Mapping
 
-from capibara.compiler.lower import KernelUse, Lowered, local_parameters, model_shape, split_dim
+from capibara.compiler.lower import (KernelUse, Lowered, local_parameters, loss_weights, model_shape,
+                                    split_dim)
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.plan import Precision
 
@@ -24,7 +25,8 @@ class FoldDerived(Pass):
         config = ir.config
         model = model_shape(config)
         ir = ir.decide(self.name, "model.head_dim", None, model.head_dim,
-                       f"hidden_size {model.hidden_size} / num_heads {model.num_heads}", model=model)
+                       f"hidden_size {model.hidden_size} / num_heads {model.num_heads}", model=model,
+                       loss=loss_weights(config, model))
         ir = ir.decide(self.name, "model.parameter_count", None, model.parameter_count,
                        "12·L·d² + V·d, norms, VQ codebook and Mixture-of-Rookies experts")
         m = ir.model_axis
