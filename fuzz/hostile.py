@@ -9,7 +9,9 @@ Each case runs in its own process, so its peak resident memory
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own; the table shows
 the seconds the case took after imports, its peak RSS and the peak after
 imports alone (the baseline), and what capibara said. The cheap cases are
-also asserted in ``tests/test_hostile_inputs.py``.
+also asserted in ``tests/test_hostile_inputs.py``; the ``plan-*`` cases (special
+files, size, nesting, resealed plans) run under an address-space limit and are
+asserted in ``tests/plan/``.
 """
 
 from __future__ import annotations
@@ -95,8 +97,122 @@ CASES: dict[str, tuple[Callable[[], object], Callable[[Path], str], str]] = {
 }
 
 
+# --------------------------------------------------------------------------- plan files
+#
+# Plan files that are not plans: special files, a 1 GB file, deep nesting, and
+# resealed plans (a correct digest over values no compiler writes). Each is
+# loaded with ``load_plan_file`` in a fresh process under a memory limit
+# (PLAN_MEMORY_LIMIT), and the outcome names the bound that stopped it.
+
+PLAN_MEMORY_LIMIT = 1 << 30
+
+
+def _plan_special(kind: str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        path = folder / f"{kind}.plan.json"
+        if kind == "dev-zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "1gb":
+            with open(path, "wb") as handle:  # sparse: costs no disk
+                handle.truncate(1 << 30)
+        return path
+    return make
+
+
+def _plan_bytes(data: Callable[[], bytes]) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        path = folder / "case.plan.json"
+        path.write_bytes(data())
+        return path
+    return make
+
+
+def _nested(depth: int) -> Callable[[], bytes]:
+    def data() -> bytes:
+        from capibara.testing.plans import nested_plan_bytes
+
+        return nested_plan_bytes(depth)
+    return data
+
+
+def _resealed(name: str) -> Callable[[], bytes]:
+    def data() -> bytes:
+        from capibara.testing.plans import HOSTILE, resealed_bytes, small_plan
+
+        return resealed_bytes(HOSTILE[name].change(small_plan()))
+    return data
+
+
+def _load_plan(path: Path) -> str:
+    """Load ``path`` as a plan (JAX-free); which code refused it, and at which bound."""
+    from capibara.diagnostics import ConfigError
+    from capibara.plan import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, load_plan_file
+
+    bounds = {"R106": "regular files only", "R110": "value domains", "R111": "kernel contracts",
+              "R112": "cross-references"}
+    try:
+        load_plan_file(path)
+    except ConfigError as error:
+        met = []
+        for d in error.diagnostics:
+            if d.code == "R107":
+                met.append(f"size bound {MAX_PLAN_BYTES >> 20} MiB" if "too large" in d.message
+                           else f"depth bound {MAX_PLAN_DEPTH}")
+            else:
+                met.append(bounds.get(d.code, "?"))
+        codes = sorted({d.code for d in error.diagnostics})
+        return f"refused {', '.join(codes)} ({'; '.join(sorted(set(met)))})"
+    return "loaded"
+
+
+def _plan_cases() -> dict[str, tuple[Callable[[Path], Path], str]]:
+    from capibara.testing.plans import HOSTILE
+
+    cases = {
+        "plan-dev-zero": (_plan_special("dev-zero"), "a plan path that links to /dev/zero"),
+        "plan-fifo": (_plan_special("fifo"), "a FIFO with no writer as a plan"),
+        "plan-1gb": (_plan_special("1gb"), "a 1 GB (sparse) file as a plan"),
+        "plan-nested-1000": (_plan_bytes(_nested(1000)), "a 2 KB plan nested 1000 deep"),
+        "plan-nested-1m": (_plan_bytes(_nested(1_000_000)), "a 2 MB plan nested a million deep"),
+    }
+    for name, case in HOSTILE.items():
+        cases[f"plan-resealed-{name}"] = (_plan_bytes(_resealed(name)), f"resealed: {case.what}")
+    return cases
+
+
+def measure_plan(name: str) -> dict:
+    """Run plan case ``name`` in this process under the memory limit."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT))
+    resource.setrlimit(resource.RLIMIT_AS, (PLAN_MEMORY_LIMIT * 4, PLAN_MEMORY_LIMIT * 4))
+    import capibara.plan.codec  # noqa: F401  (imports are not the case's cost)
+    import capibara.plan.validate  # noqa: F401
+
+    make, _ = _plan_cases()[name]
+    folder = Path(tempfile.mkdtemp(prefix="hostile-plan-"))
+    try:
+        path = make(folder)
+        size = path.lstat().st_size if path.is_symlink() or not path.exists() else path.stat().st_size
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        outcome = _load_plan(path)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if peak - baseline > PLAN_MEMORY_LIMIT / MB:
+        outcome += f"; over the {PLAN_MEMORY_LIMIT >> 20} MiB budget"
+    return {"case": name, "outcome": outcome, "seconds": round(seconds, 3),
+            "peak_rss_mib": round(peak, 1), "baseline_rss_mib": round(baseline, 1), "bytes": size}
+
+
 def measure(name: str) -> dict:
     """Run case ``name`` in this process: outcome, seconds, peak and baseline RSS (MiB)."""
+    if name.startswith("plan-"):
+        return measure_plan(name)
     sys.path.insert(0, str(ROOT))
     import capibara.compiler.driver  # noqa: F401  (imports are not the case's cost)
     import capibara.toml  # noqa: F401
@@ -136,8 +252,9 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["--front"]:
         return main_front(argv[1:])
-    names = argv or list(CASES)
-    print(f"{'case':<20} {'input':>9} {'seconds':>8} {'peak RSS':>9} {'baseline':>9}  outcome")
+    sys.path.insert(0, str(ROOT))
+    names = argv or [*CASES, *_plan_cases()]
+    print(f"{'case':<36} {'input':>9} {'seconds':>8} {'peak RSS':>9} {'baseline':>9}  outcome")
     failed = False
     for name in names:
         row = run_isolated(name)
@@ -146,7 +263,7 @@ def main(argv: list[str]) -> int:
         peak = "-" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f} MiB"
         base = "-" if row["baseline_rss_mib"] is None else f"{row['baseline_rss_mib']:.0f} MiB"
         size = "-" if row.get("bytes") is None else f"{row['bytes'] / MB:.1f} MB"
-        print(f"{name:<20} {size:>9} {seconds:>8} {peak:>9} {base:>9}  {row['outcome']}",
+        print(f"{name:<36} {size:>9} {seconds:>8} {peak:>9} {base:>9}  {row['outcome']}",
               flush=True)
     return 1 if failed else 0
 
