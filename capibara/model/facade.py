@@ -173,12 +173,14 @@ class Model:
         defaults to the one the plan was compiled from, rebuilt from its
         resolved values with their explicitness.
         """
-        from capibara.plan import Plan, load_plan_file
+        from capibara.plan import Plan, load_plan_file, validate_plan
 
         plan = compiled_or_path
         if isinstance(plan, (str, os.PathLike)):
             plan = load_plan_file(plan)
-        elif not isinstance(plan, Plan):
+        elif isinstance(plan, Plan):
+            plan = validate_plan(plan)  # a plan built in memory never went through a loader
+        else:
             plan = plan.plan
         self = cls.__new__(cls)
         self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed)

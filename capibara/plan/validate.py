@@ -20,6 +20,8 @@ import math
 import re
 from typing import Any, Iterator, Mapping
 
+import msgspec
+
 from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.plan.types import DTYPES, MESH_AXES, Plan
 
@@ -41,6 +43,10 @@ SHOWN = 12
 
 _PLATFORMS = ("cpu", "gpu", "tpu")
 _FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: A call site, as the compiler names them (``blocks.attention``, ``grads.all_reduce``).
+_SITE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+#: A catalog name or device kind: printable, one line.
+_LABEL = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 
 Problem = tuple[str, str, str]  # (code, plan path, what is wrong)
 
@@ -93,8 +99,6 @@ def _is_number(value: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    import msgspec
-
     try:
         text = msgspec.json.encode(value).decode()
     except (TypeError, ValueError, OverflowError):
@@ -155,6 +159,10 @@ def _domain_problem(path: str, value: Any, domain: Any, mesh_axes: tuple[str, ..
 
 def _target(plan: Plan) -> Iterator[Problem]:
     t = plan.target
+    for key in ("name", "device_kind"):
+        if not _LABEL.fullmatch(getattr(t, key)):
+            yield OUT_OF_DOMAIN, f"target.{key}", (f"is {_shown(getattr(t, key))}; expected a name "
+                                                   "of printable characters")
     if t.platform not in _PLATFORMS:
         yield OUT_OF_DOMAIN, "target.platform", f"is {_shown(t.platform)}; expected cpu, gpu or tpu"
     if (p := _count_problem("target.device_count", t.device_count, high=MAX_DEVICES)) is not None:
@@ -215,8 +223,8 @@ def _mesh(plan: Plan) -> Iterator[Problem]:
     if len(set(mesh.axes)) != len(mesh.axes):
         yield INCONSISTENT, "mesh.axes", f"names an axis twice: {_shown(list(mesh.axes))}"
     if not mesh.shape or len(mesh.shape) != len(mesh.axes):
-        yield INCONSISTENT, "mesh.shape", (f"has {len(mesh.shape)} sizes for "
-                                           f"{len(mesh.axes)} axes {_shown(list(mesh.axes))}")
+        yield INCONSISTENT, "mesh.shape", (f"is {_shown(list(mesh.shape))}, but `mesh.axes` is "
+                                           f"{_shown(list(mesh.axes))}: one size per axis")
     elif all(_is_int(s) and s >= 1 for s in mesh.shape) and _is_int(plan.target.device_count) \
             and mesh.devices > plan.target.device_count:
         yield INCONSISTENT, "mesh.shape", (f"{_shown(list(mesh.shape))} needs {mesh.devices} "
@@ -254,8 +262,10 @@ def _kernels(plan: Plan) -> Iterator[Problem]:
     axes = tuple(a for a in plan.mesh.axes if isinstance(a, str))
     for index, spec in enumerate(plan.kernels):
         where = f"kernels[{index}]"
-        if not spec.name or len(spec.name) > 200:
-            yield OUT_OF_DOMAIN, f"{where}.name", f"is {_shown(spec.name)}; expected a kernel name"
+        if not _SITE_NAME.fullmatch(spec.name):
+            yield OUT_OF_DOMAIN, f"{where}.name", (f"is {_shown(spec.name)}; expected a call site "
+                                                   "name (letters, digits, `_`, `.`, `-`)")
+            continue
         elif spec.name in seen:
             yield INCONSISTENT, f"{where}.name", f"repeats the kernel name {_shown(spec.name)}"
         else:
@@ -286,6 +296,9 @@ def _kernels(plan: Plan) -> Iterator[Problem]:
             elif (p := _domain_problem(f"{where}.attrs.{key}", value, found.attrs[key], axes)) is not None:
                 yield p
         yield from _arrays(where, spec, found)
+        for i, site in enumerate(spec.uses):
+            if not _SITE_NAME.fullmatch(site):
+                yield OUT_OF_DOMAIN, f"{where}.uses[{i}]", f"is {_shown(site)}; expected a call site name"
         if (p := _count_problem(f"{where}.calls_per_step", spec.calls_per_step, high=1 << 20)):
             yield p
 

@@ -40,14 +40,14 @@ from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.runtime.executables import ExecutableCache
 from capibara.plan import (KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file,
                            validate_plan)
+# The plan loader's codes: a plan this capibara cannot run, and one edited after it was written.
+from capibara.plan.codec import INCOMPATIBLE, MODIFIED as DIGEST_MISMATCH
 from capibara.resources import private_directory
 
 __all__ = ["BoundKernel", "CompiledPlan", "KernelSet", "cache_dir", "load_plan"]
 
 PLATFORM_MISMATCH = "R301"
 TOO_FEW_DEVICES = "R302"
-INCOMPATIBLE = "R104"  # the plan loader's codes: a plan this capibara cannot run …
-DIGEST_MISMATCH = "R105"  # … and a plan edited after it was written
 
 
 # --------------------------------------------------------------------------- cache

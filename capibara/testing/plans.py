@@ -111,4 +111,6 @@ HOSTILE: dict[str, Hostile] = {
     "config-key-missing": Hostile(lambda p: _without_config(p, "model.vocab_size"),
                                   "R110", "the config without `model.vocab_size`"),
     "vocab-zero": Hostile(lambda p: _model(p, vocab_size=0), "R110", "a vocabulary of 0"),
+    "kernel-name-escape": Hostile(lambda p: replace_kernel(p, "attention", name="a\x1b]0;x\x07\x1b[2J"),
+                                  "R110", "a kernel name that would retitle and clear a terminal"),
 }

@@ -36,6 +36,7 @@ NAMED = {
     "top_k-above-experts": "kernels.blocks.moe.attrs.top_k",
     "config-key-missing": "config.model.vocab_size",
     "vocab-zero": "model.vocab_size",
+    "kernel-name-escape": "kernels[0].name",
 }
 
 
@@ -126,3 +127,12 @@ def test_a_valid_plan_for_every_bundled_config_and_target_kind_passes() -> None:
                 assert validate_plan(result.plan) is result.plan
                 checked += 1
     assert checked >= 20
+
+
+def test_model_from_plan_checks_a_plan_object_too() -> None:
+    from capibara.model.facade import Model
+
+    hostile = seal(HOSTILE["vocab-zero"].change(small_plan()))
+    with pytest.raises(ConfigError) as caught:
+        Model.from_plan(hostile)
+    assert caught.value.diagnostics[0].code == "R110"
