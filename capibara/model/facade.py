@@ -170,8 +170,9 @@ class Model:
 
         ``compiled_or_path`` is a :class:`~capibara.plan.Plan`, a plan file, or
         anything with a ``.plan`` (the runtime's ``CompiledPlan``). ``config``
-        defaults to the one the plan was compiled from, rebuilt from its
-        resolved values with their explicitness.
+        (the runtime settings, training and later updates) defaults to the one
+        the plan was compiled from, rebuilt from its resolved values with their
+        explicitness; the loss weights are always the plan's.
         """
         from capibara.plan import Plan, load_plan_file, validate_plan
 

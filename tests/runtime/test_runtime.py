@@ -184,6 +184,14 @@ def test_a_weight_format_this_capibara_cannot_compute_is_refused() -> None:
                     if k.family == "linalg" else k for k in plan.kernels)
     with pytest.raises(ConfigError) as refused:
         load_plan(seal(msgspec.structs.replace(plan, kernels=kernels)), cache=False)
+    # The whole-plan check refuses it before binding, naming the field ...
+    assert refused.value.diagnostics[0].code == "R110"
+    assert "attrs.bits` is 3" in refused.value.diagnostics[0].message
+    # ... and the binding itself would still refuse it rather than run float weights.
+    from capibara.compiler.model_spec import WeightFormat
+
+    with pytest.raises(ConfigError) as refused:
+        WeightFormat.from_attrs({"weights": "affine", "bits": 3})
     assert refused.value.diagnostics[0].code == "R104"
     assert "3-bit affine weights" in refused.value.diagnostics[0].message
 
