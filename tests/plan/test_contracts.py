@@ -25,6 +25,7 @@ def test_names_that_are_not_families_have_no_contract() -> None:
         assert contract(name) is None
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("family", FOLDERS)
 def test_contract_variants_and_parameters_match_the_family(family: str) -> None:
     variants = import_module(f"capibara.kernels.{family}").VARIANTS
@@ -34,6 +35,7 @@ def test_contract_variants_and_parameters_match_the_family(family: str) -> None:
         assert set(variant.defaults) <= set(declared.variants[name]), (family, name)
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("family", POSITIONAL)
 def test_contract_arguments_are_the_variants_array_arguments(family: str) -> None:
     variants = import_module(f"capibara.kernels.{family}").VARIANTS

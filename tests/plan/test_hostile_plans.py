@@ -87,6 +87,7 @@ def test_check_explain_and_diff_refuse_with_a_diagnostic(verb: str, name: str, f
     assert f"error[{code}]" in text and "internal error" not in text
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("name", [*sorted(HOSTILE), "nested"])
 def test_run_refuses_before_binding_any_kernel(name: str, files, capsys) -> None:
     status, out = run_cli("run", "--no-warmup", str(files[name]))
@@ -95,6 +96,7 @@ def test_run_refuses_before_binding_any_kernel(name: str, files, capsys) -> None
     assert "internal error" not in text
 
 
+@pytest.mark.jax
 def test_load_plan_checks_a_plan_object_too() -> None:
     from capibara.runtime.loader import load_plan
 
@@ -129,6 +131,7 @@ def test_a_valid_plan_for_every_bundled_config_and_target_kind_passes() -> None:
     assert checked >= 20
 
 
+@pytest.mark.jax
 def test_model_from_plan_checks_a_plan_object_too() -> None:
     from capibara.model.facade import Model
 
