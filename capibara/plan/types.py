@@ -11,7 +11,7 @@ in :mod:`capibara.plan.validate`. This module imports no JAX.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -228,7 +228,8 @@ class LossWeights(_Frozen, kw_only=True):
 
 #: Where a config value can come from; ``default`` and ``derived`` are implicit,
 #: the others count as set explicitly.
-ORIGIN_KINDS = ("default", "file", "env", "set", "keyword", "legacy", "derived", "runtime")
+OriginKind = Literal["default", "file", "env", "set", "keyword", "legacy", "derived", "runtime"]
+ORIGIN_KINDS: tuple[str, ...] = get_args(OriginKind)
 _IMPLICIT = frozenset({"default", "derived"})
 
 
@@ -239,7 +240,7 @@ class Origin(_Frozen, kw_only=True, omit_defaults=True):
     those kinds) and ``detail`` (the key as written, how it was derived).
     Defaults are left out of the file, so a default value reads ``{"kind": "default"}``."""
 
-    kind: Literal["default", "file", "env", "set", "keyword", "legacy", "derived", "runtime"]
+    kind: OriginKind
     file: str | None = None
     line: int | None = None
     column: int | None = None

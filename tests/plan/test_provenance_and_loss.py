@@ -79,3 +79,13 @@ def test_from_config_and_from_plan_agree_on_loss_weights() -> None:
         == ModelSpec.from_plan(small_plan()).vq_commitment_weight
     assert ModelSpec.from_config(config).load_balancing_weight \
         == ModelSpec.from_plan(small_plan()).load_balancing_weight
+
+
+def test_origin_kinds_are_the_configs_provenance_kinds() -> None:
+    from typing import get_args
+
+    from capibara.config.values import EXPLICIT_KINDS, ProvenanceKind
+    from capibara.plan import ORIGIN_KINDS
+
+    assert set(get_args(ProvenanceKind)) == set(ORIGIN_KINDS)
+    assert EXPLICIT_KINDS == {kind for kind in ORIGIN_KINDS if Origin(kind=kind).explicit}
