@@ -22,11 +22,9 @@ No pickle anywhere; this module imports no JAX.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import math
 import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -164,70 +162,33 @@ def _refuse(code: str, message: str, *, notes: Iterable[str] = (), help: str | N
     return ConfigError([Diagnostic.error(code, message, notes=notes, help=help)])
 
 
-def _kind_of(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def read_plan_bytes(path: str | os.PathLike[str], limit: int = MAX_PLAN_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
+    """The bytes of the regular file ``path``, at most ``limit`` of them
+    (:func:`capibara.files.read_regular_file`: opened without blocking, its kind
+    checked on the open descriptor). A device, FIFO or directory is ``R106``, a
+    file over ``limit`` bytes ``R107`` before any of it is read, a missing or
+    unreadable file or a symlink loop ``R101``."""
+    from capibara.files import FileProblem, read_regular_file
 
-    Opened without blocking (a FIFO with no writer must not hang the reader)
-    and checked with ``fstat`` on the open descriptor, so what is checked is
-    what is read: a device, FIFO or directory is refused (``R106``) and a file
-    over ``limit`` bytes (``R107``) before any of it is read.
-    """
     name = str(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise _refuse(NOT_FOUND, f"plan file `{name}` not found",
-                      help="compile one with `capibara compile CONFIG.toml -o PLAN`") from None
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise _refuse(NOT_FOUND, f"plan file `{name}` is a symbolic link loop",
-                          help="point the link at a plan file") from None
-        if error.errno == errno.EISDIR:
-            raise _refuse(NOT_A_REGULAR_FILE, f"plan path `{name}` is a directory, not a file",
-                          help="pass the plan file itself") from None
-        raise _refuse(NOT_FOUND, f"plan file `{name}` cannot be read",
-                      notes=[error.strerror or str(error)]) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _refuse(NOT_A_REGULAR_FILE,
-                          f"plan path `{name}` is {_kind_of(info.st_mode)}, not a regular file",
+        return read_regular_file(path, limit)
+    except FileProblem as problem:
+        if problem.kind == "not-regular":
+            raise _refuse(NOT_A_REGULAR_FILE, f"plan `{name}` cannot be read: {problem.reason}",
                           notes=["capibara reads plans only from regular files, so a device or "
                                  "pipe can neither hang it nor feed it without end"],
-                          help="pass a plan written by `capibara compile CONFIG.toml -o PLAN`")
-        if info.st_size > limit:
-            raise _too_large(name, info.st_size, limit)
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:  # the file grew after fstat
-            raise _too_large(name, total, limit)
-        return b"".join(chunks)
-    except OSError as error:
+                          help="pass a plan written by `capibara compile CONFIG.toml -o PLAN`") from None
+        if problem.kind == "too-large":
+            raise _refuse(OVER_BOUNDS, f"plan file `{name}` is too large to be a plan",
+                          notes=[f"{problem.reason}; plans of the bundled configs are 20-60 KB"],
+                          help="pass a plan written by `capibara compile CONFIG.toml -o PLAN`") from None
+        if problem.kind == "missing":
+            raise _refuse(NOT_FOUND, f"plan file `{name}` not found",
+                          notes=[problem.reason] if problem.reason != "no such file" else [],
+                          help="compile one with `capibara compile CONFIG.toml -o PLAN`") from None
         raise _refuse(NOT_FOUND, f"plan file `{name}` cannot be read",
-                      notes=[error.strerror or str(error)]) from None
-    finally:
-        os.close(fd)
-
-
-def _too_large(name: str, size: int, limit: int) -> ConfigError:
-    return _refuse(OVER_BOUNDS, f"plan file `{name}` is too large to be a plan",
-                   notes=[f"it holds {'more than ' if size > limit else ''}{size} bytes; "
-                          f"plans are read up to {limit} bytes"],
-                   help="pass a plan written by `capibara compile CONFIG.toml -o PLAN`")
+                      notes=[problem.reason]) from None
 
 
 def _depth(value: Any, limit: int) -> int:
