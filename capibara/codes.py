@@ -1402,6 +1402,75 @@ Example: a plan compiled for `cpux8` (8 host devices) run without
 
 Fix: run it where the devices are, start the process with the devices the
 plan names, or compile for this machine."""),
+    # ------------------------------------------------------------------ R4: starting a server
+    Code("R401", "a service setting needs a hook",
+         """`capibara serve` found a setting on that needs code capibara does not
+have: `content_safety_check` (a safety classifier), `output_filtering` (a
+filter policy), `meta_loop_enabled` (the bridge to the Elixir Meta Loop) and,
+with the Meta Loop, `ethics_guard_enabled` and `rag_hub_enabled`. Serving
+without it would pretend to check or filter what nobody checks, so the
+server refuses to start. The diagnostic names the option that plugs your own
+function in and how it is called.
+
+Example:
+    [enterprise]
+    output_filtering = true
+then `capibara serve model.plan.json`.
+
+Fix: `capibara serve model.plan.json --output-filter mypackage.filters:redact`
+(a function taking the completion and returning it filtered), or turn the
+setting off: `--set enterprise.output_filtering=false`. A live update that
+turns such a setting on is refused the same way."""),
+    Code("R402", "a hook cannot be used",
+         """A hook given to `capibara serve` (`--output-filter`, `--content-safety`,
+`--meta-loop`, `--ethics-guard`, `--rag-hub`) does not import as
+`module:function`, is not callable, or belongs to a setting that is off (it
+would never be called).
+
+Example:
+    capibara serve model.plan.json --output-filter filters.redact
+(a dot where the colon belongs).
+
+Fix: `--output-filter filters:redact`, with `filters` importable from the
+server's Python path; or turn the setting on."""),
+    Code("R403", "`request_encryption` without a certificate",
+         """With `request_encryption = true` the server speaks only TLS, and TLS needs
+a certificate and its private key. They are given at start, never in the
+config (a key in a config file ends up in plans and logs). Without them, or
+when they cannot be read, the server refuses to start rather than serve in
+the clear.
+
+Example:
+    [enterprise]
+    request_encryption = true
+then `capibara serve model.plan.json` with no `--tls-cert`.
+
+Fix: `capibara serve model.plan.json --tls-cert cert.pem --tls-key key.pem`,
+or set `request_encryption = false` when a proxy in front terminates TLS."""),
+    Code("R404", "no API keys where keys are required",
+         """With `api_key_required` (or `mcp_enabled` with `mcp_auth_required`) every
+request must carry a key, and the keys come from the environment variable
+`CAPIBARA_API_KEYS` (comma-separated; `--api-key-env` names another) or a
+file given with `--api-key-file` (one per line), never from the config.
+With no key at all nobody could call the server, so it refuses to start.
+
+Example:
+    [enterprise]
+    api_key_required = true
+then `capibara serve model.plan.json` with `CAPIBARA_API_KEYS` unset.
+
+Fix: `CAPIBARA_API_KEYS=$(cat /run/secrets/capibara) capibara serve
+model.plan.json`, or `--api-key-file /run/secrets/capibara-keys`."""),
+    Code("R405", "tokenizer cannot be used",
+         """The `--tokenizer` file is missing, unreadable, not a SentencePiece model,
+or has more pieces than the model's `vocab_size` (its IDs would index past
+the embedding table).
+
+Example:
+    capibara serve model.plan.json --tokenizer vocab.json
+
+Fix: give the SentencePiece `.model` file the model was trained with, or
+leave out `--tokenizer` and send token IDs to `/v1/generate`."""),
 )
 
 

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     from capibara.cli.lsp import add_verb as add_lsp
 
     add_lsp(verbs)
+
+    from capibara.cli.serve import add_verb as add_serve
+
+    add_serve(verbs, _add_message_format)
     return parser
 
 

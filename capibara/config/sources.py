@@ -47,8 +47,10 @@ __all__ = ["Resolved", "resolve_config", "resolve_path", "read_file", "read_env"
 UNKNOWN_ENV = "S104"
 
 #: ``CAPIBARA_*`` variables capibara itself reads that are not config fields (the CLI's
-#: traceback switch, the host-target override of ``capibara.targets``): never warned about.
-TOOL_ENV: frozenset[str] = frozenset({"CAPIBARA_TRACEBACK", "CAPIBARA_HOST_TARGET"})
+#: traceback switch, the host-target override of ``capibara.targets``, ``capibara serve``'s
+#: API keys): never warned about.
+TOOL_ENV: frozenset[str] = frozenset({"CAPIBARA_TRACEBACK", "CAPIBARA_HOST_TARGET",
+                                      "CAPIBARA_API_KEYS"})
 
 #: The seed's own prefix for the bundled presets (A47).
 _SEED_PREFIX = ("capibara", "config", "configs_toml")

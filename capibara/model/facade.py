@@ -302,13 +302,18 @@ class Model:
         or a token array), with each of its parts; see :class:`LossParts`."""
         return self._loss(self.params, self._batch(batch), **self._static())
 
-    def generate(self, prompt: Any, max_new_tokens: int, *, seed: int = 0) -> jax.Array:
+    def generate(self, prompt: Any, max_new_tokens: int, *, seed: int = 0,
+                 prompt_mask: Any = None) -> jax.Array:
         """``prompt [batch, len]`` followed by ``max_new_tokens`` generated tokens.
 
         Uses a KV cache: one prefill over the prompt, then one cached step per
         token. The config's ``temperature`` picks the token: 0 takes the
         argmax, otherwise a sample from ``softmax(logits / temperature)``
         drawn from ``seed`` (the same seed gives the same tokens).
+        ``prompt_mask [batch, len]`` (bool) batches prompts of different
+        lengths: each left-padded to ``len``, False on its padding, which no
+        token attends to (rotary positions are relative, so the shift changes
+        nothing).
         """
         if max_new_tokens < 1:
             raise ValueError(f"{max_new_tokens=} must be at least 1")
@@ -317,7 +322,13 @@ class Model:
             raise ValueError(f"prompt length {prompt.shape[1]} + {max_new_tokens=} exceeds "
                              f"max_seq_length={self.spec.max_seq_len}")
         temperature = jnp.asarray(self._runtime.temperature, jnp.float32)
-        return self._generate(self.params, prompt, jax.random.key(seed), temperature,
+        if prompt_mask is not None:
+            prompt_mask = jnp.asarray(prompt_mask, bool)
+            if prompt_mask.shape != prompt.shape:
+                raise ValueError(f"prompt_mask shape {list(prompt_mask.shape)} differs from the "
+                                 f"prompt's {list(prompt.shape)}")
+            prompt_mask = self._place(prompt_mask)
+        return self._generate(self.params, prompt, jax.random.key(seed), temperature, prompt_mask,
                               max_new_tokens=max_new_tokens, **self._static())
 
     def init_codebook(self, batch: Any, *, seed: int = 0) -> None:

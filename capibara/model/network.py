@@ -97,19 +97,19 @@ class Network:
             y, balance = self.dense(inner, layer, "w_out"), jnp.zeros(())
         return y.reshape(b, t, d).astype(jnp.float32), balance
 
-    def block_updates(self, x, layer, positions, train: bool = False):
+    def block_updates(self, x, layer, positions, train: bool = False, mask=None):
         """What one block adds to its input ``x``: the attention sublayer's update,
         the feed-forward's (read at ``x`` plus the first), and the block's keys,
-        values and balance loss."""
+        values and balance loss. ``mask [B, S]`` hides the keys marked False."""
         b, t, _ = x.shape
         q, k, v = self.qkv(_rms_norm(x, layer["attn_norm"]), layer, positions)
-        a = self.kernels.attention(q, k, v, causal=True, mask=None)
+        a = self.kernels.attention(q, k, v, causal=True, mask=mask)
         attn = self.dense(a.reshape(b, t, -1), layer, "wo").astype(jnp.float32)
         ffn, balance = self.feed_forward(x + attn, layer, train)
         return attn, ffn, (k, v, balance)
 
     def blocks(self, h, blocks, positions, *, remat: bool, train: bool = False,
-               keep_kv: bool = False):
+               keep_kv: bool = False, mask=None):
         """Run stacked ``blocks`` over ``h``; the per-layer keys and values come back
         only with ``keep_kv`` (generation's prefill), so training never stores them.
 
@@ -123,7 +123,7 @@ class Network:
             return h, None, None, jnp.zeros(())
 
         def updates(h, layer):
-            return self.block_updates(h, layer, positions, train)
+            return self.block_updates(h, layer, positions, train, mask)
 
         if remat:
             updates = jax.checkpoint(self._stored_input(updates), policy=self._remat_policy())
@@ -189,20 +189,20 @@ class Network:
         return quantized, out
 
     def hidden(self, params, tokens, *, use_vq: bool, threshold: float | None,
-               remat: bool = False, train: bool = False, keep_kv: bool = False):
+               remat: bool = False, train: bool = False, keep_kv: bool = False, mask=None):
         """Final hidden states, per-layer keys/values (with ``keep_kv``) and the
-        auxiliary losses."""
+        auxiliary losses; ``mask [B, S]`` hides the tokens marked False from attention."""
         s = self.spec
         h = params["embed"][tokens].astype(jnp.float32)
         positions = jnp.arange(tokens.shape[1])
         first, second = _split_layers(params["blocks"], s.vq_after_layer if s.use_vq else s.num_layers)
         h, k1, v1, balance1 = self.blocks(h, first, positions, remat=remat, train=train,
-                                          keep_kv=keep_kv)
+                                          keep_kv=keep_kv, mask=mask)
         vq = None
         if use_vq:
             h, vq = self.bottleneck(h, params["codebook"], threshold)
         h, k2, v2, balance2 = self.blocks(h, second, positions, remat=remat, train=train,
-                                          keep_kv=keep_kv)
+                                          keep_kv=keep_kv, mask=mask)
         keys = _concat_layers(k1, k2)
         values = _concat_layers(v1, v2)
         return _rms_norm(h, params["final_norm"]), keys, values, vq, balance1 + balance2
@@ -266,13 +266,16 @@ class Network:
 
     # ----------------------------------------------------------------- generation
 
-    def decode_blocks(self, h, blocks, cache, first_layer, position):
-        """One new token through ``blocks``, reading and extending the KV cache in place."""
+    def decode_blocks(self, h, blocks, cache, first_layer, position, valid=None):
+        """One new token through ``blocks``, reading and extending the KV cache in place;
+        ``valid [B, cache length]`` hides the cache entries marked False."""
         if not jax.tree.leaves(blocks) or jax.tree.leaves(blocks)[0].shape[0] == 0:
             return h, cache
         b = h.shape[0]
         length = cache[0].shape[2]
         visible = jnp.broadcast_to(jnp.arange(length) <= position, (b, length))
+        if valid is not None:
+            visible = visible & valid
 
         def body(carry, layer):
             h, (keys, values), index = carry
@@ -288,28 +291,32 @@ class Network:
         (h, cache, _), _ = lax.scan(body, (h, cache, first_layer), blocks)
         return h, cache
 
-    def decode(self, params, token, position, cache, *, use_vq: bool, threshold: float | None):
+    def decode(self, params, token, position, cache, *, use_vq: bool, threshold: float | None,
+               valid=None):
         s = self.spec
         h = params["embed"][token][:, None, :].astype(jnp.float32)
         split = s.vq_after_layer if s.use_vq else s.num_layers
         first, second = _split_layers(params["blocks"], split)
-        h, cache = self.decode_blocks(h, first, cache, 0, position)
+        h, cache = self.decode_blocks(h, first, cache, 0, position, valid)
         if use_vq:
             h, _ = self.bottleneck(h, params["codebook"], threshold)
-        h, cache = self.decode_blocks(h, second, cache, split, position)
+        h, cache = self.decode_blocks(h, second, cache, split, position, valid)
         h = _rms_norm(h, params["final_norm"])
         return self.logits(params, h)[:, 0], cache
 
-    def generate(self, params, prompt, key, temperature, *, use_vq: bool,
+    def generate(self, params, prompt, key, temperature, prompt_mask=None, *, use_vq: bool,
                  threshold: float | None, max_new_tokens: int):
-        """``prompt`` followed by ``max_new_tokens`` tokens: a prefill, then one scan step per token."""
+        """``prompt`` followed by ``max_new_tokens`` tokens: a prefill, then one scan step per
+        token. ``prompt_mask`` (False: left padding) hides padding from every query."""
         # Decoding is bound by reading the weights once per token: quantize them
         # once and read the float ones in the compute dtype (cast once here)
         # rather than in float32 every step.
         params = _matmul_weights_in(self.inference_params(params), self.compute)
         prompt_len = prompt.shape[1]
         h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold,
-                                            keep_kv=True)
+                                            keep_kv=True, mask=prompt_mask)
+        valid = (None if prompt_mask is None else
+                 jnp.pad(prompt_mask, [(0, 0), (0, max_new_tokens)], constant_values=True))
         pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
         cache = (jnp.pad(keys, pad), jnp.pad(values, pad))
         key, sub = jax.random.split(key)
@@ -318,7 +325,7 @@ class Network:
         def step(carry, _):
             token, position, cache, key = carry
             logits, cache = self.decode(params, token, position, cache, use_vq=use_vq,
-                                        threshold=threshold)
+                                        threshold=threshold, valid=valid)
             key, sub = jax.random.split(key)
             token = _pick(logits, sub, temperature)
             return (token, position + 1, cache, key), token
