@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Batcher", "Sequence", "ServerClosing", "default_buckets", "context_limit"]
+__all__ = ["Batcher", "Sequence", "ServerClosing", "batch_limit", "batch_window",
+           "context_limit", "default_buckets"]
 
 
 class ServerClosing(RuntimeError):
@@ -45,7 +46,9 @@ class ServerClosing(RuntimeError):
 def default_buckets(max_batch: int, max_seq_len: int, chunk_tokens: int
                     ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Batch buckets: powers of 4 up to ``max_batch`` and ``max_batch`` itself.
-    Length buckets: powers of 2 from 64 up to ``max_seq_len - chunk_tokens``, and that."""
+    Length buckets: powers of 4 from 64 up to ``max_seq_len - chunk_tokens``, and that.
+    (Each pair is one program compiled at warm-up; powers of 4 keep that to a
+    few while padding a row at most 4x.)"""
     longest = max_seq_len - chunk_tokens
     batches, size = [], 1
     while size < max_batch:
@@ -54,8 +57,32 @@ def default_buckets(max_batch: int, max_seq_len: int, chunk_tokens: int
     lengths, length = [], 64
     while length < longest:
         lengths.append(length)
-        length *= 2
+        length *= 4
     return tuple(batches) + (max_batch,), tuple(lengths) + (longest,)
+
+
+def batch_limit(config: Any, plan_batch_size: int, largest_bucket: int) -> int:
+    """Rows per round: ``max_batch_size`` with ``adaptive_batching``, else the
+    config's ``batch_size`` (``"auto"``: the plan's resolved ``plan_batch_size``);
+    never more than the largest compiled batch bucket."""
+    if config.adaptive_batching:
+        limit = config.max_batch_size
+    else:
+        limit = plan_batch_size if config.batch_size == "auto" else int(config.batch_size)
+    return max(1, min(limit, largest_bucket))
+
+
+def batch_window(adaptive: bool, arrival_rate: float, max_window_s: float, free_rows: int) -> float:
+    """Seconds to wait for more requests before a round with ``free_rows`` rows
+    nobody has claimed yet. Fixed without ``adaptive``; with it, as long as
+    ``free_rows`` would take to arrive at ``arrival_rate`` (requests a second),
+    at most ``max_window_s``, and 0 when fewer than half a request is expected
+    within the window (waiting would only add latency)."""
+    if not adaptive:
+        return max_window_s
+    if free_rows <= 0 or arrival_rate * max_window_s < 0.5:
+        return 0.0
+    return min(max_window_s, free_rows / arrival_rate)
 
 
 def context_limit(length_buckets: tuple[int, ...]) -> int:
@@ -116,24 +143,14 @@ class Batcher:
     # ----------------------------------------------------------------- settings
 
     def batch_limit(self) -> int:
-        """Rows per round now: ``max_batch_size`` with adaptive batching, else the
-        plan's ``batch_size``; never more than the largest compiled bucket."""
-        config = self.model.get_current_config()
-        if config.adaptive_batching:
-            limit = config.max_batch_size
-        else:
-            limit = (self.plan_batch_size if config.batch_size == "auto"
-                     else int(config.batch_size))
-        return max(1, min(limit, self.batch_buckets[-1]))
+        """Rows per round now (see :func:`batch_limit`)."""
+        return batch_limit(self.model.get_current_config(), self.plan_batch_size,
+                           self.batch_buckets[-1])
 
     def window(self, free_rows: int) -> float:
-        """How long to wait for more requests before a round with ``free_rows`` free rows."""
-        if not self.model.get_current_config().adaptive_batching:
-            return self.max_window_s
-        rate = self._arrival_rate
-        if free_rows <= 0 or rate * self.max_window_s < 0.5:
-            return 0.0  # full, or nobody is likely to come in time
-        return min(self.max_window_s, free_rows / rate)
+        """How long to wait for more requests now (see :func:`batch_window`)."""
+        return batch_window(self.model.get_current_config().adaptive_batching,
+                            self._arrival_rate, self.max_window_s, free_rows)
 
     # ----------------------------------------------------------------- front door
 

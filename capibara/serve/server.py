@@ -33,7 +33,7 @@ def prepare(service: Service, options: ServeOptions,
     from capibara.model import Model
     from capibara.runtime import load_plan
     from capibara.serve.auth import KeyRing, RateLimiter
-    from capibara.serve.batching import Batcher, default_buckets
+    from capibara.serve.batching import Batcher, batch_limit, default_buckets
     from capibara.serve.hooks import load_hooks
     from capibara.serve.metrics import Metrics
 
@@ -49,8 +49,8 @@ def prepare(service: Service, options: ServeOptions,
         raise OptionError(f"--chunk-tokens {options.chunk_tokens} must be in [1, {spec_len})")
     config = service.config
     plan_batch = compiled.plan.batch.global_size
-    largest = max(config.max_batch_size if config.adaptive_batching else plan_batch, 1)
-    batches, lengths = default_buckets(largest, spec_len, options.chunk_tokens)
+    batches, lengths = default_buckets(batch_limit(config, plan_batch, 1 << 30), spec_len,
+                                       options.chunk_tokens)
     batches = options.batch_buckets or batches
     lengths = options.length_buckets or lengths
     too_long = [n for n in lengths if n + options.chunk_tokens > spec_len]

@@ -116,9 +116,10 @@ class Service:
 
 def read_small_file(path: str | os.PathLike[str], limit: int = _MAX_FILE_BYTES) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; ``ValueError`` otherwise."""
-    with open(path, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
+    # Non-blocking, so that a FIFO named by mistake is refused instead of waited on.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise ValueError(f"`{path}` is not a regular file")
         data = handle.read(limit + 1)
     if len(data) > limit:
