@@ -118,9 +118,10 @@ def read_small_file(path: str | os.PathLike[str], limit: int = _MAX_FILE_BYTES) 
     """The bytes of a regular file of at most ``limit`` bytes; ``ValueError`` otherwise."""
     # Non-blocking, so that a FIFO named by mistake is refused instead of waited on.
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise ValueError(f"`{path}` is not a regular file")
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise ValueError(f"`{path}` is not a regular file")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"`{path}` is larger than {limit} bytes")
