@@ -382,7 +382,7 @@ def apply_update(state: ServerState, updates: dict[str, Any]) -> list[str]:
     """Apply a runtime update to the model (on the batcher's thread, between rounds);
     returns the changed fields nothing in the server reads. Raises ConfigError."""
     from capibara.diagnostics import Diagnostic
-    from capibara.serve.service import HOOK_MISSING
+    from capibara.serve.hooks import HOOK_MISSING
 
     model = state.batcher.model
     before = model.get_current_config()

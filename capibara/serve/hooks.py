@@ -30,7 +30,11 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from capibara.diagnostics import Diagnostic
 
-__all__ = ["Hook", "HOOKS", "Hooks", "hook_diagnostics", "load_hooks"]
+__all__ = ["Hook", "HOOKS", "Hooks", "hook_diagnostics", "load_hooks", "HOOK_MISSING",
+           "HOOK_UNLOADABLE"]
+
+HOOK_MISSING = "R401"
+HOOK_UNLOADABLE = "R402"
 
 
 class Hook(NamedTuple):
@@ -75,7 +79,6 @@ def hook_diagnostics(service: Any, given: Mapping[str, str]) -> list[Diagnostic]
     """An ``R401`` per active setting without its hook, an ``R402`` per hook that
     does not import, and an ``R402`` per hook given for a setting that is off."""
     from capibara.config.fields import FIELD_BY_NAME
-    from capibara.serve.service import HOOK_MISSING, HOOK_UNLOADABLE
 
     found = []
     for hook in HOOKS:

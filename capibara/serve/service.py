@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from capibara.diagnostics import ConfigError, Diagnostic, Source, Span
 from capibara.serve.auth import API_KEYS_ENV
+from capibara.serve.files import read_small_file
 
-__all__ = ["ServeOptions", "OptionError", "ListenError", "Service", "load_service", "read_small_file", "startup_diagnostics",
-           "API_KEYS_ENV", "HOOK_MISSING", "HOOK_UNLOADABLE", "TLS_MISSING", "NO_API_KEYS",
+__all__ = ["ServeOptions", "OptionError", "ListenError", "Service", "load_service",
+           "load_api_keys", "startup_diagnostics", "TLS_MISSING", "NO_API_KEYS",
            "TOKENIZER_UNUSABLE"]
 
-HOOK_MISSING = "R401"
-HOOK_UNLOADABLE = "R402"
 TLS_MISSING = "R403"
 NO_API_KEYS = "R404"
 TOKENIZER_UNUSABLE = "R405"
-
-#: Key files, certificates and tokenizers are small; a bigger file is a wrong path.
-_MAX_FILE_BYTES = 64 << 20
 
 
 class OptionError(ValueError):
@@ -112,20 +107,6 @@ class Service:
         provenance = self.config.provenance(name)
         value = json.dumps(getattr(self.config, name))
         return f"`{name}` is {value} ({provenance.kind})"
-
-
-def read_small_file(path: str | os.PathLike[str], limit: int = _MAX_FILE_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; ``ValueError`` otherwise."""
-    # Non-blocking, so that a FIFO named by mistake is refused instead of waited on.
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise ValueError(f"`{path}` is not a regular file")
-    with os.fdopen(descriptor, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"`{path}` is larger than {limit} bytes")
-    return data
 
 
 def load_service(path: str, *, overrides: Sequence[str] = (), target: str | None = None,

@@ -17,7 +17,7 @@ class Tokenizer:
     def __init__(self, path: str) -> None:
         import sentencepiece
 
-        from capibara.serve.service import read_small_file
+        from capibara.serve.files import read_small_file
 
         self._sp = sentencepiece.SentencePieceProcessor()
         self._sp.LoadFromSerializedProto(read_small_file(path))

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from capibara import cli
-from capibara.model_config import ModularModelConfig
+from capibara.config import ModularModelConfig
 from capibara.serve.auth import KeyRing, RateLimiter, bearer_token, key_id
 from capibara.serve.batching import batch_limit, batch_window, context_limit, default_buckets
 from capibara.serve.requests import HTTPError, parse_completion, parse_generate
-from capibara.serve.service import read_small_file
+from capibara.serve.files import read_small_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -258,7 +258,7 @@ def test_bad_requests_get_the_right_status_and_a_json_error(served):
 
 def test_runtime_updates_apply_between_batches_and_refuse_what_cannot_change(served):
     from capibara.diagnostics import ConfigError, to_json
-    from capibara.model_config import ModularModelConfig
+    from capibara.config import ModularModelConfig
 
     with served.client() as client:
         applied = client.post("/v1/runtime", json={"temperature": 0.7})
@@ -334,7 +334,7 @@ def test_mcp_tools_with_the_sdk_client(served):
         http = client.post("/v1/generate", json={"tokens": [5, 6, 7], "max_new_tokens": 20})
     assert generated.structured_content["completion"] == http.json()["tokens"]
     assert "S501" in explained.content[0].text
-    assert "error[S201]" in checked.content[0].text and "exit status: 1" in checked.content[0].text
+    assert "error[S201]" in checked.content[0].text and checked.content[0].text.endswith("1 error\n")
     with httpx.Client(verify=served.verify) as anonymous:
         refused = anonymous.post(served.mcp_url, json={"jsonrpc": "2.0", "id": 1,
                                                        "method": "tools/list"})
