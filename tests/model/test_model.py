@@ -157,6 +157,20 @@ def test_cached_greedy_generation_equals_recomputing_the_forward(which, request)
     np.testing.assert_array_equal(generated, greedy_by_recomputing(m, prompt, 10))
 
 
+@pytest.mark.parametrize("which", ["model", "dense_model"])
+def test_left_padded_prompts_generate_as_they_would_alone(which, request) -> None:
+    """``prompt_mask`` (what ``capibara serve`` batches with): padding is invisible."""
+    m = request.getfixturevalue(which)
+    short, long = tokens(batch=1, length=3, seed=4), tokens(batch=1, length=9, seed=5)
+    padded = jnp.zeros((2, 12), short.dtype).at[0, 9:].set(short[0]).at[1, 3:].set(long[0])
+    mask = jnp.arange(12)[None, :] >= jnp.array([[9], [3]])
+    together = m.generate(padded, 6, prompt_mask=mask)
+    np.testing.assert_array_equal(together[0, 12:], m.generate(short, 6)[0, 3:])
+    np.testing.assert_array_equal(together[1, 12:], m.generate(long, 6)[0, 9:])
+    with pytest.raises(ValueError, match="prompt_mask shape"):
+        m.generate(padded, 6, prompt_mask=mask[:, :5])
+
+
 def test_generation_refuses_to_run_past_max_seq_length(dense_model) -> None:
     with pytest.raises(ValueError, match="exceeds max_seq_length=32"):
         dense_model.generate(tokens(length=30), max_new_tokens=5)
