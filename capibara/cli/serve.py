@@ -37,7 +37,8 @@ def add_verb(verbs: Any, add_message_format) -> None:
                                            "metrics, runtime updates, MCP")
     serve.add_argument("file", metavar="PLAN_OR_CONFIG")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="HTTP port (8000; 0 picks a free one)")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="HTTP port (8000; 0 picks a free one)")
     serve.add_argument("--tokenizer", metavar="FILE.model",
                        help="SentencePiece model for text; without it only token IDs are served")
     serve.add_argument("--set", dest="overrides", action="append", default=[],
@@ -46,9 +47,11 @@ def add_verb(verbs: Any, add_message_format) -> None:
     serve.add_argument("--target", metavar="NAME", help="compile a config for this target")
     serve.add_argument("--no-env", action="store_true", help="ignore CAPIBARA_* config variables")
     serve.add_argument("--api-key-env", default=API_KEYS_ENV, metavar="NAME",
-                       help=f"environment variable holding API keys, comma-separated ({API_KEYS_ENV})")
+                       help="environment variable holding API keys, comma-separated "
+                            f"({API_KEYS_ENV})")
     serve.add_argument("--api-key-file", metavar="FILE", help="API keys, one per line")
-    serve.add_argument("--tls-cert", metavar="CERT.pem", help="TLS certificate (request_encryption)")
+    serve.add_argument("--tls-cert", metavar="CERT.pem",
+                       help="TLS certificate (request_encryption)")
     serve.add_argument("--tls-key", metavar="KEY.pem", help="TLS private key (request_encryption)")
     serve.add_argument("--rate-limit", type=float, metavar="N",
                        help="requests per minute per API key (per client without keys)")

@@ -312,8 +312,8 @@ class Model:
         drawn from ``seed`` (the same seed gives the same tokens).
         ``prompt_mask [batch, len]`` (bool) batches prompts of different
         lengths: each left-padded to ``len``, False on its padding, which no
-        token attends to (rotary positions are relative, so the shift changes
-        nothing).
+        token attends to (rotary positions are relative, so the shift leaves
+        every attention score as it was, up to rounding).
         """
         if max_new_tokens < 1:
             raise ValueError(f"{max_new_tokens=} must be at least 1")

@@ -67,7 +67,8 @@ class ServerState:
 
     @property
     def config(self) -> Any:
-        return self.batcher.model.get_current_config()
+        """The runtime settings now (a snapshot; see :attr:`Batcher.settings`)."""
+        return self.batcher.settings
 
     @property
     def model_name(self) -> str:
@@ -280,8 +281,9 @@ def build_app(state: ServerState) -> Starlette:
                 yield f"data: {json.dumps(error.body())}\n\n".encode()
             finally:
                 state.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-                state.audit(who, endpoint, status, started, prompt=prompt, prompt_tokens=len(tokens),
-                      completion_tokens=len(generated), reason=reason)
+                state.audit(who, endpoint, status, started, prompt=prompt,
+                            prompt_tokens=len(tokens), completion_tokens=len(generated),
+                            reason=reason)
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -348,7 +350,8 @@ def build_app(state: ServerState) -> Starlette:
                                 "immutable_field" if immutable else "invalid_runtime_update",
                                 extra={"diagnostics": _diagnostics_json(error)}) from None
             state.metrics.runtime_updates.labels("applied").inc()
-            state.audit(who, "/v1/runtime", 200, started, reason="applied " + ",".join(sorted(updates)))
+            state.audit(who, "/v1/runtime", 200, started,
+                        reason="applied " + ",".join(sorted(updates)))
             body: dict[str, Any] = {"settings": _runtime_settings(state.config)}
             if ignored:
                 body["notes"] = [f"`{name}` is set, but nothing in the server reads it"
@@ -397,6 +400,7 @@ def apply_update(state: ServerState, updates: dict[str, Any]) -> list[str]:
             f"`--{hook.option}`", help=f"restart with `--{hook.option} module:function`")
             for hook in missing])
     model.apply_config_updates(candidate)
+    state.batcher.settings = model.get_current_config()
     changed = [name for name in updates if getattr(before, name) != getattr(candidate, name)]
     if any(name in ("use_vq", "vq_adaptive_threshold") for name in changed):
         state.batcher.warm_up("update")  # a new static setting: compile before serving

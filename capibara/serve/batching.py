@@ -119,6 +119,9 @@ class Batcher:
                  batch_buckets: tuple[int, ...], length_buckets: tuple[int, ...],
                  window_s: float, plan_batch_size: int) -> None:
         self.model = model
+        #: The model's config as of the last update; requests and rounds read this
+        #: snapshot (a runtime update swaps it between rounds).
+        self.settings = model.get_current_config()
         self.metrics = metrics
         self.chunk_tokens = chunk_tokens
         self.batch_buckets = tuple(sorted(set(batch_buckets)))
@@ -144,12 +147,12 @@ class Batcher:
 
     def batch_limit(self) -> int:
         """Rows per round now (see :func:`batch_limit`)."""
-        return batch_limit(self.model.get_current_config(), self.plan_batch_size,
+        return batch_limit(self.settings, self.plan_batch_size,
                            self.batch_buckets[-1])
 
     def window(self, free_rows: int) -> float:
         """How long to wait for more requests now (see :func:`batch_window`)."""
-        return batch_window(self.model.get_current_config().adaptive_batching,
+        return batch_window(self.settings.adaptive_batching,
                             self._arrival_rate, self.max_window_s, free_rows)
 
     # ----------------------------------------------------------------- front door
@@ -307,7 +310,7 @@ class Batcher:
             self.metrics.compile_seconds.labels("serving").inc(seconds)
         self.metrics.batch_size.observe(len(rows))
         self.metrics.padded_batch_size.observe(padded_rows)
-        if self.model.get_current_config().performance_profiling:
+        if self.settings.performance_profiling:
             self.metrics.round_seconds.observe(seconds)
         for i, sequence in enumerate(rows):
             new = out[i, length:length + min(self.chunk_tokens, sequence.remaining)].tolist()

@@ -86,8 +86,9 @@ def hook_diagnostics(service: Any, given: Mapping[str, str]) -> list[Diagnostic]
         active = _active(service, hook)
         if active and not path:
             found.append(Diagnostic.error(
-                HOOK_MISSING, f"`{hook.field}` is on, but capibara has no {hook.option.replace('-', ' ')} "
-                f"of its own: give one with `--{hook.option} module:function`",
+                HOOK_MISSING, f"`{hook.field}` is on, but capibara has no "
+                f"{hook.option.replace('-', ' ')} of its own: give one with "
+                f"`--{hook.option} module:function`",
                 service.span_of(hook.field), label="needs a hook",
                 notes=(f"the hook is called as `{hook.contract}`",),
                 help=f"pass `--{hook.option} module:function`, or turn it off: "

@@ -102,8 +102,8 @@ def build_mcp_app(state: Any, limiter: RateLimiter | None) -> Any:
         except HTTPError as error:
             state.audit(_caller.get(), "mcp:generate", error.status, started, reason=error.kind)
             raise ValueError(error.message) from None
-        state.audit(_caller.get(), "mcp:generate", 200, started, prompt=seen, prompt_tokens=len(ids),
-                    completion_tokens=len(generated))
+        state.audit(_caller.get(), "mcp:generate", 200, started, prompt=seen,
+                    prompt_tokens=len(ids), completion_tokens=len(generated))
         return {"completion": completion, "prompt_tokens": len(ids),
                 "completion_tokens": len(generated)}
 

@@ -185,7 +185,8 @@ def startup_diagnostics(service: Service, options: ServeOptions,
     needs_keys = service.setting("api_key_required") or (
         service.setting("mcp_enabled") and service.setting("mcp_auth_required"))
     if needs_keys:
-        field_name = "api_key_required" if service.setting("api_key_required") else "mcp_auth_required"
+        field_name = ("api_key_required" if service.setting("api_key_required")
+                      else "mcp_auth_required")
         try:
             keys = load_api_keys(options, environ)
         except (OSError, ValueError, UnicodeDecodeError) as error:

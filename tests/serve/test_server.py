@@ -29,8 +29,9 @@ from capibara import cli
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("key-alpha", "key-beta")
 #: The development preset shrunk to seconds (as the Makefile's demo, smaller), no VQ or MoE.
-TINY = ["--set", "model.hidden_size=64", "--set", "model.num_layers=2", "--set", "model.num_heads=1",
-        "--set", "model.max_seq_length=128", "--set", "model.vocab_size=512",
+TINY = ["--set", "model.hidden_size=64", "--set", "model.num_layers=2",
+        "--set", "model.num_heads=1", "--set", "model.max_seq_length=128",
+        "--set", "model.vocab_size=512",
         "--set", "vector_quantization.enabled=false", "--set", "sparsity.enabled=false",
         "--set", "generation.temperature=0.0"]
 SERVICES = ["--set", "enterprise.monitoring_enabled=true", "--set", "enterprise.mcp_enabled=true",
@@ -119,7 +120,8 @@ def served(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "capibara", "serve", str(plan), "--port", "0", "--mcp-port", "0",
          "--tokenizer", str(tokenizer), "--tls-cert", str(cert), "--tls-key", str(key),
-         "--content-safety", "hooks_for_tests:safety", "--output-filter", "hooks_for_tests:brackets",
+         "--content-safety", "hooks_for_tests:safety",
+         "--output-filter", "hooks_for_tests:brackets",
          "--batch-buckets", "1,4", "--length-buckets", "48", "--chunk-tokens", str(CHUNK),
          "--rate-limit", "60"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True)
@@ -215,7 +217,8 @@ def test_concurrent_requests_are_batched_without_compiling_again(served):
     after = served.metrics()
     # Greedy decoding: padding and batch neighbours change nothing.
     assert together == alone * 2
-    rounds = _metric(after, "capibara_batch_size_count") - _metric(before, "capibara_batch_size_count")
+    rounds = (_metric(after, "capibara_batch_size_count")
+              - _metric(before, "capibara_batch_size_count"))
     single = (_metric(after, "capibara_batch_size_bucket", le="1.0")
               - _metric(before, "capibara_batch_size_bucket", le="1.0"))
     assert rounds > single  # some rounds carried more than one request
@@ -270,7 +273,8 @@ def test_runtime_updates_apply_between_batches_and_refuse_what_cannot_change(ser
     with served.client(KEYS[1] + "x") as client:
         wrong_key = client.post("/v1/runtime", json={"temperature": 0.1})
     assert applied.status_code == 200 and applied.json()["settings"]["temperature"] == 0.7
-    assert unread.status_code == 200 and "nothing in the server reads it" in unread.json()["notes"][0]
+    assert unread.status_code == 200
+    assert "nothing in the server reads it" in unread.json()["notes"][0]
     assert restored.status_code == 200 and settings["temperature"] == 0.0
     assert wrong_key.status_code == 401
     assert immutable.status_code == 409
@@ -334,7 +338,8 @@ def test_mcp_tools_with_the_sdk_client(served):
         http = client.post("/v1/generate", json={"tokens": [5, 6, 7], "max_new_tokens": 20})
     assert generated.structured_content["completion"] == http.json()["tokens"]
     assert "S501" in explained.content[0].text
-    assert "error[S201]" in checked.content[0].text and checked.content[0].text.endswith("1 error\n")
+    assert "error[S201]" in checked.content[0].text
+    assert checked.content[0].text.endswith("1 error\n")
     with httpx.Client(verify=served.verify) as anonymous:
         refused = anonymous.post(served.mcp_url, json={"jsonrpc": "2.0", "id": 1,
                                                        "method": "tools/list"})
