@@ -56,13 +56,16 @@ def start(plan: Path, max_batch: int, buckets: str, lengths: str) -> tuple[subpr
                "--set", "enterprise.monitoring_enabled=true",
                "--set", "enterprise.audit_logging=false",
                "--set", f"deployment.max_batch_size={max_batch}",
+               # the demo's starting batch size may not exceed the maximum
+               "--set", f"deployment.batch_size={min(4, max_batch)}",
                "--batch-buckets", buckets, "--length-buckets", lengths]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+                              stderr=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     if " on " not in line:
         server.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
+        raise SystemExit(f"the server did not start:\n{server.stderr.read()}")
+    threading.Thread(target=server.stderr.read, daemon=True).start()  # drain the log
     url = line.split(" on ")[1].split()[0]
     started = time.monotonic()
     with httpx.Client(base_url=url, timeout=10) as client:
