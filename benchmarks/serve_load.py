@@ -49,7 +49,8 @@ def compile_demo(directory: Path) -> Path:
     return plan
 
 
-def start(plan: Path, max_batch: int, buckets: str, lengths: str) -> tuple[subprocess.Popen, str]:
+def start(plan: Path, max_batch: int, buckets: str, lengths: str,
+          chunk_tokens: int) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "capibara", "serve", str(plan), "--port", "0",
                "--set", "enterprise.output_filtering=false",
                "--set", "enterprise.content_safety_check=false",
@@ -58,7 +59,8 @@ def start(plan: Path, max_batch: int, buckets: str, lengths: str) -> tuple[subpr
                "--set", f"deployment.max_batch_size={max_batch}",
                # the demo's starting batch size may not exceed the maximum
                "--set", f"deployment.batch_size={min(4, max_batch)}",
-               "--batch-buckets", buckets, "--length-buckets", lengths]
+               "--batch-buckets", buckets, "--length-buckets", lengths,
+               "--chunk-tokens", str(chunk_tokens)]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     line = server.stdout.readline()
@@ -126,7 +128,7 @@ def serving_compilations(url: str) -> float:
 
 def run(plan: Path, label: str, max_batch: int, buckets: str, args) -> dict[str, float]:
     print(f"{label}: max_batch_size {max_batch}, batch buckets {buckets}")
-    server, url = start(plan, max_batch, buckets, "64")
+    server, url = start(plan, max_batch, buckets, "64", args.chunk_tokens)
     try:
         load(url, 1, 2, args.new_tokens)  # one request to settle the first call's costs
         result = load(url, args.clients, args.seconds, args.new_tokens)
@@ -147,14 +149,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--chunk-tokens", type=int, default=8,
+                        help="tokens per batching round (the server's --chunk-tokens)")
     args = parser.parse_args()
-    if not 8 <= args.new_tokens <= 40:
+    if not 8 <= args.new_tokens <= 40 or not 1 <= args.chunk_tokens <= 192:
         raise SystemExit("--new-tokens must be in [8, 40] (prompts of up to 24 tokens fit the "
-                         "64-token bucket)")
+                         "64-token bucket) and --chunk-tokens in [1, 192]")
     with tempfile.TemporaryDirectory() as directory:
         plan = compile_demo(Path(directory))
         print(f"demo plan, {args.clients} clients for {args.seconds:g} s, "
-              f"{args.new_tokens} new tokens per request, loopback, {os.cpu_count()} cores")
+              f"{args.new_tokens} new tokens per request, {args.chunk_tokens} per round, "
+              f"loopback, {os.cpu_count()} cores")
         batches = ",".join(str(b) for b in sorted({1, 4, args.clients}))
         batched = run(plan, "batching", args.clients, batches, args)
         single = run(plan, "one at a time (anchor)", 1, "1", args)

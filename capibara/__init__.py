@@ -10,6 +10,8 @@ compile path never imports JAX):
 - :mod:`capibara.config`: ``ModularModelConfig``, ``ConfigValidator``, ``ConfigMigrator``.
 - ``compile(config_or_paths, *, target=None, overrides=None) -> Plan``.
 - ``load_plan(path_or_plan) -> CompiledPlan`` (imports JAX), ``Model`` (imports JAX).
+- ``serve(plan_or_config, *, host, port, tokenizer, ...)``: ``capibara serve`` in this
+  process, until SIGTERM (imports JAX).
 
 The stages live in subpackages named after them: :mod:`capibara.toml` →
 :mod:`capibara.config` → :mod:`capibara.compiler` → :mod:`capibara.plan` →
@@ -36,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "ModularModelConfig": "capibara.config.model_config",
     "ConfigValidator": "capibara.config.validate",
     "ConfigMigrator": "capibara.config.legacy",
+    "serve": "capibara.serve",
 }
 
 __all__ = ["ConfigError", "Diagnostic", "Span", "__version__", *_EXPORTS]

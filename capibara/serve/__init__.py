@@ -20,6 +20,8 @@ diagnostic naming the field (``R401``–``R405``).
 from __future__ import annotations
 
 import os
+import sys
+import types
 from typing import Any, Mapping, Sequence
 
 __all__ = ["serve", "ServeOptions"]
@@ -52,3 +54,14 @@ def serve(plan_or_config: str | os.PathLike[str], *, host: str = "127.0.0.1", po
                            env=os.environ)
     return run(service, ServeOptions(host=host, port=port, tokenizer=tokenizer,
                                      hooks=dict(hooks or {}), **options))
+
+
+class _ServeModule(types.ModuleType):
+    """``capibara.serve`` names both this package and :func:`serve`: importing a
+    submodule binds the package to that name, so calling the package serves."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> int:
+        return serve(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _ServeModule

@@ -140,3 +140,13 @@ def test_key_files_are_read_and_tls_files_checked(plan, tmp_path, capsys):
                           "--set", "enterprise.content_safety_check=false",
                           "--set", "enterprise.request_encryption=true"], capsys)
     assert status == 1 and "S501" in err  # request_encryption is fixed when the plan is built
+
+
+def test_the_python_api_refuses_to_start_as_the_cli_does(plan):
+    import capibara
+    from capibara.diagnostics import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        capibara.serve(plan, port=0, overrides=["enterprise.content_safety_check=false"])
+    assert [d.code for d in refused.value.diagnostics] == ["R401"]
+    assert "output_filtering" in refused.value.diagnostics[0].message
