@@ -30,8 +30,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def add_verb(verbs: Any, add_message_format) -> None:
-    from capibara.serve.hooks import HOOKS
-    from capibara.serve.auth import API_KEYS_ENV
+    from capibara.serve.names import API_KEYS_ENV, HOOKS
 
     serve = verbs.add_parser("serve", help="serve a plan (or config) over HTTP: completions, "
                                            "metrics, runtime updates, MCP")
@@ -77,7 +76,7 @@ def add_verb(verbs: Any, add_message_format) -> None:
 def run_serve(args: argparse.Namespace, out: TextIO) -> int:
     from capibara.compiler import check as pipeline
     from capibara.cli.output import print_diagnostics
-    from capibara.serve.hooks import HOOKS
+    from capibara.serve.names import HOOKS
     from capibara.serve.service import ListenError, OptionError, ServeOptions, load_service
 
     hooks = {hook.option: getattr(args, hook.option.replace("-", "_")) for hook in HOOKS

@@ -10,10 +10,7 @@ import hmac
 import threading
 import time
 
-__all__ = ["API_KEYS_ENV", "KeyRing", "RateLimiter", "key_id", "bearer_token"]
-
-#: The environment variable API keys are read from by default (comma- or newline-separated).
-API_KEYS_ENV = "CAPIBARA_API_KEYS"
+__all__ = ["KeyRing", "RateLimiter", "key_id", "bearer_token"]
 
 
 def key_id(key: str) -> str:

@@ -30,32 +30,13 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from capibara.diagnostics import Diagnostic
 
+from capibara.serve.names import HOOKS, Hook
+
 __all__ = ["Hook", "HOOKS", "Hooks", "hook_diagnostics", "load_hooks", "HOOK_MISSING",
            "HOOK_UNLOADABLE"]
 
 HOOK_MISSING = "R401"
 HOOK_UNLOADABLE = "R402"
-
-
-class Hook(NamedTuple):
-    """A setting that needs user code: its field, the option naming the code, its contract."""
-
-    option: str
-    field: str
-    contract: str
-    #: Another field that must be on too (the Meta Loop's parts need the loop).
-    requires: str | None = None
-
-
-HOOKS: tuple[Hook, ...] = (
-    Hook("content-safety", "content_safety_check", "fn(prompt) -> None | refusal reason"),
-    Hook("output-filter", "output_filtering", "fn(completion) -> completion"),
-    Hook("meta-loop", "meta_loop_enabled", "fn(record: dict) -> None"),
-    Hook("ethics-guard", "ethics_guard_enabled", "fn(prompt, completion) -> None | refusal reason",
-         requires="meta_loop_enabled"),
-    Hook("rag-hub", "rag_hub_enabled", "fn(prompt) -> prompt with context",
-         requires="meta_loop_enabled"),
-)
 
 
 def _active(service: Any, hook: Hook) -> bool:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from capibara.diagnostics import ConfigError, Diagnostic, Source, Span
-from capibara.serve.auth import API_KEYS_ENV
-from capibara.serve.files import read_small_file
+from capibara.serve.names import API_KEYS_ENV
+from capibara.files import read_regular_file
 
 __all__ = ["ServeOptions", "OptionError", "ListenError", "Service", "load_service",
            "load_api_keys", "startup_diagnostics", "TLS_MISSING", "NO_API_KEYS",
@@ -24,6 +24,9 @@ __all__ = ["ServeOptions", "OptionError", "ListenError", "Service", "load_servic
 TLS_MISSING = "R403"
 NO_API_KEYS = "R404"
 TOKENIZER_UNUSABLE = "R405"
+
+#: Key files, certificates and plan files are small; a bigger file is a wrong path.
+MAX_FILE_BYTES = 64 << 20
 
 
 class OptionError(ValueError):
@@ -91,7 +94,7 @@ class Service:
         if not self.from_plan_file:
             return None
         try:
-            text = read_small_file(self.origin).decode("utf-8")
+            text = read_regular_file(self.origin, MAX_FILE_BYTES).decode("utf-8")
         except (OSError, UnicodeDecodeError, ValueError):
             return None
         services = text.find('"services"')
@@ -152,7 +155,7 @@ def load_api_keys(options: ServeOptions, environ: Mapping[str, str]) -> tuple[st
     (one per line; blank lines and ``#`` comments skipped). Raises ``ValueError``."""
     keys = [k.strip() for k in environ.get(options.api_key_env, "").replace("\n", ",").split(",")]
     if options.api_key_file:
-        text = read_small_file(options.api_key_file).decode("utf-8")
+        text = read_regular_file(options.api_key_file, MAX_FILE_BYTES).decode("utf-8")
         keys += [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
     return tuple(dict.fromkeys(k for k in keys if k))
 
@@ -175,7 +178,7 @@ def startup_diagnostics(service: Service, options: ServeOptions,
         else:
             for option, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):
                 try:
-                    read_small_file(path)
+                    read_regular_file(path, MAX_FILE_BYTES)
                 except (OSError, ValueError) as error:
                     found.append(Diagnostic.error(
                         TLS_MISSING, f"{option} `{path}` cannot be read: {_reason(error)}",
@@ -215,6 +218,8 @@ def startup_diagnostics(service: Service, options: ServeOptions,
 
 
 def _reason(error: Exception) -> str:
+    if hasattr(error, "reason"):  # capibara.files.FileProblem says it in words
+        return error.reason
     if isinstance(error, OSError):
         return error.strerror or str(error)
     return str(error)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["Tokenizer", "tokenizer_problem"]
+__all__ = ["Tokenizer", "tokenizer_problem", "MAX_TOKENIZER_BYTES"]
+
+#: SentencePiece models are a few MB; a bigger file is not one.
+MAX_TOKENIZER_BYTES = 256 << 20
 
 
 class Tokenizer:
@@ -17,10 +20,10 @@ class Tokenizer:
     def __init__(self, path: str) -> None:
         import sentencepiece
 
-        from capibara.serve.files import read_small_file
+        from capibara.files import read_regular_file
 
         self._sp = sentencepiece.SentencePieceProcessor()
-        self._sp.LoadFromSerializedProto(read_small_file(path))
+        self._sp.LoadFromSerializedProto(read_regular_file(path, MAX_TOKENIZER_BYTES))
         self.vocab_size = int(self._sp.GetPieceSize())
 
     def encode(self, text: str) -> list[int]:
@@ -37,7 +40,7 @@ def tokenizer_problem(path: str, vocab_size: int) -> str | None:
     try:
         tokenizer = Tokenizer(path)
     except (OSError, ValueError) as error:
-        return getattr(error, "strerror", None) or str(error)
+        return getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
     except RuntimeError as error:  # sentencepiece's word for a file that is not a model
         return "not a SentencePiece model"
     if tokenizer.vocab_size > vocab_size:

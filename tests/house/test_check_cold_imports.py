@@ -58,7 +58,8 @@ print(status, " ".join(sorted(m for m in set(sys.modules) - anchor if not m.star
 CHECK_PATH_MODULES = {
     "capibara", "capibara.lazy", "capibara.diagnostics",
     "capibara.cli", "capibara.cli.app", "capibara.cli.output", "capibara.cli.plan",
-    "capibara.cli.run", "capibara.cli.lsp",
+    "capibara.cli.run", "capibara.cli.lsp", "capibara.cli.serve", "capibara.serve",
+    "capibara.serve.names",
     "capibara.compiler", "capibara.compiler.check",
     "capibara.toml", "capibara.toml.limits", "capibara.toml.reading", "capibara.toml.plain",
     "capibara.config", "capibara.config.fields", "capibara.config.fieldtypes",

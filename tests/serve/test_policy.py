@@ -14,7 +14,6 @@ from capibara.config import ModularModelConfig
 from capibara.serve.auth import KeyRing, RateLimiter, bearer_token, key_id
 from capibara.serve.batching import batch_limit, batch_window, context_limit, default_buckets
 from capibara.serve.requests import HTTPError, parse_completion, parse_generate
-from capibara.serve.files import read_small_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,12 +84,11 @@ def test_a_completion_body_in_the_openai_shape_is_accepted():
         parse_generate({"tokens": [True]}, 10)
 
 
-def test_only_small_regular_files_are_read(tmp_path):
-    with pytest.raises(ValueError, match="not a regular file"):
-        read_small_file(tmp_path)
-    (tmp_path / "big").write_bytes(b"x" * 11)
-    with pytest.raises(ValueError, match="larger than 10 bytes"):
-        read_small_file(tmp_path / "big", limit=10)
+def test_a_tokenizer_that_is_not_a_regular_file_is_refused(tmp_path):
+    from capibara.serve.tokenizer import tokenizer_problem
+
+    assert "directory" in tokenizer_problem(str(tmp_path), 512)
+    assert "not a SentencePiece model" in tokenizer_problem(__file__, 512)
 
 
 def _serve(args, capsys):
