@@ -5,7 +5,8 @@
 - ``POST /v1/generate``: the same on token IDs (``{"tokens": [...]}``), for
   clients without the tokenizer.
 - ``GET /v1/models``: the one model served.
-- ``GET /health``: liveness and readiness (503 while warming up).
+- ``GET /health``: liveness and readiness (503 while warming up);
+  ``GET /health/live``: liveness alone (200 while warming up).
 - ``GET`` the plan's ``metrics_endpoint`` (with ``monitoring_enabled``):
   Prometheus text.
 - ``GET``/``POST /v1/runtime``: the runtime settings; a POST applies
@@ -314,6 +315,10 @@ def build_app(state: ServerState) -> Starlette:
                 "last_check": state.last_health_check}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
+    async def liveness(request: Request) -> Response:
+        live = state.batcher.alive and state.healthy
+        return JSONResponse({"live": live}, status_code=200 if live else 503)
+
     async def metrics(request: Request) -> Response:
         async def handler(request, who, started):
             if not state.config.monitoring_enabled:
@@ -364,6 +369,7 @@ def build_app(state: ServerState) -> Starlette:
               Route("/v1/generate", generate, methods=["POST"]),
               Route("/v1/models", models, methods=["GET"]),
               Route("/health", health, methods=["GET"]),
+              Route("/health/live", liveness, methods=["GET"]),
               Route("/v1/runtime", runtime, methods=["GET", "POST"]),
               Route(metrics_path, metrics, methods=["GET"])]
 

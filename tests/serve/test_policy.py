@@ -148,3 +148,10 @@ def test_the_python_api_refuses_to_start_as_the_cli_does(plan):
         capibara.serve(plan, port=0, overrides=["enterprise.content_safety_check=false"])
     assert [d.code for d in refused.value.diagnostics] == ["R401"]
     assert "output_filtering" in refused.value.diagnostics[0].message
+
+
+def test_the_api_key_variable_is_not_mistaken_for_a_config_field():
+    from capibara.config.sources import TOOL_ENV
+    from capibara.serve.names import API_KEYS_ENV
+
+    assert API_KEYS_ENV in TOOL_ENV

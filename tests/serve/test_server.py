@@ -135,6 +135,7 @@ def served(tmp_path_factory):
             while time.monotonic() < deadline:
                 health = client.get("/health")
                 if first_health is None:
+                    assert client.get("/health/live").status_code == 200
                     completion = client.post("/v1/generate", json={"tokens": [1]},
                                              headers={"Authorization": f"Bearer {KEYS[0]}"})
                     first_health = (health.status_code, health.json(), completion.status_code,
