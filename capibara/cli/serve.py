@@ -10,7 +10,6 @@ printed as diagnostics, exit status 1, before any model is built.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, TextIO
 

@@ -255,7 +255,7 @@ def build_app(state: ServerState) -> Starlette:
             result["usage"] = {"prompt_tokens": len(tokens), "completion_tokens": len(generated),
                                "total_tokens": len(tokens) + len(generated)}
             state.audit(who, endpoint, 200, started, prompt=prompt, prompt_tokens=len(tokens),
-                  completion_tokens=len(generated))
+                        completion_tokens=len(generated))
             return JSONResponse(result)
 
         async def events() -> AsyncIterator[bytes]:

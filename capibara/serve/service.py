@@ -9,13 +9,12 @@ milliseconds, with a diagnostic pointing at the field that asks for it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from capibara.diagnostics import ConfigError, Diagnostic, Source, Span
-from capibara.serve.names import API_KEYS_ENV
 from capibara.files import read_regular_file
+from capibara.serve.names import API_KEYS_ENV
 
 __all__ = ["ServeOptions", "OptionError", "ListenError", "Service", "load_service",
            "load_api_keys", "startup_diagnostics", "TLS_MISSING", "NO_API_KEYS",

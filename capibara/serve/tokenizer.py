@@ -41,7 +41,7 @@ def tokenizer_problem(path: str, vocab_size: int) -> str | None:
         tokenizer = Tokenizer(path)
     except (OSError, ValueError) as error:
         return getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
-    except RuntimeError as error:  # sentencepiece's word for a file that is not a model
+    except RuntimeError:  # sentencepiece's word for a file that is not a model
         return "not a SentencePiece model"
     if tokenizer.vocab_size > vocab_size:
         return (f"its vocabulary has {tokenizer.vocab_size} pieces, more than the model's "
