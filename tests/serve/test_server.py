@@ -45,6 +45,8 @@ def brackets(completion):
     return f"<{completion}>" if isinstance(completion, str) else completion
 '''
 CHUNK = 8
+
+pytestmark = pytest.mark.jax  # the server process builds the model
 CONTEXT = 48 + 1  # the one length bucket, plus the token the last round adds
 
 
