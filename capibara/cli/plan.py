@@ -151,6 +151,8 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
     if args.message_format == "human":
         text.write(escape(f"compiled {', '.join(args.files)} → {where}\n{summary(plan)}",
                           keep_newlines=True))
+        for note in plan.notes:
+            text.write(f"note: {note}\n")
     _print_timings(args, result.timings, text)
     return EXIT_OK
 

@@ -121,7 +121,7 @@ def compile_config(config: Any, target: Target | str | None = None, *,
     if result.has_errors:
         return result
     warnings = tuple(one_line(d) for d in result.diagnostics if not d.is_error)
-    result.plan = freeze(ir, warnings)
+    result.plan = freeze(ir, warnings, recorded_only_note(config))
     lap("freeze")
     return result
 
@@ -176,6 +176,17 @@ def _apply_overrides(config: Any, keywords: Mapping[str, Any] | None, sets: Sequ
         raise_for(decoded.diagnostics)
         layers.append(decoded.assignments)
     return build_config(*layers)
+
+
+def recorded_only_note(config: Any) -> tuple[str, ...]:
+    """The one sentence naming the recorded-only fields ``config`` switches on (none: empty)."""
+    from capibara.config.fields import recorded_only_switched_on
+
+    names = recorded_only_switched_on(config)
+    if not names:
+        return ()
+    return (f"recorded only, no effect: {', '.join(names)} "
+            "(`capibara explain FIELD` says why)",)
 
 
 def one_line(diagnostic: Diagnostic) -> str:

@@ -35,6 +35,9 @@ __all__ = [
     "keys_of",
     "all_paths",
     "explain_field",
+    "EFFECT_PLACES",
+    "RECORDED_ONLY",
+    "recorded_only_switched_on",
 ]
 
 
@@ -59,6 +62,13 @@ class Field(msgspec.Struct, frozen=True):
     env: tuple[str, ...] = ()
     runtime: bool = False
     derived: str | None = None
+    #: Where the field acts, ``(place, how)``: a key of :data:`EFFECT_PLACES` and one line.
+    effect: tuple[str, str] = ("", "")
+
+    @property
+    def recorded_only(self) -> bool:
+        """Whether the field is accepted and kept but nothing acts on it."""
+        return self.effect[0] == RECORDED_ONLY
 
     @property
     def path(self) -> str:
@@ -390,6 +400,171 @@ FIELDS: tuple[Field, ...] = (
        "sampling temperature (0 = greedy; not `consensus_temperature`)", runtime=True),
 )
 
+#: Where a field can act: the places of :attr:`Field.effect`.
+EFFECT_PLACES: dict[str, str] = {
+    "plan": "changes the compiled plan (the section named)",
+    "model": "read by the model a plan builds (capibara/model/)",
+    "run": "applied by `capibara run` (and `train`/`serve`) around JAX "
+           "(capibara/runtime/environment.py)",
+    "train": "read from the plan's `training` section by `capibara train` (capibara/train/)",
+    "serve": "read from the plan's `services` section by `capibara serve` (capibara/serve/)",
+    "compile": "steers the compiler's checks and fallbacks; a plan differs only when they fire",
+    "recorded": "recorded only: accepted, validated and kept in the plan's config; nothing acts on it",
+}
+
+#: The place of a field nothing acts on.
+RECORDED_ONLY = "recorded"
+
+_NO_MECHANISM = "the model has no mechanism for it"
+
+#: The effect column of the table: field name → (place, how). Kept beside the
+#: table rather than in each row so the rows stay one fact each; a test checks
+#: that every field has an entry and that flipping it acts where it says.
+_EFFECTS: dict[str, tuple[str, str]] = {
+    "model_name": (RECORDED_ONLY, "a label"),
+    "version": (RECORDED_ONLY, "a label"),
+    "hidden_size": ("plan", "model.hidden_size"),
+    "num_layers": ("plan", "model.num_layers"),
+    "num_heads": ("plan", "model.num_heads"),
+    "vocab_size": ("plan", "model.vocab_size"),
+    "max_seq_length": ("plan", "model.max_seq_length"),
+    "multimodal_enabled": (RECORDED_ONLY, _NO_MECHANISM + " (the model reads tokens only)"),
+    "vision_encoder_type": (RECORDED_ONLY, _NO_MECHANISM + " (no vision encoder)"),
+    "audio_encoder_type": (RECORDED_ONLY, _NO_MECHANISM + " (no audio encoder)"),
+    "use_chain_of_thought": (RECORDED_ONLY, _NO_MECHANISM),
+    "use_dual_process": (RECORDED_ONLY, _NO_MECHANISM),
+    "personality_enabled": (RECORDED_ONLY, _NO_MECHANISM),
+    "use_jax_native": (RECORDED_ONLY, "there is no `capibara.jax` wrapper: kernels are plain JAX"),
+    "jax_backend": (RECORDED_ONLY, "there is no `capibara.jax` wrapper: kernels are plain JAX"),
+    "fallback_to_standard": (RECORDED_ONLY, "there is no `capibara.jax` wrapper to fall back from"),
+    "compile_mode": ("plan", "kernels (implementations and tiles) and execution.donate"),
+    "enable_jit": ("plan", "execution.jit: op-by-op execution when false"),
+    "cache_compiled_functions": ("plan", "execution.cache_compiled (the model notes that jax.jit "
+                                         "keeps compiled programs anyway)"),
+    "jax_debug_mode": ("run", "turns on jax_debug_nans and jax_debug_infs"),
+    "trace_execution": ("run", "writes a jax.profiler trace into the run directory"),
+    "profile_performance": ("run", "writes a jax.profiler trace into the run directory"),
+    "use_vq": ("plan", "model.vq_codes and the vq kernel; a live bypass in the model"),
+    "vq_codes": ("plan", "model.vq_codes"),
+    "vq_embedding_dim": ("compile", "checked to equal hidden_size: the bottleneck quantizes the "
+                                    "hidden state itself"),
+    "vq_adaptive_threshold": ("model", "the VQ bottleneck's bypass threshold (runtime setting)"),
+    "vq_diversity_regularization": ("plan", "kernels.bottleneck.vq attrs; the diversity loss term"),
+    "vq_commitment_weight": ("plan", "kernels.bottleneck.vq attrs; the commitment loss weight"),
+    "vq_use_tpu_optimizations": ("plan", "kernels: the vq implementation on TPU"),
+    "vq_use_simd": ("plan", "kernels: the vq implementation on CPU"),
+    "vq_cache_codebooks": (RECORDED_ONLY, "codebooks are parameters and always stay in memory"),
+    "vq_enterprise_mode": ("plan", "model.vq_codes (128 codes); its adaptive ML is recorded only"),
+    "vq_cost_management": (RECORDED_ONLY, "no cost manager exists"),
+    "vq_fallback_strategy": ("compile", "\"none\" refuses the enterprise VQ path off TPU v6; the "
+                                        "other values behave alike"),
+    "vq_precision": ("plan", "precision.vq_codebook"),
+    "use_tpu_v4_optimizations": ("plan", "kernels: the TPU v4 implementations"),
+    "tpu_mesh_shape": ("plan", "mesh"),
+    "tpu_memory_limit_gb": ("plan", "memory.limit on TPU"),
+    "use_bfloat16": ("plan", "precision"),
+    "mixed_precision": ("plan", "precision"),
+    "async_collective": (RECORDED_ONLY, "XLA schedules the collectives itself; no switch is "
+                                        "passed to it"),
+    "sharding_strategy": ("compile", "\"disabled\" refuses the sharded settings; \"auto\" and "
+                                     "\"manual\" behave alike"),
+    "data_parallel": ("plan", "mesh (the data axis)"),
+    "model_parallel": ("plan", "mesh (the model axis) and the sharded kernels"),
+    "gradient_checkpointing": ("plan", "execution.remat"),
+    "activation_offloading": ("plan", "execution.offload_activations"),
+    "optimizer_sharding": ("plan", "memory.optimizer_state; the model shards optimizer state "
+                                   "over the data axis"),
+    "use_custom_kernels": ("plan", "kernels: the custom implementations on TPU"),
+    "kernel_categories": ("plan", "kernels: the families given custom implementations on TPU"),
+    "use_sparse": ("plan", "model (Mixture of Rookies) and the sparse feed-forward"),
+    "sparsity_ratio": ("plan", "kernels.blocks.w_in/w_out attrs.sparsity with method "
+                               "\"magnitude\" or \"topk\""),
+    "sparsity_method": ("plan", "model (Rookies) or kernels attrs.sparsity (magnitude, topk)"),
+    "mor_num_experts": ("plan", "model.num_experts"),
+    "mor_top_k": ("plan", "model.experts_per_token"),
+    "mor_load_balancing": ("plan", "kernels.blocks.moe attrs; the balance loss term"),
+    "use_bitnet": ("plan", "kernels attrs.weights"),
+    "bitnet_precision": ("plan", "kernels attrs.weights"),
+    "use_affine_quantization": ("plan", "kernels attrs.weights"),
+    "affine_bits": ("plan", "kernels attrs.weights"),
+    "affine_symmetric": ("plan", "kernels attrs.weights"),
+    "adaptive_sparsity": ("plan", "kernels attrs.sparsity: gradual magnitude pruning in training"),
+    "sparsity_schedule": ("plan", "kernels attrs.sparsity: the gradual pruning schedule"),
+    "min_sparsity": ("plan", "kernels attrs.sparsity: where gradual pruning starts"),
+    "max_sparsity": ("plan", "kernels attrs.sparsity: where gradual pruning ends"),
+    "device": ("compile", "the device sought on this host when no --target is given: absent, it "
+                          "falls back (hardware_fallback) or is an error; a --target wins"),
+    "auto_device_selection": ("compile", "derived from `device`; checked against it"),
+    "hardware_fallback": ("compile", "whether a missing device falls back (target) or is an error"),
+    "fallback_cpu": ("compile", "whether the fallback may end on the CPU"),
+    "memory_limit_gb": ("plan", "memory.limit"),
+    "num_gpus": ("plan", "mesh on GPU"),
+    "gpu_memory_fraction": ("plan", "memory.limit on GPU; XLA_PYTHON_CLIENT_MEM_FRACTION in run"),
+    "gpu_memory_growth": ("run", "XLA_PYTHON_CLIENT_PREALLOCATE=false (grow on demand)"),
+    "use_arm_optimizations": ("compile", "checked against the target (an ARM CPU); on cpu-arm "
+                                         "XLA already emits NEON/SVE code and no capibara kernel "
+                                         "variant or tile table differs"),
+    "arm_sve_enabled": (RECORDED_ONLY, "XLA's CPU code generator picks SVE or NEON from the host"),
+    "arm_neon_fallback": (RECORDED_ONLY, "XLA's CPU code generator picks SVE or NEON from the host"),
+    "arm_uma_memory": (RECORDED_ONLY, "host memory is already unified on CPU"),
+    "distributed_training": ("run", "defaults of --num-processes/--process-id"),
+    "world_size": ("run", "default of --num-processes"),
+    "local_rank": ("run", "default of --process-id"),
+    "batch_size": ("plan", "batch"),
+    "max_batch_size": ("plan", "batch"),
+    "adaptive_batching": ("serve", "batch.adaptive: request batching"),
+    "memory_optimization_level": ("plan", "execution (donation, loss chunks, saved dtype)"),
+    "mcp_enabled": ("serve", "services.mcp"),
+    "mcp_port": ("serve", "services.mcp"),
+    "mcp_auth_required": ("serve", "services.mcp"),
+    "mcp_rate_limiting": ("serve", "services.mcp"),
+    "meta_loop_enabled": ("serve", "services.meta_loop"),
+    "ethics_guard_enabled": ("serve", "services.meta_loop"),
+    "rag_hub_enabled": ("serve", "services.meta_loop"),
+    "elixir_bridge_port": ("serve", "services.meta_loop"),
+    "monitoring_enabled": ("serve", "services.monitoring"),
+    "metrics_endpoint": ("serve", "services.monitoring"),
+    "health_check_interval": ("serve", "services.monitoring"),
+    "performance_profiling": ("run", "writes a jax.profiler trace into the run directory "
+                                     "(and services.monitoring)"),
+    "structured_logging": ("run", "the package's log records as JSON lines"),
+    "log_level": ("run", "the level of the `capibara` logger"),
+    "audit_logging": ("serve", "services.security"),
+    "sensitive_data_masking": ("serve", "services.security"),
+    "api_key_required": ("serve", "services.security"),
+    "request_encryption": ("serve", "services.security"),
+    "output_filtering": ("serve", "services.security"),
+    "content_safety_check": ("serve", "services.security"),
+    "security_level": ("serve", "services.security (\"high\" turns every switch on)"),
+    "learning_rate": ("train", "the optimizer's schedule (capibara/model/training.py)"),
+    "weight_decay": ("train", "the optimizer (capibara/model/training.py)"),
+    "gradient_clip_norm": ("train", "the optimizer (capibara/model/training.py)"),
+    "use_consensus_distilling": (RECORDED_ONLY, _NO_MECHANISM + " (no teachers or critics)"),
+    "consensus_num_teachers": (RECORDED_ONLY, _NO_MECHANISM + " (no teachers or critics)"),
+    "consensus_num_critics": (RECORDED_ONLY, _NO_MECHANISM + " (no teachers or critics)"),
+    "consensus_temperature": (RECORDED_ONLY, _NO_MECHANISM + " (no teachers or critics)"),
+    "optimizer": ("train", "the optimizer (capibara/model/training.py)"),
+    "beta1": ("train", "the optimizer (capibara/model/training.py)"),
+    "beta2": ("train", "the optimizer (capibara/model/training.py)"),
+    "epsilon": ("train", "the optimizer (capibara/model/training.py)"),
+    "lr_scheduler": ("train", "the optimizer's schedule (capibara/model/training.py)"),
+    "warmup_steps": ("train", "the optimizer's schedule (capibara/model/training.py)"),
+    "decay_steps": ("train", "the optimizer's schedule (capibara/model/training.py)"),
+    "save_checkpoint_steps": ("train", "Model.checkpoint_to (capibara/model/checkpoint.py)"),
+    "keep_checkpoint_max": ("train", "Model.checkpoint_to (capibara/model/checkpoint.py)"),
+    "checkpoint_compression": ("train", "Model.checkpoint_to (capibara/model/checkpoint.py)"),
+    "async_checkpointing": ("train", "Model.checkpoint_to (capibara/model/checkpoint.py)"),
+    "debug_mode": ("run", "the `capibara` logger at DEBUG"),
+    "fast_startup": ("run", "skips the kernels' ahead-of-time warm-up (as --no-warmup)"),
+    "enable_comprehensive_tests": (RECORDED_ONLY, "the test suite is chosen by pytest, not the "
+                                                  "config"),
+    "mock_expensive_ops": (RECORDED_ONLY, "nothing is ever mocked"),
+    "temperature": ("model", "generation's sampling temperature (runtime setting)"),
+}
+
+FIELDS = tuple(msgspec.structs.replace(f, effect=_EFFECTS[f.name]) if f.name in _EFFECTS else f
+               for f in FIELDS)
+
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 #: ``(section, key)`` → field, for canonical and alias spellings alike.
@@ -447,4 +622,40 @@ def explain_field(name: str) -> str:
     if f.derived:
         lines.append(f"  derived   {f.derived}")
     lines.append(f"  runtime   {'may change at run time (update_runtime_settings)' if f.runtime else 'fixed once built'}")
+    place, how = f.effect
+    if place:
+        if place == RECORDED_ONLY:
+            lines.append(f"  effect    recorded only ({how}): accepted, validated and kept in the "
+                         "plan's config; nothing acts on it")
+        else:
+            lines.append(f"  effect    {place}: {how}")
+            lines.append(f"            ({EFFECT_PLACES[place]})")
     return "\n".join(lines) + "\n"
+
+
+#: Sub-switches that mean something only under another switch.
+_PARENT_SWITCH = {"arm_sve_enabled": "use_arm_optimizations",
+                  "arm_neon_fallback": "use_arm_optimizations",
+                  "arm_uma_memory": "use_arm_optimizations",
+                  "vq_cost_management": "vq_enterprise_mode",
+                  "fallback_to_standard": "use_jax_native",
+                  "vision_encoder_type": "multimodal_enabled",
+                  "audio_encoder_type": "multimodal_enabled"}
+
+
+def recorded_only_switched_on(config: Any) -> list[str]:
+    """The recorded-only fields ``config`` switches on: a boolean that is true, or
+    another value set explicitly. ``capibara compile`` names them in one line."""
+    explicit = config.explicit_fields
+    on = []
+    for f in FIELDS:
+        if not f.recorded_only or isinstance(f.type, Text):  # a label switches nothing on
+            continue
+        parent = _PARENT_SWITCH.get(f.name)
+        if parent is not None and not getattr(config, parent):
+            continue
+        value = getattr(config, f.name)
+        if (value is True) or (not isinstance(value, bool) and value is not None
+                               and f.name in explicit):
+            on.append(f.name)
+    return on

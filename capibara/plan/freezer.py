@@ -9,7 +9,6 @@ attributes, so the plan package needs nothing from the compiler.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Sequence
 
 from capibara.plan.codec import seal
@@ -37,21 +36,12 @@ SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
                  "output_filtering", "content_safety_check"),
 }
 
-#: Field names that would hold a credential; their text never reaches a plan.
-_SECRET_NAME = re.compile(r"(secret|password|passwd|token|api_key|credential)s?$")
-
-
 @functools.cache
 def _field_paths() -> tuple[tuple[str, str], ...]:
     """``(flat name, printed path)`` of every field, computed once."""
     from capibara.config.fields import FIELDS
 
     return tuple((f.name, f.path) for f in FIELDS)
-
-
-@functools.cache
-def _secret_fields() -> tuple[str, ...]:
-    return tuple(name for name, _ in _field_paths() if _SECRET_NAME.search(name))
 
 
 def origin_of(provenance: Any) -> Origin:
@@ -63,18 +53,18 @@ def origin_of(provenance: Any) -> Origin:
                   detail=provenance.detail)
 
 
-def freeze(ir: Any, warnings: Sequence[str] = ()) -> Plan:
-    """The plan of a fully optimized IR, sealed with its digest."""
+def freeze(ir: Any, warnings: Sequence[str] = (), notes: Sequence[str] = ()) -> Plan:
+    """The plan of a fully optimized IR, sealed with its digest; ``notes`` say what it
+    records that nothing acts on."""
     from capibara import __version__
     from capibara.config.fields import FIELDS, RUNTIME_MUTABLE
 
     config, target = ir.config, ir.target
     assert ir.model is not None and ir.mesh is not None and ir.memory is not None \
         and ir.batch is not None and ir.loss is not None, "freeze needs a fully optimized IR"
+    # No field holds a credential (`api_key_required` is a switch; the key never
+    # enters a config), so every value is recorded as resolved.
     values = {name: getattr(config, name) for name, _ in _field_paths()}
-    for name in _secret_fields():
-        if isinstance(values[name], str):
-            values[name] = "<redacted>"
     effective = {**values, **ir.effective}
     dp = ir.mesh.size("data")
     kernels = tuple(KernelSpec(
@@ -106,7 +96,7 @@ def freeze(ir: Any, warnings: Sequence[str] = ()) -> Plan:
         loss=ir.loss, kernels=kernels, training=training, runtime=runtime, services=services,
         config={path: values[name] for name, path in _field_paths()},
         provenance={path: origin_of(config.provenance(name)) for name, path in _field_paths()},
-        decisions=ir.decisions, warnings=tuple(warnings))
+        decisions=ir.decisions, warnings=tuple(warnings), notes=tuple(notes))
     return seal(plan)
 
 

@@ -294,6 +294,9 @@ class Plan(_Frozen, kw_only=True):
     provenance: dict[str, Origin]
     decisions: tuple[Decision, ...]
     warnings: tuple[str, ...] = ()
+    #: What the plan records that nothing acts on, one sentence each (not warnings:
+    #: the config is valid, these fields are simply inert).
+    notes: tuple[str, ...] = ()
     digest: str = ""
 
     def kernel(self, name: str) -> KernelSpec:
