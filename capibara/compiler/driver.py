@@ -121,7 +121,7 @@ def compile_config(config: Any, target: Target | str | None = None, *,
     if result.has_errors:
         return result
     warnings = tuple(one_line(d) for d in result.diagnostics if not d.is_error)
-    result.plan = freeze(ir, warnings, recorded_only_note(config))
+    result.plan = freeze(ir, warnings, recorded_only_note(config) + sparsity_note(config))
     lap("freeze")
     return result
 
@@ -187,6 +187,24 @@ def recorded_only_note(config: Any) -> tuple[str, ...]:
         return ()
     return (f"recorded only, no effect: {', '.join(names)} "
             "(`capibara explain FIELD` says why)",)
+
+
+def sparsity_note(config: Any) -> tuple[str, ...]:
+    """What feed-forward sparsity buys: zeros, not time (XLA's matmuls are dense everywhere)."""
+    from capibara.compiler.lower import sparsity_record
+
+    record = sparsity_record(config)
+    if record is None:
+        return ()
+    if record["method"] == "magnitude":
+        what = ("magnitude pruning zeroes the feed-forward weights but they are still stored "
+                "and multiplied whole: no time or memory is saved, and each training step "
+                "pays for the pruning")
+    else:
+        what = ("top-k keeps the largest activations of each token, but the matmul after it "
+                "is still dense, so the selection only adds time")
+    return (f"sparsity.method = \"{record['method']}\": {what} (XLA computes dense matmuls; "
+            "benchmarks/sparsity.py measures it)",)
 
 
 def one_line(diagnostic: Diagnostic) -> str:

@@ -68,6 +68,7 @@ __all__ = [
     "field_diagnostic",
     "split_dim",
     "local_parameters",
+    "sparsity_record",
 ]
 
 #: A dimension: an int, or a symbol the optimizer folds (see :data:`SYMBOLS`).
@@ -249,17 +250,41 @@ def _linalg_params() -> dict[str, str]:
             "accumulate_dtype": "$accumulation"}
 
 
+def sparsity_record(config: Any) -> dict[str, Any] | None:
+    """The feed-forward's sparsity, as the dense MLP's linalg specs record it (``attrs.sparsity``).
+
+    ``magnitude``: ``w_in`` and ``w_out`` keep their largest ``1 - ratio`` of
+    entries (by absolute value, per layer); with ``adaptive_sparsity`` the
+    training step prunes gradually instead, following ``schedule`` from
+    ``start`` to ``end`` sparsity over ``steps`` (``decay_steps``).
+    ``topk``: each token keeps its largest ``1 - ratio`` of the hidden
+    activations between ``w_in`` and ``w_out``. ``None`` for Mixture of Rookies
+    (its own sparsity is routing) or with sparsity off.
+    """
+    if not config.use_sparse or config.sparsity_method not in ("magnitude", "topk"):
+        return None
+    record: dict[str, Any] = {"method": config.sparsity_method, "ratio": config.sparsity_ratio}
+    if config.sparsity_method == "magnitude" and config.adaptive_sparsity:
+        record["schedule"] = {"kind": config.sparsity_schedule, "start": config.min_sparsity,
+                              "end": config.max_sparsity, "steps": config.decay_steps}
+    return record
+
+
 def kernel_uses(config: Any) -> tuple[KernelUse, ...]:
     """Every kernel call of the network, for every feature; pruning keeps the enabled ones."""
     layers = config.num_layers
     weights = _weight_format(config)
     mm = _linalg_params()
 
+    sparse = sparsity_record(config)
+
     def linalg(site: str, x: tuple[Dim, ...], w: tuple[Dim, ...], calls: int, feature: str = "model",
                quantized: bool = True) -> KernelUse:
+        attrs = dict(weights) if quantized else {"weights": "float"}
+        if sparse is not None and feature == "dense_mlp":
+            attrs["sparsity"] = sparse
         return KernelUse(site, "linalg", feature, {"x": x, "w": w},
-                         {"x": "$compute", "w": "$params"}, calls, params=dict(mm),
-                         attrs=dict(weights) if quantized else {"weights": "float"})
+                         {"x": "$compute", "w": "$params"}, calls, params=dict(mm), attrs=attrs)
 
     qkv = {"q": ("B", "S", "Hl", "Dh"), "k": ("B", "S", "Hl", "Dh"), "v": ("B", "S", "Hl", "Dh")}
     return (

@@ -19,6 +19,8 @@ __all__ = [
     "ModelSpec",
     "RunPolicy",
     "WeightFormat",
+    "FeedForwardSparsity",
+    "schedule_level",
     "VQ_WITHOUT_CODEBOOK",
     "live_update_diagnostics",
 ]
@@ -86,6 +88,65 @@ class WeightFormat:
         return self.kind
 
 
+@dataclass(frozen=True)
+class FeedForwardSparsity:
+    """The dense feed-forward's sparsity (a linalg spec's ``attrs.sparsity``, see
+    :func:`capibara.compiler.lower.sparsity_record`).
+
+    ``method``: ``magnitude`` (weight pruning of ``w_in`` and ``w_out``) or
+    ``topk`` (activation sparsity between them); ``ratio``: the fraction of
+    zeros. ``schedule`` (magnitude only, with ``adaptive_sparsity``): the
+    training step prunes to ``level(step)`` instead, ``kind`` ``linear``,
+    ``cosine`` or ``exponential`` from ``start`` to ``end`` over ``steps``.
+    """
+
+    method: str
+    ratio: float
+    schedule: tuple[str, float, float, int] | None = None
+
+    @classmethod
+    def from_attrs(cls, record: Any, where: str = "a linalg kernel") -> "FeedForwardSparsity":
+        method = record.get("method")
+        if method not in ("magnitude", "topk"):
+            raise _incompatible(f"{where} asks for `{method}` sparsity",
+                                "feed-forward sparsity is `magnitude` or `topk`")
+        schedule = record.get("schedule")
+        if schedule is not None:
+            schedule = (str(schedule["kind"]), float(schedule["start"]), float(schedule["end"]),
+                        int(schedule["steps"]))
+        return cls(method, float(record["ratio"]), schedule)
+
+    def level(self, step: int) -> float:
+        """The fraction of zeros the training step prunes to after ``step`` steps."""
+        if self.schedule is None:
+            return self.ratio
+        return schedule_level(*self.schedule, step)
+
+
+def schedule_level(kind: str, start: float, end: float, steps: int, step: Any) -> Any:
+    """Gradual pruning's sparsity at ``step`` of ``steps`` (then held at ``end``).
+
+    With ``t = min(step / steps, 1)``: ``linear`` ``start + (end - start)·t``;
+    ``cosine`` ``start + (end - start)·(1 - cos(πt))/2``; ``exponential``
+    interpolates the kept fraction geometrically, ``1 - (1 - start)^(1-t)·(1 - end)^t``
+    (fast pruning first, slow at the end). Works on Python numbers and on
+    traced JAX scalars alike.
+    """
+    import numpy as np
+
+    xp = np
+    if not isinstance(step, (int, float)):
+        import jax.numpy as xp  # a traced step inside the training step
+    t = xp.clip(xp.asarray(step, xp.float32) / max(steps, 1), 0.0, 1.0)
+    if kind == "linear":
+        return start + (end - start) * t
+    if kind == "cosine":
+        return start + (end - start) * (1 - xp.cos(xp.pi * t)) / 2
+    if kind == "exponential":
+        return 1 - (1 - start) ** (1 - t) * (1 - end) ** t
+    raise ValueError(f"unknown sparsity schedule {kind!r}; expected linear, cosine or exponential")
+
+
 def _incompatible(message: str, note: str) -> ConfigError:
     return ConfigError([Diagnostic.error(
         INCOMPATIBLE_PLAN, message, notes=(note,),
@@ -125,6 +186,7 @@ class ModelSpec:
     load_balancing_weight: float = 0.0
     weights: tuple[tuple[str, WeightFormat], ...] = ()
     vq_codebook_dtype: str | None = None
+    ffn_sparsity: FeedForwardSparsity | None = None
 
     def __post_init__(self) -> None:
         d, h, kv = self.d_model, self.num_heads, self.num_kv_heads
@@ -163,19 +225,25 @@ class ModelSpec:
         format (its linalg kernel specs' ``attrs``; one spec may stand for
         several sites, its ``uses``)."""
         weights = []
+        sparsity = None
         for kernel in plan.kernels:
             if kernel.family != "linalg":
                 continue
             fmt = WeightFormat.from_attrs(kernel.attrs, f"kernel `{kernel.name}`")
             weights.extend((site.split(".", 1)[1], fmt) for site in (kernel.uses or (kernel.name,))
                            if site.startswith("blocks."))
-        return cls.from_shape(plan.model, plan.precision, plan.loss, weights=tuple(weights))
+            if "sparsity" in kernel.attrs:
+                sparsity = FeedForwardSparsity.from_attrs(kernel.attrs["sparsity"],
+                                                          f"kernel `{kernel.name}`")
+        return cls.from_shape(plan.model, plan.precision, plan.loss, weights=tuple(weights),
+                              sparsity=sparsity)
 
     @classmethod
     def from_shape(cls, shape: Any, precision: Any, loss: Any, *,
-                   weights: tuple[tuple[str, WeightFormat], ...] = ()) -> "ModelSpec":
+                   weights: tuple[tuple[str, WeightFormat], ...] = (),
+                   sparsity: FeedForwardSparsity | None = None) -> "ModelSpec":
         """The spec of a plan's ``ModelShape``, ``Precision`` and ``LossWeights``,
-        with the block matmuls' ``weights`` formats."""
+        with the block matmuls' ``weights`` formats and the feed-forward's ``sparsity``."""
         codebook = getattr(precision, "vq_codebook", None) if shape.vq_codes else None
         return cls(
             vocab_size=shape.vocab_size, d_model=shape.hidden_size,
@@ -190,6 +258,7 @@ class ModelSpec:
             load_balancing_weight=loss.load_balancing,
             weights=tuple(sorted((name, fmt) for name, fmt in weights if fmt.kind != "float")),
             vq_codebook_dtype=None if codebook in (None, "auto") else codebook,
+            ffn_sparsity=sparsity if shape.num_experts is None else None,
         )
 
     @classmethod
@@ -204,7 +273,8 @@ class ModelSpec:
         choose for its target, are given here. ``vq_precision = "auto"`` leaves
         the codebook as stored (the target would decide).
         """
-        from capibara.compiler.lower import feature_enabled, kernel_uses, loss_weights, model_shape
+        from capibara.compiler.lower import (feature_enabled, kernel_uses, loss_weights,
+                                             model_shape, sparsity_record)
 
         weights = tuple(
             (use.site.split(".", 1)[1], WeightFormat.from_attrs(use.attrs, f"`{use.site}`"))
@@ -214,7 +284,10 @@ class ModelSpec:
         precision = _Precision(param_dtype, compute_dtype,
                                config.vq_precision if config.use_vq else None)
         shape = model_shape(config)
-        return cls.from_shape(shape, precision, loss_weights(config, shape), weights=weights)
+        record = sparsity_record(config)
+        return cls.from_shape(shape, precision, loss_weights(config, shape), weights=weights,
+                              sparsity=None if record is None else
+                              FeedForwardSparsity.from_attrs(record))
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter's shape by its tree path, as ``jax.tree_util.keystr``

@@ -109,6 +109,16 @@ def _op_by_op(fn: Callable[..., Any], **jit_options: Any) -> Callable[..., Any]:
 
 
 
+def _pruning(spec: ModelSpec) -> Callable[[Any, Any], Any] | None:
+    """``(params, steps done) -> params`` magnitude-pruned to the plan's level, or ``None``."""
+    sparsity = spec.ffn_sparsity
+    if sparsity is None or sparsity.method != "magnitude":
+        return None
+    from capibara.model.sparsity import prune_params
+
+    return lambda params, step: prune_params(params, sparsity, sparsity.level(step))
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """The runtime-mutable fields the compiled functions read (PARAMS.md §c).
@@ -237,8 +247,11 @@ class Model:
         abstract = jax.eval_shape(partial(init_params, spec), jax.random.key(0))
         self._param_shardings = param_shardings(spec, abstract, mesh)
         # Initialize straight into the sharded layout: no device ever holds the whole tree.
-        self.params = jax.jit(partial(init_params, spec),
-                              out_shardings=self._param_shardings)(jax.random.key(seed))
+        # Magnitude sparsity prunes from the start (the schedule's first level).
+        prune = _pruning(spec)
+        start = partial(init_params, spec) if prune is None else \
+            (lambda key: prune(init_params(spec, key), 0))
+        self.params = jax.jit(start, out_shardings=self._param_shardings)(jax.random.key(seed))
         self.step = 0
         self._forward = compiled(net.forward, static_argnames=("use_vq", "threshold"))
         self._loss = compiled(net.loss, static_argnames=("use_vq", "threshold", "remat"))
@@ -253,7 +266,7 @@ class Model:
             transform_non_params=lambda _: NamedSharding(mesh, P()))
         self._train = compiled(
             training.make_train_step(net.loss, self._optimizer,
-                                     training.learning_rate_schedule(config)),
+                                     training.learning_rate_schedule(config), prune),
             static_argnames=("use_vq", "threshold", "remat", "train"),
             donate_argnums=(0, 1) if policy.donate else (),
             out_shardings=(self._param_shardings, self._state_shardings, None))

@@ -22,6 +22,7 @@ from capibara.kernels.linalg import AffineWeight, TernaryWeight, dequantize, qua
 from capibara.kernels.vq import quantize_codebook
 from capibara.model.kernels import Kernels
 from capibara.model.quantized import quantized_matmul
+from capibara.model.sparsity import topk_activations
 
 #: Rotary position base (RoPE's usual 10 000).
 ROPE_BASE = 10_000.0
@@ -94,6 +95,8 @@ class Network:
             y, balance = routed.output, routed.load_balancing_loss
         else:
             inner = jax.nn.gelu(self.dense(flat, layer, "w_in"))
+            if s.ffn_sparsity is not None and s.ffn_sparsity.method == "topk":
+                inner = topk_activations(inner, s.ffn_sparsity.ratio)
             y, balance = self.dense(inner, layer, "w_out"), jnp.zeros(())
         return y.reshape(b, t, d).astype(jnp.float32), balance
 

@@ -69,12 +69,14 @@ def make_optimizer(config: Any) -> optax.GradientTransformation:
 
 
 def make_train_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule) -> Callable[..., Any]:
+                    schedule: optax.Schedule,
+                    prune: Callable[[Any, Any], Any] | None = None) -> Callable[..., Any]:
     """A pure training step around ``loss_fn(params, batch, **static) -> LossParts``.
 
     The step returns the new parameters and optimizer state and a metrics dict:
     every loss part, the gradient's global norm (before clipping) and the
-    learning rate used.
+    learning rate used. ``prune(params, steps_done)``, when given, projects the
+    updated parameters (magnitude pruning, :mod:`capibara.model.sparsity`).
     """
 
     def step(params, opt_state, batch, step_number, **static):
@@ -85,6 +87,8 @@ def make_train_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransf
         (_, parts), grads = jax.value_and_grad(total, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
+        if prune is not None:
+            params = prune(params, step_number + 1)
         metrics = {**parts._asdict(), "grad_norm": optax.tree.norm(grads),
                    "learning_rate": schedule(step_number)}
         return params, opt_state, metrics
