@@ -68,6 +68,7 @@ __all__ = [
     "field_diagnostic",
     "split_dim",
     "local_parameters",
+    "shards_optimizer_state",
     "sparsity_record",
 ]
 
@@ -151,6 +152,8 @@ class MemoryPolicy:
       backward pass (level 3 keeps them in the compute dtype).
     - ``offload_activations``: saved block inputs live in host memory
       (``activation_offloading``).
+    - ``shard_optimizer_state``: optimizer state split over the data axis
+      (:func:`shards_optimizer_state`).
     """
 
     remat: bool
@@ -158,6 +161,7 @@ class MemoryPolicy:
     loss_chunk: int | None
     saved_activation_dtype: str
     offload_activations: bool
+    shard_optimizer_state: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +419,8 @@ def memory_policy(config: Any) -> MemoryPolicy:
         donate=level >= 1,
         loss_chunk=LOSS_CHUNK if level >= 2 else None,
         saved_activation_dtype=low if level >= 3 else "float32",
-        offload_activations=bool(config.activation_offloading))
+        offload_activations=bool(config.activation_offloading),
+        shard_optimizer_state=shards_optimizer_state(config))
 
 
 def memory_limit_bytes(config: Any, target: Target) -> int | None:
@@ -474,7 +479,7 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
     weights = params_local * param_bytes
     gradients = params_local * param_bytes
     slots = OPTIMIZER_SLOTS[config.optimizer]
-    shards = mesh.size("data") if config.optimizer_sharding and config.sharding_strategy != "disabled" else 1
+    shards = mesh.size("data") if shards_optimizer_state(config) else 1
     optimizer_state = math.ceil(params_local * 4 * slots / shards)
 
     if model.num_experts:
@@ -500,6 +505,12 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
     return MemoryEstimate(weights=weights, gradients=gradients, optimizer_state=optimizer_state,
                           activations=activations, workspace=workspace, update_copies=copies,
                           total=total, limit=limit)
+
+
+def shards_optimizer_state(config: Any) -> bool:
+    """Whether optimizer state is split over the data axis (ZeRO-1): ``optimizer_sharding``
+    unless ``sharding_strategy = "disabled"``. The estimate and the model both ask here."""
+    return bool(config.optimizer_sharding and config.sharding_strategy != "disabled")
 
 
 def local_parameters(model: ModelShape, m: int) -> int:

@@ -340,7 +340,8 @@ class RunPolicy:
     full ``[tokens, vocab]`` logits never exist in training (``None``: whole).
     ``saved_activation_dtype`` is the dtype those kept block inputs are stored
     in; ``offload_activations`` keeps them in host memory; ``jit = False``
-    runs the model's functions op by op (``enable_jit``).
+    runs the model's functions op by op (``enable_jit``);
+    ``shard_optimizer_state`` splits optimizer state over the data axis (ZeRO-1).
     """
 
     remat: bool = False
@@ -349,17 +350,19 @@ class RunPolicy:
     saved_activation_dtype: str = "float32"
     offload_activations: bool = False
     jit: bool = True
+    shard_optimizer_state: bool = False
 
     @classmethod
     def from_config(cls, config: Any) -> "RunPolicy":
         """The policy ``config`` asks for before a target has a say
         (:func:`capibara.compiler.lower.memory_policy`, the one reading of the memory flags)."""
-        from capibara.compiler.lower import memory_policy
+        from capibara.compiler.lower import memory_policy, shards_optimizer_state
 
         memory = memory_policy(config)
         return cls(remat=memory.remat, donate=memory.donate, loss_chunk=memory.loss_chunk,
                    saved_activation_dtype=memory.saved_activation_dtype,
-                   offload_activations=memory.offload_activations, jit=bool(config.enable_jit))
+                   offload_activations=memory.offload_activations, jit=bool(config.enable_jit),
+                   shard_optimizer_state=shards_optimizer_state(config))
 
     @classmethod
     def from_execution(cls, execution: Any) -> "RunPolicy":
@@ -367,7 +370,8 @@ class RunPolicy:
         return cls(remat=execution.remat, donate=execution.donate,
                    loss_chunk=execution.loss_chunk,
                    saved_activation_dtype=execution.saved_activation_dtype,
-                   offload_activations=execution.offload_activations, jit=execution.jit)
+                   offload_activations=execution.offload_activations, jit=execution.jit,
+                   shard_optimizer_state=execution.shard_optimizer_state)
 
 
 

@@ -69,7 +69,6 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from capibara.compiler.model_spec import ModelSpec, RunPolicy, WeightFormat, live_update_diagnostics
@@ -78,6 +77,7 @@ from capibara.kernels.linalg import quantize_weight
 from capibara.model.kernels import Kernels
 from capibara.model.network import LossParts, Network
 from capibara.model.notes import execution_notes, host_offload_supported, plan_notes
+from capibara.model.optimizer_sharding import optimizer_state_shardings
 from capibara.model.params import init_params, make_mesh, param_partition_specs, param_shardings
 from capibara.model.quantized import quantized_matmul
 from capibara.plan import config_of_plan
@@ -258,12 +258,12 @@ class Model:
         self._generate = compiled(net.generate,
                                   static_argnames=("use_vq", "threshold", "max_new_tokens"))
         self._optimizer = training.make_optimizer(config)
-        # Optimizer moments are laid out like the parameters they track; the step
+        # Optimizer moments are laid out like the parameters they track, and with
+        # optimizer sharding also split over the data axis (ZeRO-1); the step
         # returns both in the same layout it got them, so it compiles once.
-        self._state_shardings = optax.tree_map_params(
-            self._optimizer, lambda _, sharding: sharding,
-            jax.eval_shape(self._optimizer.init, abstract), self._param_shardings,
-            transform_non_params=lambda _: NamedSharding(mesh, P()))
+        self._state_shardings = optimizer_state_shardings(
+            self._optimizer, abstract, self._param_shardings, mesh,
+            over_data=policy.shard_optimizer_state)
         self._train = compiled(
             training.make_train_step(net.loss, self._optimizer,
                                      training.learning_rate_schedule(config), prune),

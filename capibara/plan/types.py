@@ -176,6 +176,8 @@ class Execution(_Frozen, kw_only=True):
     offload_activations: bool
     jit: bool
     cache_compiled: bool
+    #: Optimizer state split over the data axis (ZeRO-1, ``optimizer_sharding``).
+    shard_optimizer_state: bool = False
 
 
 class Batch(_Frozen, kw_only=True):
