@@ -1402,6 +1402,24 @@ Example: a plan compiled for `cpux8` (8 host devices) run without
 
 Fix: run it where the devices are, start the process with the devices the
 plan names, or compile for this machine."""),
+    Code("R303", "distributed settings disagree with the job",
+         """`distributed_training`, `world_size` and `local_rank` are the defaults of
+`capibara run --num-processes` and `--process-id` (flags win). This code
+reports a job that cannot be what they say: more than one process but no
+coordinator (neither `--coordinator HOST:PORT` nor a cluster manager JAX
+detects, such as SLURM, Open MPI or Kubernetes) is an error; a job JAX
+joined with another process count or index than the plan's (the flags
+overrode them) is a warning. The notes say where each field's value came from.
+
+Example:
+    [deployment]
+    distributed_training = true
+    world_size = 2
+then `capibara run model.plan.json` on a workstation.
+
+Fix: start each process with `--coordinator HOST:PORT` (process 0 listens
+there), or run under a cluster manager; set `world_size` and `local_rank` to
+the job's shape."""),
     # ------------------------------------------------------------------ R4: starting a server
     Code("R401", "a service setting needs a hook",
          """`capibara serve` found a setting on that needs code capibara does not

@@ -10,11 +10,22 @@ calls after a warm-up call. ``--generate N`` builds the plan's model and
 generates N tokens. With ``--coordinator`` the process joins a
 ``jax.distributed`` job and all-reduces over the global mesh of every
 process's devices, checking the sum.
+
+Before JAX starts, the plan's process settings apply
+(:mod:`capibara.runtime.environment`): a GPU plan's memory variables,
+``jax_debug_mode``'s NaN/Inf checks, a ``jax.profiler`` trace into
+``--run-dir`` (``trace_execution``, ``profile_performance``,
+``performance_profiling``), the ``capibara`` logger's level and JSON lines
+(``log_level``, ``debug_mode``, ``structured_logging``), ``fast_startup`` as
+``--no-warmup``, and ``distributed_training``/``world_size``/``local_rank`` as the
+defaults of ``--num-processes``/``--process-id`` (the flags win; without
+``--coordinator`` JAX looks for a cluster manager).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import Any, TextIO
@@ -24,20 +35,32 @@ from capibara.diagnostics import ConfigError
 
 EXIT_OK, EXIT_ERRORS = 0, 1
 
+#: Events of a run, at the plan's ``log_level`` (JSON lines with ``structured_logging``).
+_log = logging.getLogger("capibara.run")
+
 
 def add_verb(verbs: Any, add_message_format) -> None:
     run = verbs.add_parser("run", help="load a plan, compile and run its kernels (or generate)")
     run.add_argument("plan", metavar="PLAN")
     run.add_argument("--benchmark", action="store_true",
                      help="time each kernel: median of --repeat calls after a warm-up call")
-    run.add_argument("--repeat", type=int, default=5, metavar="N")
+    run.add_argument("--repeat", type=int, default=5, metavar="N",
+                     help="with --benchmark: timed calls per kernel (default 5)")
     run.add_argument("--generate", type=int, metavar="N",
                      help="build the plan's model and generate N tokens")
     run.add_argument("--no-warmup", action="store_true", help="skip AOT compilation")
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="join a jax.distributed job whose process 0 listens here")
-    run.add_argument("--num-processes", type=int, metavar="N")
-    run.add_argument("--process-id", type=int, metavar="I")
+    run.add_argument("--num-processes", type=int, metavar="N",
+                     help="processes in the job (default: the plan's `world_size` when "
+                          "`distributed_training` is on)")
+    run.add_argument("--process-id", type=int, metavar="I",
+                     help="this process's index, 0 to N-1 (default: the plan's `local_rank` "
+                          "when `distributed_training` is on)")
+    run.add_argument("--run-dir", metavar="DIR",
+                     help="where a profiler trace goes when the plan asks for one "
+                          "(`trace_execution`, `profile_performance`, `performance_profiling`); "
+                          "default runs/PLAN-STEM")
     add_message_format(run)
     # glibc reads its tunables at start-up: the command re-executes itself with
     # huge pages for XLA's buffers before doing anything (capibara.runtime.hugepages).
@@ -61,8 +84,17 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
 
     # CPU devices of different processes talk through gloo (jax's CPU collectives).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
-                               process_id=args.process_id)
+    try:
+        jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    except ValueError as error:  # no coordinator given and none found in the environment
+        raise ConfigError([distributed_diagnostic(
+            args, f"cannot join a {args.num_processes}-process job: no coordinator",
+            notes=(f"jax.distributed.initialize: {str(error).rstrip('.')}",),
+            help="pass --coordinator HOST:PORT (process 0 listens there), or run under a "
+                 "cluster manager JAX detects (SLURM, Open MPI, Kubernetes)")]) from None
+    for diagnostic in distributed_disagreements(args, jax.process_count(), jax.process_index()):
+        print_diagnostics([diagnostic], args.message_format, sys.stderr)
     try:
         import numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -90,8 +122,60 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_plan(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _process_setup(args, out)
+    if isinstance(settings, int):
+        return settings
+    from capibara.runtime.environment import profiling
+
+    with profiling(settings, _run_dir(args)) as traced:
+        status = _run_plan(args, out, settings)
+    if traced is not None:
+        out.write(f"trace      jax.profiler trace of this run in {traced} "
+                  f"({', '.join(settings.trace_fields)})\n")
+    return status
+
+
+def _run_dir(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    stem = Path(args.plan).name.removesuffix(".json").removesuffix(".msgpack").removesuffix(".plan")
+    return args.run_dir or str(Path("runs") / stem)
+
+
+def _process_setup(args: argparse.Namespace, out: TextIO) -> Any:
+    """Read the plan (JAX-free) and apply what it asks of the process before JAX
+    starts (capibara.runtime.environment): GPU memory variables, logging, and the
+    distributed defaults and warm-up switch for the flags left unset. Returns the
+    settings, or an exit status when the plan cannot be read."""
+    from capibara.plan import load_plan_file
+    from capibara.runtime.environment import apply_environment, configure_logging, process_settings
+
+    try:
+        plan = load_plan_file(args.plan)
+    except ConfigError as error:
+        _print_errors(error, args.message_format)
+        return EXIT_ERRORS
+    settings = process_settings(plan)
+    for note in apply_environment(settings):
+        out.write(f"note       {note}\n")
+    configure_logging(settings)
+    if settings.num_processes is not None and settings.num_processes > 1:
+        if args.num_processes is None:
+            args.num_processes = settings.num_processes
+        if args.process_id is None:
+            args.process_id = settings.process_id
+    args.expected_processes = (settings.num_processes, settings.process_id, plan)
+    if settings.skip_warmup and not args.no_warmup:
+        args.no_warmup = True
+        out.write("note       fast_startup: kernels compile on first call, not ahead of time\n")
+    return settings
+
+
+def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
     if args.coordinator or args.num_processes or args.process_id is not None:
-        if not (args.coordinator and args.num_processes and args.process_id is not None):
+        # Without --coordinator JAX looks for one in the cluster's environment (SLURM,
+        # Open MPI, Kubernetes...); a missing one is diagnosed in _distributed.
+        if not (args.num_processes and args.process_id is not None):
             sys.stderr.write("error: --coordinator, --num-processes and --process-id go together\n")
             return 2
         try:
@@ -101,7 +185,11 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_ERRORS
     import jax  # first, so "loaded in" below is the plan's time, not JAX's import
 
+    from capibara.runtime.environment import configure_jax
     from capibara.runtime.loader import load_plan
+
+    for note in configure_jax(settings):
+        out.write(f"note       {note}\n")
 
     try:
         start = time.perf_counter()
@@ -111,6 +199,8 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         _print_errors(error, args.message_format)
         return EXIT_ERRORS
     plan = compiled.plan
+    _log.info("loaded plan %s for %s on %s in %.0f ms", plan.digest[:19], plan.target.name,
+              compiled.platform, loaded * 1e3)
     out.write(f"plan       {plan.digest[:19]}… for {plan.target.name} on {compiled.platform} "
               f"(mesh {list(plan.mesh.shape)}), loaded in {loaded * 1e3:.0f} ms\n")
     for note in compiled.notes:
@@ -138,11 +228,51 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
             jax.block_until_ready(fn(*inputs))
             times.append(time.perf_counter() - t0)
         seconds = sorted(times)[len(times) // 2]  # the median (upper, for an even count)
+        _log.debug("kernel %s: %d calls, median %.3f ms", kernel.spec.name, len(times),
+                   seconds * 1e3)
         amount, unit = kernel.work()
         variant = f"{kernel.spec.family}/{kernel.implementation}"
         out.write(f"{kernel.spec.name:20s} {variant:24s} "
                   f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
     return EXIT_OK
+
+
+#: The plan's distributed fields disagree with the job JAX joined (or could not join).
+DISTRIBUTED_MISMATCH = "R303"
+
+
+def distributed_diagnostic(args: argparse.Namespace, message: str, *, warning: bool = False,
+                           notes: tuple[str, ...] = (), help: str | None = None) -> Any:
+    """A diagnostic about the distributed fields, naming where the plan's values came from."""
+    from capibara.diagnostics import Diagnostic
+
+    _, _, plan = getattr(args, "expected_processes", (None, None, None))
+    notes = list(notes)
+    if plan is not None:
+        for path in ("deployment.distributed_training", "deployment.world_size",
+                     "deployment.local_rank"):
+            notes.append(f"`{path}` = {str(plan.config[path]).lower()} "
+                         f"({plan.provenance.get(path, 'unknown')})")
+    make = Diagnostic.warning if warning else Diagnostic.error
+    return make(DISTRIBUTED_MISMATCH, message, notes=notes, help=help)
+
+
+def distributed_disagreements(args: argparse.Namespace, count: int, index: int) -> list[Any]:
+    """Warnings where the job JAX joined differs from the plan's ``world_size``/``local_rank``
+    (the flags won; the plan's fields are only their defaults)."""
+    expected, rank, _ = getattr(args, "expected_processes", (None, None, None))
+    if expected is None:
+        return []
+    found = []
+    if count != expected:
+        found.append(distributed_diagnostic(
+            args, f"JAX sees {count} processes, the plan's `world_size` says {expected}",
+            warning=True, help="the command line wins; set `deployment.world_size` to match"))
+    if index != rank:
+        found.append(distributed_diagnostic(
+            args, f"this is process {index}, the plan's `local_rank` says {rank}", warning=True,
+            help="the command line wins; set `deployment.local_rank` to match"))
+    return found
 
 
 def _generate(compiled: Any, tokens: int, out: TextIO) -> int:

@@ -104,22 +104,28 @@ def apply_environment(settings: ProcessSettings,
                       environ: MutableMapping[str, str] = os.environ) -> list[str]:
     """Set the GPU memory variables before JAX starts a backend; return the load notes.
 
-    A variable the user already set wins (it is theirs, and JAX reads it
-    anyway). Once a backend has started the variables can no longer act,
-    and the note says so instead of pretending.
+    Only for a GPU plan (no other backend reads them). A variable the user
+    already set wins (it is theirs, and JAX reads it anyway). Once a backend
+    has started the variables can no longer act, and the note says so
+    instead of pretending.
     """
+    if settings.platform != "gpu":
+        return []
     if _backend_started():
         return ["gpu_memory_fraction/gpu_memory_growth not applied: JAX had already started "
                 "its backend in this process"]
     notes = []
-    where = "" if settings.platform == "gpu" else f" (read by GPU backends only; this plan is for {settings.platform})"
     for name, value in settings.environment.items():
         if name in environ and environ[name] != value:
             notes.append(f"{name}={environ[name]} from the environment wins over the plan's {value}")
             continue
         environ[name] = value
-        notes.append(f"{name}={value}{where}")
+        notes.append(f"{name}={value} ({_FROM[name]})")
     return notes
+
+
+_FROM = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "gpu_memory_fraction",
+         "XLA_PYTHON_CLIENT_PREALLOCATE": "gpu_memory_growth"}
 
 
 class JsonLineFormatter(logging.Formatter):
