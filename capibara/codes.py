@@ -1187,6 +1187,21 @@ Example:
     mor_num_experts = 4096
 
 Fix: at most 4 × `hidden_size` experts (the default is 8)."""),
+    Code("H207", "the named target differs from `device`",
+         """`capibara compile --target T` (or `compile(..., target=T)`) names the
+machine to compile for, and the plan is for that machine's device. The
+config's `device` picks a device on the host when no target is named (with
+`hardware_fallback` when it is absent); with a named target that is another
+kind of device, the target wins and this warning says the config disagrees.
+
+Example:
+    [hardware]
+    device = "tpu_v4"
+then `capibara compile config.toml --target tpu_v6e-8`: the plan is for
+the TPU v6e slice.
+
+Fix: set `device` to the target's kind or to "auto", or compile for a
+target of the config's device."""),
     # ------------------------------------------------------------------ O: optimization
     Code("O101", "setting has no effect on this target",
          """A setting was written explicitly, but the device the config compiles for

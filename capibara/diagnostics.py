@@ -203,12 +203,14 @@ class ConfigError(ValueError):
     """A configuration could not be read, checked or compiled.
 
     Carries every :class:`Diagnostic` found; ``str(error)`` is their rendered
-    text, exactly what ``capibara check`` prints.
+    text, errors first (the first line says what stopped), then the warnings.
     """
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
-        super().__init__(render_all(self.diagnostics))
+        ordered = [d for d in self.diagnostics if d.is_error] + \
+            [d for d in self.diagnostics if not d.is_error]
+        super().__init__(render_all(ordered))
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:

@@ -73,10 +73,20 @@ def _add_message_format(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="capibara", description=__doc__.split("\n")[0].strip("."))
+    from capibara import __version__
+
+    parser = _Parser(prog="capibara", description="Compile model configurations (TOML) into "
+                                                  "frozen plans, and run them.")
+    parser.add_argument("--version", action="version", version=f"capibara {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    check = verbs.add_parser("check", help="parse and check configs; print diagnostics")
+    check = verbs.add_parser(
+        "check", help="parse and check configs; print diagnostics",
+        description="Parse and check configs, layered in order. A plan file among them is "
+                    "verified (format, digest, compiler); a checkpoint directory is checked "
+                    "against the parameters the configs imply: `capibara check CONFIG "
+                    "CHECKPOINT` says whether the checkpoint fits the model (alone, a "
+                    "checkpoint is checked for integrity).")
     _add_config_inputs(check)
     _add_message_format(check)
     check.add_argument("--runtime", dest="runtime_updates", action="append", default=[],
@@ -91,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), a config "
                                                 "field (e.g. vq_codes or model.hidden_size), or a "
                                                 "plan and one of its paths (PLAN [PATH])")
-    explain.add_argument("code")
+    explain.add_argument("code", metavar="CODE|FIELD|PLAN",
+                         help="a diagnostic code (P101), a config field (vq_codes, "
+                              "model.hidden_size) or a plan file")
     explain.add_argument("path", nargs="?", help="with a plan: the value to explain "
                                                  "(e.g. model.hidden_size, mesh.shape)")
     explain.set_defaults(run=_run_explain)
@@ -178,9 +190,15 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
             pass
         import difflib
 
+        from capibara.config.fields import FIELD_BY_NAME, all_paths
+
         near = difflib.get_close_matches(code, CODES, n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(near)}?)" if near else ""
-        sys.stderr.write(f"error: unknown diagnostic code `{escape(args.code)}`{hint}\n")
+        fields = difflib.get_close_matches(args.code, [*FIELD_BY_NAME, *all_paths()], n=3,
+                                           cutoff=0.7)
+        shown = [f"`{n}`" for n in fields] + near
+        hint = f" (did you mean {', '.join(shown)}?)" if shown else ""
+        sys.stderr.write(f"error: `{escape(args.code)}` is not a diagnostic code, a config "
+                         f"field or a plan file{hint}\n")
         return EXIT_USAGE
     out.write(explain(code))
     return EXIT_OK
@@ -233,6 +251,7 @@ def _run_targets(args: argparse.Namespace, out: TextIO) -> int:
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
     out.write(f"\n* detected host: {escape(host.name)} ({escape(host.doc)})\n")
+    out.write("any name takes an xN suffix for N devices of that kind, e.g. gpu-h100x8, cpux8\n")
     return EXIT_OK
 
 

@@ -30,7 +30,21 @@ PLAN_SUFFIXES = (".plan.json", ".plan.msgpack", ".msgpack", ".mpk")
 
 
 def is_plan_path(path: str) -> bool:
-    return str(path).endswith(PLAN_SUFFIXES)
+    """Whether ``path`` names a plan: by its suffix, or by its first bytes (a TOML file
+    never starts with ``{``; a msgpack plan is a map holding ``format``), whatever its name."""
+    if str(path).endswith(PLAN_SUFFIXES):
+        return True
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    text = head.lstrip()
+    if text.startswith(b"{"):
+        return True
+    return bool(head) and (0x80 <= head[0] <= 0x8f or head[0] in (0xde, 0xdf)) and b"format" in head
 
 
 def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser], None],

@@ -139,7 +139,9 @@ def compile(config_or_paths: Any, *, target: Target | str | None = None,
     ``env``: the ``CAPIBARA_*`` variables to apply to paths (``None`` ignores them).
 
     Raises :class:`~capibara.diagnostics.ConfigError` with every diagnostic
-    when any stage finds an error; warnings are kept in ``plan.warnings``.
+    when any stage finds an error. Warnings are issued as
+    :class:`~capibara.config.values.ConfigWarning` (as ``from_toml`` issues
+    them) and kept in ``plan.warnings``.
     """
     if isinstance(config_or_paths, (str, os.PathLike)):
         config_or_paths = [config_or_paths]
@@ -159,7 +161,20 @@ def compile(config_or_paths: Any, *, target: Target | str | None = None,
         result = compile_config(config, target)
     if result.plan is None:
         raise ConfigError(result.diagnostics)
+    _warn(result.diagnostics)
     return result.plan
+
+
+def _warn(diagnostics: Sequence[Diagnostic]) -> None:
+    """The Python API's one policy for warnings: ``warnings.warn`` each, as ConfigWarning."""
+    import warnings
+
+    from capibara.config.values import ConfigWarning
+    from capibara.diagnostics import render
+
+    for diagnostic in diagnostics:
+        if not diagnostic.is_error:
+            warnings.warn(render(diagnostic), ConfigWarning, stacklevel=3)
 
 
 def _apply_overrides(config: Any, keywords: Mapping[str, Any] | None, sets: Sequence[str]) -> Any:

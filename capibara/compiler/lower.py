@@ -577,6 +577,14 @@ MESH_RANK = "H201"
 DTYPE_NOT_NATIVE = "H202"
 ENTERPRISE_VQ_UNAVAILABLE = "H203"
 EMPTY_EXPERTS = "H206"
+TARGET_OVERRIDES_DEVICE = "H207"
+#: The device rule a named target makes moot (the target is the device).
+_DEVICE_PRESENT = "H035"
+
+
+def _named(target: Target | str | None) -> bool:
+    """Whether the caller named the machine (``--target``), rather than asking for this host."""
+    return target is not None and not (isinstance(target, str) and target == "auto")
 
 
 def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, list[Diagnostic]]:
@@ -590,7 +598,21 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
     machine = resolve_machine(target)
     check = check_hardware_compatibility(config, machine)
     diagnostics: list[Diagnostic] = list(check.errors) + list(check.warnings)
-    device_target, fell_from = _device_target(config, machine)
+    if _named(target):
+        # The target named by the caller wins over the config's `device` (which picks
+        # among a host's devices when no target is named); a disagreement is said once.
+        device_target, fell_from = machine, None
+        diagnostics = [d for d in diagnostics if d.code != _DEVICE_PRESENT]
+        if config.device not in ("auto", machine.seed_device):
+            diagnostics.append(field_diagnostic(
+                TARGET_OVERRIDES_DEVICE,
+                f"`device` is \"{config.device}\", but the target `{machine.name}` is "
+                f"{machine.seed_device}: the named target wins",
+                config, ("device",), {"device": f"not {machine.seed_device}"},
+                help=f"set `{path_of('device')} = \"{machine.seed_device}\"` (or \"auto\"), or "
+                     f"name a {config.device} target", warning=True))
+    else:
+        device_target, fell_from = _device_target(config, machine)
 
     lowered = Lowered(
         config=config, machine=machine, target=device_target, model=None,

@@ -173,7 +173,14 @@ class ModularModelConfig(msgspec.Struct, frozen=True, kw_only=True, dict=True,
                          metaclass=_ConfigMeta):
     """The model configuration: one attribute per field of ``capibara.config.fields.FIELDS``,
     keyword-only construction, checked values, derived defaults and per-field
-    provenance (see the module docstring)."""
+    provenance (see the module docstring).
+
+    ``ModularModelConfig(**keywords)`` reads no ``CAPIBARA_*`` environment
+    variable, on purpose: the same keywords give the same config on every
+    machine. For the environment layered over files and keywords use
+    :meth:`from_toml` or :func:`capibara.config.sources.resolve_config`
+    (``env=os.environ``).
+    """
 
     # The fields are generated from the table (one fact, one place): the class
     # namespace receives each field's annotation and default, as if written out.

@@ -30,7 +30,7 @@ def test_explain_prints_the_table_entry() -> None:
 def test_explain_unknown_code_is_a_usage_error(capsys) -> None:
     status, _ = run("explain", "P00l")
     assert status == cli.EXIT_USAGE
-    assert "unknown diagnostic code `P00l`" in capsys.readouterr().err
+    assert "`P00l` is not a diagnostic code, a config field or a plan file" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys) -> None:

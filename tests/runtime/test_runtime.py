@@ -18,8 +18,9 @@ from capibara.plan import write_plan_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = str(ROOT / "configs" / "development" / "development.toml")
+# development.toml's fast_startup would make `capibara run` skip the warm-up these tests time
 SMALL = ("model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
-         "model.max_seq_length=64", "deployment.batch_size=4")
+         "model.max_seq_length=64", "deployment.batch_size=4", "testing.fast_startup=false")
 
 
 def compile_small(target: str = "cpu", *extra: str):
