@@ -58,7 +58,8 @@ def test_json_format_and_config_error() -> None:
     err = ConfigError([d, Diagnostic.error("E1", "bad")])
     assert isinstance(err, ValueError)
     assert [x.code for x in err.errors] == ["E1"]
-    assert str(err).startswith("warning[W1]: hm\n --> f.toml:1:5")
+    # errors first: the first line says what stopped, the warnings follow
+    assert str(err).startswith("error[E1]: bad\n\nwarning[W1]: hm\n --> f.toml:1:5")
     assert str(Diagnostic.error("E1", "bad", src.span(0, 1))) == "f.toml:1:1: error[E1]: bad"
 
 

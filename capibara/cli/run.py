@@ -84,15 +84,21 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
 
     # CPU devices of different processes talk through gloo (jax's CPU collectives).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    no_coordinator = ("pass --coordinator HOST:PORT (process 0 listens there), or run under a "
+                      "cluster manager JAX detects (SLURM, Open MPI, Kubernetes)")
+    if args.coordinator is None and _cluster_manager() is False:
+        raise ConfigError([distributed_diagnostic(
+            args, f"cannot join a {args.num_processes}-process job: no coordinator",
+            notes=("no --coordinator was given, and no cluster manager JAX knows is in the "
+                   "environment",), help=no_coordinator)])
     try:
         jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
                                    process_id=args.process_id)
-    except ValueError as error:  # no coordinator given and none found in the environment
+    except (ValueError, RuntimeError) as error:  # no coordinator found, or JAX already started
         raise ConfigError([distributed_diagnostic(
-            args, f"cannot join a {args.num_processes}-process job: no coordinator",
+            args, f"cannot join a {args.num_processes}-process job",
             notes=(f"jax.distributed.initialize: {str(error).rstrip('.')}",),
-            help="pass --coordinator HOST:PORT (process 0 listens there), or run under a "
-                 "cluster manager JAX detects (SLURM, Open MPI, Kubernetes)")]) from None
+            help=no_coordinator)]) from None
     for diagnostic in distributed_disagreements(args, jax.process_count(), jax.process_index()):
         print_diagnostics([diagnostic], args.message_format, sys.stderr)
     try:
@@ -235,6 +241,17 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
         out.write(f"{kernel.spec.name:20s} {variant:24s} "
                   f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
     return EXIT_OK
+
+
+def _cluster_manager() -> bool | None:
+    """Whether a cluster manager JAX auto-detects is in the environment (``None``: unknown,
+    the detection is JAX's private API and may move)."""
+    try:
+        from jax._src.clusters import ClusterEnv
+
+        return any(cluster.is_env_present() for cluster in ClusterEnv._cluster_types)
+    except Exception:  # any change in JAX's internals: let initialize() decide
+        return None
 
 
 #: The plan's distributed fields disagree with the job JAX joined (or could not join).

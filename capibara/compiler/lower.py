@@ -600,10 +600,15 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
     diagnostics: list[Diagnostic] = list(check.errors) + list(check.warnings)
     if _named(target):
         # The target named by the caller wins over the config's `device` (which picks
-        # among a host's devices when no target is named); a disagreement is said once.
+        # among a host's devices when no target is named). A fallback that reaches the
+        # target's own device is the validator's H035; any other disagreement is H207.
+        from capibara.config.validate import resolve_device
+
         device_target, fell_from = machine, None
-        diagnostics = [d for d in diagnostics if d.code != _DEVICE_PRESENT]
-        if config.device not in ("auto", machine.seed_device):
+        reaches = resolve_device(config, machine) == machine.seed_device
+        if not reaches:
+            diagnostics = [d for d in diagnostics if d.code != _DEVICE_PRESENT]
+        if config.device not in ("auto", machine.seed_device) and not reaches:
             diagnostics.append(field_diagnostic(
                 TARGET_OVERRIDES_DEVICE,
                 f"`device` is \"{config.device}\", but the target `{machine.name}` is "
