@@ -131,9 +131,11 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
     settings = _process_setup(args, out)
     if isinstance(settings, int):
         return settings
-    from capibara.runtime.environment import profiling
+    from capibara.runtime.environment import jax_flags, profiling
 
-    with profiling(settings, _run_dir(args)) as traced:
+    with jax_flags(settings) as notes, profiling(settings, _run_dir(args)) as traced:
+        for note in notes:
+            out.write(f"note       {note}\n")
         status = _run_plan(args, out, settings)
     if traced is not None:
         out.write(f"trace      jax.profiler trace of this run in {traced} "
@@ -191,11 +193,7 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
             return EXIT_ERRORS
     import jax  # first, so "loaded in" below is the plan's time, not JAX's import
 
-    from capibara.runtime.environment import configure_jax
     from capibara.runtime.loader import load_plan
-
-    for note in configure_jax(settings):
-        out.write(f"note       {note}\n")
 
     try:
         start = time.perf_counter()

@@ -7,9 +7,8 @@ logging and the distributed defaults.
     notes = apply_environment(settings)         # before JAX initializes a backend
     configure_logging(settings)
     import jax
-    notes += configure_jax(settings)            # jax_debug_nans / jax_debug_infs
-    with profiling(settings, run_directory):    # a jax.profiler trace when asked
-        ...
+    with jax_flags(settings) as notes, profiling(settings, run_directory):
+        ...                                     # NaN/Inf checks and a trace when asked
 
 Each returns (or the caller prints) one note per thing it did, so the load
 notes say what took effect. This module imports no JAX at import time.
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, MutableMapping
 
 __all__ = ["ProcessSettings", "process_settings", "apply_environment", "configure_logging",
-           "configure_jax", "profiling", "LOGGER_NAME", "JsonLineFormatter"]
+           "jax_flags", "profiling", "LOGGER_NAME", "JsonLineFormatter"]
 
 #: The logger the package logs through; its level and format follow the plan.
 LOGGER_NAME = "capibara"
@@ -160,16 +159,24 @@ def configure_logging(settings: ProcessSettings, stream: Any = None) -> logging.
     return logger
 
 
-def configure_jax(settings: ProcessSettings) -> list[str]:
-    """Apply the plan's ``jax.config`` switches (imports JAX); return the notes."""
+@contextlib.contextmanager
+def jax_flags(settings: ProcessSettings) -> Iterator[list[str]]:
+    """The plan's ``jax.config`` switches for the block (imports JAX), restored after
+    it so an in-process caller keeps its own; yields the notes to print."""
     if not settings.jax_flags:
-        return []
+        yield []
+        return
     import jax
 
+    before = {flag: getattr(jax.config, flag) for flag in settings.jax_flags}
     for flag, value in settings.jax_flags.items():
         jax.config.update(flag, value)
-    return [f"jax_debug_mode: {', '.join(settings.jax_flags)} on (every operation is checked, "
-            "and slower)"]
+    try:
+        yield [f"jax_debug_mode: {', '.join(settings.jax_flags)} on (every operation is "
+               "checked, and slower)"]
+    finally:
+        for flag, value in before.items():
+            jax.config.update(flag, value)
 
 
 @contextlib.contextmanager
