@@ -17,7 +17,7 @@ from capibara.config import ModularModelConfig
 from capibara.config.values import ConfigWarning
 from capibara.diagnostics import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*argv: str) -> tuple[int, str]:
