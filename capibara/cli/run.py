@@ -25,7 +25,6 @@ defaults of ``--num-processes``/``--process-id`` (the flags win; without
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from typing import Any, TextIO
@@ -35,8 +34,12 @@ from capibara.diagnostics import ConfigError
 
 EXIT_OK, EXIT_ERRORS = 0, 1
 
-#: Events of a run, at the plan's ``log_level`` (JSON lines with ``structured_logging``).
-_log = logging.getLogger("capibara.run")
+def _log() -> Any:
+    """The logger of a run's events, at the plan's ``log_level`` (JSON lines with
+    ``structured_logging``); ``logging`` is imported only when a run starts."""
+    import logging
+
+    return logging.getLogger("capibara.run")
 
 
 def add_verb(verbs: Any, add_message_format) -> None:
@@ -203,7 +206,7 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
         _print_errors(error, args.message_format)
         return EXIT_ERRORS
     plan = compiled.plan
-    _log.info("loaded plan %s for %s on %s in %.0f ms", plan.digest[:19], plan.target.name,
+    _log().info("loaded plan %s for %s on %s in %.0f ms", plan.digest[:19], plan.target.name,
               compiled.platform, loaded * 1e3)
     out.write(f"plan       {plan.digest[:19]}… for {plan.target.name} on {compiled.platform} "
               f"(mesh {list(plan.mesh.shape)}), loaded in {loaded * 1e3:.0f} ms\n")
@@ -232,7 +235,7 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
             jax.block_until_ready(fn(*inputs))
             times.append(time.perf_counter() - t0)
         seconds = sorted(times)[len(times) // 2]  # the median (upper, for an even count)
-        _log.debug("kernel %s: %d calls, median %.3f ms", kernel.spec.name, len(times),
+        _log().debug("kernel %s: %d calls, median %.3f ms", kernel.spec.name, len(times),
                    seconds * 1e3)
         amount, unit = kernel.work()
         variant = f"{kernel.spec.family}/{kernel.implementation}"

@@ -583,8 +583,11 @@ _DEVICE_PRESENT = "H035"
 
 
 def _named(target: Target | str | None) -> bool:
-    """Whether the caller named the machine (``--target``), rather than asking for this host."""
-    return target is not None and not (isinstance(target, str) and target == "auto")
+    """Whether the caller named the machine (``--target``), rather than asking for this host
+    (``None``, ``"auto"``, or the detected host itself, as the plan loader re-lowers)."""
+    if target is None or (isinstance(target, str) and target == "auto"):
+        return False
+    return not (isinstance(target, Target) and target is detect_host())
 
 
 def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, list[Diagnostic]]:

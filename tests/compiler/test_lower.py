@@ -205,19 +205,28 @@ def test_enterprise_vq_fallback_is_a_decision() -> None:
     assert any(d.path == "vector_quantization.enterprise_mode" for d in ir.decisions)
 
 
-def test_hardware_fallback_to_the_host_cpu_is_recorded() -> None:
-    config = ModularModelConfig(device="gpu")
-    ir, diagnostics = lower(config, CATALOG["tpu_v4-8"])
-    assert ir.machine.name == "tpu_v4-8" and ir.target.platform == "cpu"
-    assert "H035" in codes(diagnostics)
-    (decision,) = [d for d in ir.decisions if d.path == "hardware.device"]
-    assert (decision.before, decision.after) == ("gpu", "cpu")
+def test_hardware_fallback_to_the_host_cpu_is_said() -> None:
+    # no target named: the config's device is sought on this host (which has no TPU v4)
+    config = ModularModelConfig(device="tpu_v4")
+    ir, diagnostics = lower(config, None)
+    assert ir.target.platform == "cpu"
+    assert "H035" in codes(diagnostics) and "H207" not in codes(diagnostics)
 
 
 def test_absent_device_without_fallback_is_an_error() -> None:
-    _, diagnostics = lower(ModularModelConfig(device="tpu_v6", hardware_fallback=False),
-                           get_target("gpu-h100"))
+    _, diagnostics = lower(ModularModelConfig(device="tpu_v6", hardware_fallback=False), None)
     assert [d.code for d in diagnostics if d.is_error] == ["H035"]
+
+
+def test_a_named_target_wins_over_device() -> None:
+    config = ModularModelConfig(device="gpu")
+    ir, diagnostics = lower(config, CATALOG["tpu_v4-8"])
+    assert ir.machine.name == ir.target.name == "tpu_v4-8"
+    assert "H207" in codes(diagnostics) and "H035" not in codes(diagnostics)
+    assert not [d for d in ir.decisions if d.path == "hardware.device"]
+    _, refused = lower(ModularModelConfig(device="tpu_v6", hardware_fallback=False),
+                       get_target("gpu-h100"))
+    assert not [d for d in refused if d.is_error] and "H207" in codes(refused)
 
 
 def test_more_rookies_than_mlp_width_is_refused() -> None:
