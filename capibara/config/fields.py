@@ -501,9 +501,9 @@ _EFFECTS: dict[str, tuple[str, str]] = {
     "num_gpus": ("plan", "mesh on GPU"),
     "gpu_memory_fraction": ("plan", "memory.limit on GPU; XLA_PYTHON_CLIENT_MEM_FRACTION in run"),
     "gpu_memory_growth": ("run", "XLA_PYTHON_CLIENT_PREALLOCATE=false (grow on demand)"),
-    "use_arm_optimizations": ("compile", "checked against the target (an ARM CPU); on cpu-arm "
-                                         "XLA already emits NEON/SVE code and no capibara kernel "
-                                         "variant or tile table differs"),
+    "use_arm_optimizations": (RECORDED_ONLY, "checked against the target (an ARM CPU); on "
+                                             "cpu-arm XLA already emits NEON/SVE code and no "
+                                             "capibara kernel variant or tile table differs"),
     "arm_sve_enabled": (RECORDED_ONLY, "XLA's CPU code generator picks SVE or NEON from the host"),
     "arm_neon_fallback": (RECORDED_ONLY, "XLA's CPU code generator picks SVE or NEON from the host"),
     "arm_uma_memory": (RECORDED_ONLY, "host memory is already unified on CPU"),

@@ -112,7 +112,7 @@ FLIPS: dict[str, tuple] = {
     "num_gpus": (2, {}, "gpu-a100x8"),
     "gpu_memory_fraction": (0.5, {}, "gpu-h100"),
     "gpu_memory_growth": (False, {}, "gpu-h100"),
-    "use_arm_optimizations": (True, {}, "cpu"),
+    "use_arm_optimizations": (True, {}, "cpu-arm"),
     "arm_sve_enabled": (False, {"use_arm_optimizations": True}, "cpu"),
     "arm_neon_fallback": (False, {"use_arm_optimizations": True}, "cpu"),
     "arm_uma_memory": (False, {"use_arm_optimizations": True}, "cpu-arm"),
@@ -233,7 +233,7 @@ def test_flipping_a_field_acts_where_the_table_says(field) -> None:
         codes = lambda r: sorted(d.code for d in r.diagnostics)
         changed = (after.plan is None or codes(before) != codes(after)
                    or _sections(before.plan, ACTING_SECTIONS) != _sections(after.plan, ACTING_SECTIONS))
-        if field.name in ("auto_device_selection", "use_arm_optimizations"):
+        if field.name == "auto_device_selection":
             # checked against the target, so the flip shows as a diagnostic there
             changed = changed or any(field.name in str(d) for d in after.diagnostics)
         assert changed, f"{field.name}: neither the diagnostics nor the plan changed"
@@ -301,3 +301,16 @@ def test_compile_ends_with_one_line_naming_recorded_only_fields(tmp_path) -> Non
     from capibara.plan import load_plan_file
 
     assert load_plan_file(tmp_path / "c.plan.json").notes == (lines[-1][len("note: "):],)
+
+
+def test_arm_switches_are_reported_inert_on_cpu_arm() -> None:
+    from capibara.compiler.driver import compile_config
+
+    on = ModularModelConfig(**BASE, use_arm_optimizations=True)
+    plan = compile_config(on, get_target("cpu-arm")).plan
+    (note,) = [n for n in plan.notes if n.startswith("recorded only")]
+    for name in ("use_arm_optimizations", "arm_sve_enabled", "arm_neon_fallback", "arm_uma_memory"):
+        assert name in note
+    off = compile_config(ModularModelConfig(**BASE), get_target("cpu-arm")).plan
+    assert "arm_" not in " ".join(off.notes)
+    assert _sections(plan, ACTING_SECTIONS) == _sections(off, ACTING_SECTIONS)
