@@ -64,7 +64,8 @@ CONTRACTS: dict[str, Contract] = {
         variants={"reference": _MATMUL, "xla": _MATMUL},
         arguments={"x": ("...", "K"), "w": ("K", "N")},
         attrs={"weights": ("float", "affine", "bitnet", "ternary"), "bits": (4, 8, 16),
-               "symmetric": "bool", "precision": ("1.58bit", "1.58b", "int8", "int4")}),
+               "symmetric": "bool", "precision": ("1.58bit", "1.58b", "int8", "int4"),
+               "sparsity": "sparsity"}),
     "moe": Contract(
         variants={"reference": _MOE, "dispatch": {**_MOE, "capacity_factor": "factor"}},
         arguments={"x": ("N", "D"), "router": ("D", "E"), "w_in": ("E", "D", "F"),

@@ -146,12 +146,36 @@ def _domain_problem(path: str, value: Any, domain: Any, mesh_axes: tuple[str, ..
             and (domain == "weight" or value > 0)
         return None if ok else (OUT_OF_DOMAIN, path, f"is {_shown(value)}; expected a finite "
                                 f"number {'≥' if domain == 'weight' else '>'} 0")
+    if domain == "sparsity":
+        return _sparsity_problem(path, value)
     if domain == "axes":
         ok = isinstance(value, list) and value and all(isinstance(a, str) for a in value) \
             and len(set(value)) == len(value) and set(value) <= set(mesh_axes)
         return None if ok else (INCONSISTENT, path, f"is {_shown(value)}; expected distinct axes "
                                 f"of the plan's mesh ({', '.join(mesh_axes)})")
     raise AssertionError(f"unknown contract domain {domain!r}")
+
+
+def _fraction(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value) and 0 <= value <= 0.95
+
+
+def _sparsity_problem(path: str, value: Any) -> Problem | None:
+    """The feed-forward sparsity record (capibara.compiler.lower.sparsity_record)."""
+    expected = ('expected {"method": "magnitude" or "topk", "ratio": 0 to 0.95[, "schedule": '
+                '{"kind", "start", "end", "steps"}]}')
+    if not isinstance(value, dict) or set(value) - {"method", "ratio", "schedule"} \
+            or value.get("method") not in ("magnitude", "topk") or not _fraction(value.get("ratio")):
+        return OUT_OF_DOMAIN, path, f"is {_shown(value)}; {expected}"
+    schedule = value.get("schedule")
+    if schedule is None:
+        return None
+    ok = (isinstance(schedule, dict) and set(schedule) == {"kind", "start", "end", "steps"}
+          and value["method"] == "magnitude"
+          and schedule["kind"] in ("linear", "cosine", "exponential")
+          and _fraction(schedule["start"]) and _fraction(schedule["end"])
+          and type(schedule["steps"]) is int and 1 <= schedule["steps"] <= 1 << 40)
+    return None if ok else (OUT_OF_DOMAIN, f"{path}.schedule", f"is {_shown(schedule)}; {expected}")
 
 
 # --------------------------------------------------------------------------- sections

@@ -185,7 +185,7 @@ def _sections(plan, names) -> dict:
 
 
 def _model_facts(plan, config) -> tuple:
-    return (ModelSpec.from_plan(plan, config), float(config.temperature),
+    return (ModelSpec.from_plan(plan), float(config.temperature),
             float(config.vq_adaptive_threshold))
 
 

@@ -83,10 +83,10 @@ def test_plan_records_the_method_and_the_model_reads_it() -> None:
                                  adaptive_sparsity=False), "cpu").plan
     w_in = next(k for k in plan.kernels if "blocks.w_in" in (k.uses or (k.name,)))
     assert w_in.attrs["sparsity"] == {"method": "magnitude", "ratio": 0.5}
-    spec = ModelSpec.from_plan(plan, config())
+    spec = ModelSpec.from_plan(plan)
     assert spec.ffn_sparsity == FeedForwardSparsity("magnitude", 0.5)
     mor = compile_config(config(), "cpu").plan
-    assert ModelSpec.from_plan(mor, config()).ffn_sparsity is None
+    assert ModelSpec.from_plan(mor).ffn_sparsity is None
     assert all("sparsity" not in k.attrs for k in mor.kernels)
     assert not [n for n in mor.notes if "sparsity" in n]
     assert any("no time or memory is saved" in n for n in plan.notes)
@@ -150,3 +150,20 @@ def test_topk_feed_forward_matches_a_dense_reference_on_the_kept_entries() -> No
     threshold = np.sort(np.abs(inner), -1)[:, -inner.shape[-1] // 2][:, None]
     reference = np.where(np.abs(inner) >= threshold, inner, 0) @ np.asarray(layer["w_out"])
     np.testing.assert_allclose(np.asarray(y[0]), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_a_plan_with_a_bad_sparsity_record_is_refused() -> None:
+    import msgspec
+
+    from capibara.diagnostics import ConfigError
+    from capibara.plan import decode_plan, encode_plan, seal
+
+    plan = compile_config(config(sparsity_method="magnitude"), "cpu").plan
+    assert decode_plan(encode_plan(plan)) == plan  # the record passes the plan's own check
+    kernels = tuple(msgspec.structs.replace(k, attrs={**k.attrs, "sparsity": {
+        "method": "magnitude", "ratio": 1.5}}) if "sparsity" in k.attrs else k
+        for k in plan.kernels)
+    bad = seal(msgspec.structs.replace(plan, kernels=kernels))
+    with pytest.raises(ConfigError) as refused:
+        decode_plan(encode_plan(bad))
+    assert "attrs.sparsity" in str(refused.value)
