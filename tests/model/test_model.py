@@ -275,7 +275,8 @@ def test_the_model_runs_the_kernels_its_plan_chose(model) -> None:
     assert model.kernels.attention.__name__ == "attention_cpu_blocked"
     assert model.kernels.attention_decode.__name__ == "attention_reference"
     assert model.kernels.name == "capibara"
-    assert model.policy == RunPolicy(remat=True, donate=True, loss_chunk=1024)
+    assert model.policy == RunPolicy(remat=True, donate=True, loss_chunk=1024,
+                                     shard_optimizer_state=True)
 
 
 def test_a_plan_file_builds_the_same_model(dense_model, tmp_path) -> None:
