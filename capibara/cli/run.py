@@ -15,6 +15,7 @@ process's devices, checking the sum.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -22,7 +23,9 @@ from typing import Any, TextIO
 from capibara.cli.output import print_diagnostics
 from capibara.diagnostics import ConfigError
 
-EXIT_OK, EXIT_ERRORS = 0, 1
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+#: ``--generate`` continues a fixed prompt of this many tokens.
+PROMPT_LENGTH = 8
 
 
 def add_verb(verbs: Any, add_message_format) -> None:
@@ -44,8 +47,64 @@ def add_verb(verbs: Any, add_message_format) -> None:
     run.set_defaults(run=run_plan, huge_pages=True)
 
 
-def _print_errors(error: ConfigError, fmt: str) -> None:
+# --------------------------------------------------------------------------- arguments
 
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``run``'s arguments on their own (before any plan is
+    read), as one line, or ``None``; the caller exits 2 with it."""
+    if args.repeat < 1:
+        return "--repeat must be at least 1"
+    if args.generate is not None and args.generate < 1:
+        return "--generate must be at least 1 token"
+    distributed = (args.coordinator, args.num_processes, args.process_id)
+    if any(value is not None for value in distributed):
+        if any(value is None for value in distributed):
+            return "--coordinator, --num-processes and --process-id go together"
+        if args.num_processes < 1:
+            return "--num-processes must be at least 1"
+        if not 0 <= args.process_id < args.num_processes:
+            return (f"--process-id must be between 0 and {args.num_processes - 1} "
+                    f"(--num-processes {args.num_processes})")
+        return coordinator_error(args.coordinator)
+    return None
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def coordinator_error(address: str) -> str | None:
+    """Why ``address`` is not a ``HOST:PORT`` this machine can reach, or ``None``."""
+    import ipaddress
+    import socket
+
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return "--coordinator wants HOST:PORT with a port from 1 to 65535 (e.g. 127.0.0.1:8476)"
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if not (len(host) <= 253 and _HOST_NAME.fullmatch(host)):
+            return "--coordinator wants HOST:PORT, and its host is not a host name or IP address"
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return "--coordinator: its host name does not resolve on this machine"
+    return None
+
+
+def generate_error(tokens: int, prompt_length: int, max_seq_length: int) -> str | None:
+    """Why the plan's model cannot generate ``tokens`` after a prompt, or ``None``."""
+    room = max_seq_length - prompt_length
+    if tokens > room:
+        return (f"--generate {tokens} does not fit: the model holds {max_seq_length} tokens "
+                f"(max_seq_length) and the prompt takes {prompt_length}, so at most "
+                f"{max(room, 0)} can be generated")
+    return None
+
+
+def _print_errors(error: ConfigError, fmt: str) -> None:
     print_diagnostics(error.diagnostics, fmt, sys.stderr)
 
 
@@ -61,8 +120,14 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
 
     # CPU devices of different processes talk through gloo (jax's CPU collectives).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
-                               process_id=args.process_id)
+    try:
+        jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    except Exception as failed:  # unreachable, refused, timed out: the network's, not ours
+        first = str(failed).strip().splitlines()[:1]
+        sys.stderr.write(f"error: could not join the jax.distributed job at {args.coordinator}"
+                         f"{': ' + first[0] if first else ''}\n")
+        return EXIT_ERRORS
     try:
         import numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -90,10 +155,10 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_plan(args: argparse.Namespace, out: TextIO) -> int:
-    if args.coordinator or args.num_processes or args.process_id is not None:
-        if not (args.coordinator and args.num_processes and args.process_id is not None):
-            sys.stderr.write("error: --coordinator, --num-processes and --process-id go together\n")
-            return 2
+    if (problem := usage_error(args)) is not None:
+        sys.stderr.write(f"error: {problem}\n")
+        return EXIT_USAGE
+    if args.coordinator is not None:
         try:
             return _distributed(args, out)
         except ConfigError as error:
@@ -121,15 +186,20 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         from capibara.runtime.hugepages import current
 
         out.write(f"memory     {current().detail}\n")
-    if not args.no_warmup and not args.generate:  # the model compiles its own step functions
+    if args.generate is not None:  # the model compiles its own step functions
+        problem = generate_error(args.generate, PROMPT_LENGTH, plan.model.max_seq_length)
+        if problem is not None:
+            sys.stderr.write(f"error: {problem}\n")
+            return EXIT_USAGE
+        return _generate(compiled, args.generate, out)
+    if not args.no_warmup:
         timings = compiled.warmup(progress=sys.stderr)
         out.write(f"warmup     {sum(timings.values()):.2f} s for {len(timings)} kernels\n")
-    if args.generate:
-        return _generate(compiled, args.generate, out)
     for kernel in compiled.kernels:
         inputs = kernel.example_inputs()
         fn = kernel.compiled or kernel.fn
-        jax.block_until_ready(fn(*inputs))  # first call: compile if not warmed up
+        # first call: compile if not warmed up; its result's digest lets runs be compared
+        digest = _digest(jax.block_until_ready(fn(*inputs)))
         times = []
         for _ in range(args.repeat if args.benchmark else 1):
             if kernel.donates:  # the call consumed its input: make a fresh one, untimed
@@ -141,8 +211,22 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
         amount, unit = kernel.work()
         variant = f"{kernel.spec.family}/{kernel.implementation}"
         out.write(f"{kernel.spec.name:20s} {variant:24s} "
-                  f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
+                  f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}  out {digest}\n")
     return EXIT_OK
+
+
+def _digest(result: Any) -> str:
+    """A short hash of every output array's bytes (the same inputs and executable
+    give the same digest in every process)."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(result):
+        digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()[:12]
 
 
 def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
@@ -153,7 +237,7 @@ def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
     start = time.perf_counter()
     model = Model.from_plan(compiled)
     built = time.perf_counter() - start
-    prompt = np.arange(1, 9, dtype=np.int32)[None, :] % model.spec.vocab_size
+    prompt = np.arange(1, PROMPT_LENGTH + 1, dtype=np.int32)[None, :] % model.spec.vocab_size
     model.generate(prompt, tokens)  # the first call compiles prefill and the decode loop
     start = time.perf_counter()
     result = np.asarray(model.generate(prompt, tokens))  # np.asarray waits for the device
