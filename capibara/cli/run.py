@@ -4,8 +4,9 @@
     capibara run PLAN --coordinator HOST:PORT --num-processes N --process-id I
 
 Runs each kernel of the plan on random inputs of the plan's shapes and prints
-the time per call and the achieved GFLOP/s (compute-bound families) or GB/s
-(bandwidth-bound ones). ``--benchmark`` reports the median of ``--repeat``
+the time per call, the achieved GFLOP/s (compute-bound families) or GB/s
+(bandwidth-bound ones), and a digest of the output (equal across runs of one
+plan on one machine). ``--benchmark`` reports the median of ``--repeat``
 calls after a warm-up call. ``--generate N`` builds the plan's model and
 generates N tokens. With ``--coordinator`` the process joins a
 ``jax.distributed`` job and all-reduces over the global mesh of every

@@ -65,10 +65,12 @@ def source_fingerprint() -> str:
 @dataclass(frozen=True)
 class Loaded:
     """A kernel compiled from its export: ``compiled`` takes and returns what
-    the kernel does; ``notes`` were made when it was traced."""
+    the kernel does; ``notes`` were made when it was traced; ``not_kept`` says
+    why the export could not be saved, if it could not."""
 
     compiled: Any
     notes: list[str]
+    not_kept: str | None = None
 
 
 # --------------------------------------------------------------------------- pytree types
@@ -180,11 +182,11 @@ class ExecutableCache:
             return None
         return Loaded(self._compile(exported, kernel, structs), list(header["notes"]))
 
-    def store(self, kernel: Any, structs: Any) -> Loaded | None:
+    def store(self, kernel: Any, structs: Any) -> Loaded | str:
         """Trace ``kernel`` for ``structs`` (shapes and dtypes), save the export,
-        and compile it from the saved bytes. ``None`` when the kernel cannot be
-        exported (some cannot: host callbacks, custom calls without a stable
-        form): the caller compiles it the ordinary way."""
+        and compile it from the saved bytes. When the kernel cannot be kept,
+        why (some cannot be exported: host callbacks, custom calls without a
+        stable form); the caller then compiles it the ordinary way."""
         import jax
         from jax import export
 
@@ -199,14 +201,19 @@ class ExecutableCache:
             payload = bytes(exported.serialize())
             # What this process runs is what a later one will read back.
             written = export.deserialize(bytearray(payload))
-        except Exception:  # not exportable: the kernel still runs, compiled directly
-            return None
-        if not self._matches(written, structs):
-            return None
+            if not self._matches(written, structs):
+                raise ValueError("the export does not take the kernel's arguments")
+            compiled = self._compile(written, kernel, structs)
+        except ImportError as missing:  # jax.export's serialization needs flatbuffers
+            del kernel.notes[before:]  # the ordinary compile traces (and notes) again
+            return f"{missing.name or missing} is not installed (pip install 'capibara[kernel-cache]')"
+        except Exception as refused:
+            del kernel.notes[before:]
+            return f"it cannot be exported: {type(refused).__name__}: {str(refused)[:200]}"
         notes = kernel.notes[before:]  # made while tracing (a variant refused)
-        compiled = self._compile(written, kernel, structs)
-        self._write(self._path(kernel), self.key(kernel), payload,
-                    {"notes": list(notes), "tree_types": [_type_name(c) for c in types]})
+        if not self._write(self._path(kernel), self.key(kernel), payload,
+                           {"notes": list(notes), "tree_types": [_type_name(c) for c in types]}):
+            return Loaded(compiled, list(notes), f"{self.directory} cannot be written")
         return Loaded(compiled, list(notes))
 
     # ----------------------------------------------------------------- checks

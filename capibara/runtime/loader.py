@@ -17,9 +17,10 @@ JAX's persistent compilation cache lives in a per-user directory
 sub-directory per host CPU feature set and plan digest: a second process that
 loads the same plan skips compilation (jax issue 38445: entries shared
 between machines with different CPU features never hit). Beside it,
-:mod:`capibara.runtime.executables` keeps each kernel's compiled executable, so that
-process skips tracing and lowering too: a warm ``load_plan`` + ``warmup`` costs
-a few percent of a cold one.
+:mod:`capibara.runtime.executables` keeps each kernel as a ``jax.export``, so that
+process skips tracing too (``benchmarks/warm_start.py`` measures the two). The
+directory and every folder above it must be this user's alone; a refused
+cache is named in :attr:`CompiledPlan.notes`.
 
 This module imports JAX; the compile path never imports it.
 """
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from capibara.diagnostics import ConfigError, Diagnostic
-from capibara.runtime.executables import ExecutableCache
+from capibara.runtime.executables import ExecutableCache, Loaded
 from capibara.plan import (KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file,
                            validate_plan)
 # The plan loader's codes: a plan this capibara cannot run, and one edited after it was written.
@@ -119,6 +120,8 @@ class BoundKernel:
     ``donates``: the call reuses its first argument's buffer for the result,
     so the caller must not use that argument afterwards. ``sharding``: how
     every input is laid out over the mesh, for a kernel that spans devices.
+    ``not_kept``: why the last warm-up could not save the kernel for later
+    processes (``None`` when it did, or loaded it, or had no cache).
     """
 
     spec: KernelSpec
@@ -132,6 +135,7 @@ class BoundKernel:
     from_cache: bool = False
     donates: bool = False
     sharding: Any = None
+    not_kept: str | None = None
 
     def __call__(self, *arrays: Any) -> Any:
         return self.fn(*arrays)
@@ -167,23 +171,23 @@ class BoundKernel:
                                                            sharding=self.sharding), structs)
 
     def warmup(self, seed: int = 0, cache: ExecutableCache | None = None) -> float:
-        """AOT-compile for the plan's shapes, or load the executable a previous
-        process saved in ``cache``; returns the seconds it took."""
-        import jax
-
+        """AOT-compile for the plan's shapes, or load the export a previous
+        process saved in ``cache``; returns the seconds it took. (``seed`` is
+        unused: only the inputs' shapes and dtypes matter.)"""
         start = time.perf_counter()
         # Only shapes and dtypes are needed: running the input generator eagerly
         # compiled each random op (~0.8 s a plan), and even tracing it costs ~0.1 s.
         structs = self.input_structs()
         if cache is not None and (saved := cache.load(self, structs)) is not None:
-            self.compiled = saved.compiled
-            self.from_cache = True
+            self.compiled, self.from_cache, self.not_kept = saved.compiled, True, None
             self.notes.extend(n for n in saved.notes if n not in self.notes)
             return time.perf_counter() - start
         self.from_cache = False
-        if cache is not None and (stored := cache.store(self, structs)):
-            self.compiled = stored.compiled
-        else:
+        stored = cache.store(self, structs) if cache is not None else None
+        if isinstance(stored, Loaded):
+            self.compiled, self.not_kept = stored.compiled, stored.not_kept
+        else:  # no cache, or why this kernel is compiled in every process
+            self.not_kept = stored
             self.compiled = self.fn.lower(*structs).compile()
         return time.perf_counter() - start
 
@@ -378,6 +382,8 @@ class CompiledPlan:
             timings[kernel.spec.name] = kernel.warmup(cache=self.executables)
             if progress is not None:
                 how = "loaded from cache" if kernel.from_cache else "compiled"
+                if kernel.not_kept:
+                    how += f" (not kept: {kernel.not_kept})"
                 progress.write(f" {how} in {timings[kernel.spec.name]:.2f} s\n")
         return timings
 
