@@ -12,7 +12,7 @@ import errno
 import io
 import os
 import sys
-from typing import Callable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from capibara.cli.output import print_diagnostics
 from capibara.diagnostics import ConfigError, escape
@@ -321,7 +321,7 @@ class CheckedOutput:
     def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
 
-    def write(self, text: str) -> int:
+    def write(self, text: Any) -> int:
         if self._stream is None:
             raise OutputError(OSError(errno.EBADF, "standard output is closed"))
         try:
@@ -336,6 +336,11 @@ class CheckedOutput:
             self._stream.flush()
         except (OSError, ValueError) as failure:
             raise OutputError(failure) from failure
+
+    @property
+    def buffer(self) -> "CheckedOutput":
+        """The binary stream under the text one (``compile -o -`` writes msgpack there)."""
+        return CheckedOutput(getattr(self._stream, "buffer"))
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
