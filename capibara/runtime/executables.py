@@ -176,11 +176,12 @@ class ExecutableCache:
                     return None
                 _register(cls)
             exported = export.deserialize(bytearray(payload))
-        except Exception:  # damaged in a way the checksum cannot see, or another JAX's
+            if not self._matches(exported, structs):
+                return None
+            compiled = self._compile(exported, kernel, structs)
+        except Exception:  # whole but not usable here (another JAX's, say): trace again
             return None
-        if not self._matches(exported, structs):
-            return None
-        return Loaded(self._compile(exported, kernel, structs), list(header["notes"]))
+        return Loaded(compiled, list(header["notes"]))
 
     def store(self, kernel: Any, structs: Any) -> Loaded | str:
         """Trace ``kernel`` for ``structs`` (shapes and dtypes), save the export,
