@@ -6,7 +6,8 @@ but not tracing and lowering, which cost most of a warm ``load_plan`` +
 serialized :mod:`jax.export` (StableHLO and the argument layout, a flatbuffer:
 reading one parses data and never runs code), so a second process that loads
 the same plan skips tracing; compiling the export is then a hit in JAX's own
-persistent cache beside it.
+persistent cache beside it. (On a CPU, lowering a call of an export makes JAX
+set up LAPACK, importing scipy once per process: most of a warm start's cost.)
 
 An entry is found only by a key that covers everything the program depends on
 and the plan digest does not: capibara's kernel and loader source, the JAX and

@@ -165,3 +165,19 @@ def test_first_runs_started_together_all_compute_the_same(plan_file, tmp_path) -
         results.append(_results(_capibara_run(plan_file, cache)))
         seen.update(tuple(r) for r in results)
     assert len(seen) == 1, seen
+
+
+def test_a_kernel_that_cannot_be_kept_says_why_and_still_runs(plan_file, tmp_path,
+                                                              monkeypatch) -> None:
+    from jax import export
+
+    def unavailable(self, vjp_order=0):
+        raise ModuleNotFoundError("No module named 'flatbuffers'", name="flatbuffers")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(export.Exported, "serialize", unavailable)
+    kernel = _warm(plan_file, "logits").kernels["logits"]
+    assert kernel.not_kept == "flatbuffers is not installed (pip install 'capibara[kernel-cache]')"
+    assert not _entries(tmp_path)
+    for got, want in zip(_outputs(kernel), _reference(kernel), strict=True):
+        np.testing.assert_array_equal(got, want)
