@@ -1,5 +1,5 @@
 """``python -m capibara`` is the ``capibara`` command."""
 
-from capibara.cli.app import main
+from capibara.cli.app import program
 
-raise SystemExit(main())
+raise SystemExit(program())

@@ -28,26 +28,71 @@ def configs_dir() -> Path:
     return _data_dir("configs")
 
 
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME`` or ``~/.cache``: where every capibara cache lives."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 def user_cache_dir(*parts: str) -> Path | None:
     """A per-user cache directory (``$XDG_CACHE_HOME/capibara/...``), created 0700.
 
-    ``None`` when it cannot be made safe: not owned by this user, or writable
-    by others. Caches here may hold pickles (lark's parser cache, compiled
-    kernels), and loading a pickle another user could write would run their code.
+    ``None`` when it cannot be made safe (see :func:`cache_directory_problem`).
+    Caches here may hold pickles (lark's parser cache) and compiled code (JAX's
+    cache), and loading what another user could write would run their code.
+    """
+    return private_directory(cache_root().joinpath("capibara", *parts))
+
+
+def private_directory(directory: Path, *, top: Path | None = None) -> Path | None:
+    """``directory``, created 0700 if missing; ``None`` unless it is this user's
+    alone, and so is every folder above it (see :func:`cache_directory_problem`)."""
+    return None if cache_directory_problem(directory, top=top) is not None else directory
+
+
+def cache_directory_problem(directory: Path, *, top: Path | None = None) -> str | None:
+    """Why ``directory`` (created 0700 if missing) is not safe for a cache, or ``None``.
+
+    As ssh does for its files: the directory must be this user's and writable
+    by no one else, and every folder above it, up to and including ``top`` (the
+    user's home when the directory is inside it, else the file system root),
+    must belong to this user or root and be writable by no one else (a sticky
+    folder such as ``/tmp`` is fine: others cannot rename what is in it).
+    Otherwise whoever can write a folder above could swap the cache under it
+    after this check.
     """
     import os
+    import stat
 
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return private_directory(root.joinpath("capibara", *parts))
-
-
-def private_directory(directory: Path) -> Path | None:
-    """``directory``, created 0700 if missing; ``None`` unless it is this user's alone."""
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return directory if owned_by_user_alone(directory) else None
-    except OSError:
-        return None
+        real = directory.resolve(strict=True)
+        info = real.stat()
+    except OSError as error:
+        return f"`{directory}` cannot be made: {error.strerror or error}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"`{directory}` is not a folder"
+    if info.st_uid != os.getuid():
+        return f"`{real}` is owned by user {info.st_uid}, not by this user"
+    if info.st_mode & 0o022:
+        return f"`{real}` is writable by other users"
+    if top is None:
+        home = Path.home().resolve()
+        top = home if real.is_relative_to(home) else Path(real.anchor)
+    top = top.resolve()
+    for folder in real.parents:
+        try:
+            info = folder.stat()
+        except OSError as error:
+            return f"`{folder}` cannot be checked: {error.strerror or error}"
+        if info.st_uid not in (os.getuid(), 0):
+            return f"`{folder}` (above the cache) is owned by user {info.st_uid}"
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            return f"`{folder}` (above the cache) is writable by other users"
+        if folder == top:
+            break
+    return None
 
 
 def owned_by_user_alone(path: Path) -> bool:

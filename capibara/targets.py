@@ -219,7 +219,9 @@ def get_target(name: str) -> Target:
     multi = _MULTI.match(key)
     if multi and not key.startswith("tpu"):
         try:
-            base = get_target(multi["base"])
+            # `cpu` here is this machine's CPU kind, not the host (which may itself be
+            # `cpuxN` by CAPIBARA_HOST_TARGET: asking it would come back here forever).
+            base = _detected_cpu() if multi["base"] == "cpu" else get_target(multi["base"])
         except UnknownTarget:
             base = None
         if base is not None and base.platform != "tpu":

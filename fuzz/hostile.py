@@ -3,6 +3,7 @@ seconds and without exhausting memory.
 
     python fuzz/hostile.py            # every case, one fresh process each
     python fuzz/hostile.py keys-100k  # one case
+    python fuzz/hostile.py --runtime  # the kernel cache raced, damaged and emptied
     python fuzz/hostile.py --front    # special files, sizes, output targets, escaping (bounded)
 
 Each case runs in its own process, so its peak resident memory
@@ -252,6 +253,11 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["--front"]:
         return main_front(argv[1:])
+    if argv[:1] == ["--measure-runtime"]:
+        print(json.dumps(measure_runtime(argv[1])))
+        return 0
+    if argv[:1] == ["--runtime"]:
+        return main_runtime(argv[1:])
     sys.path.insert(0, str(ROOT))
     names = argv or [*CASES, *_plan_cases()]
     print(f"{'case':<36} {'input':>9} {'seconds':>8} {'peak RSS':>9} {'baseline':>9}  outcome")
@@ -430,6 +436,170 @@ def main_front(names: list[str]) -> int:
         peak = f"{row['peak_rss_mib']:.0f} MiB" if row.get("peak_rss_mib") else "-"
         base = f"{row['baseline_rss_mib']:.0f} MiB" if row.get("baseline_rss_mib") else "-"
         print(f"{name:<20} {seconds:>8} {peak:>9} {base:>9}  {row['outcome']}", flush=True)
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- the kernel cache, raced
+#
+#     python fuzz/hostile.py --runtime                   # every case below, one fresh process each
+#     python fuzz/hostile.py --runtime race-first-runs   # one case
+#
+# Each case drives real `capibara run` processes on a tiny plan with its own empty cache,
+# in a fresh interpreter under an address-space limit (inherited by the runs it starts) and
+# a wall-clock timeout; every run must exit 0 and every kernel's output digest must agree.
+# The cases are the ways the pickled-executable cache once broke (NOT_FOUND from then on).
+
+RUNTIME_MEMORY_LIMIT_MIB = 8192  # XLA reserves address space well beyond what it touches
+RUNTIME_TIMEOUT_SECONDS = 600
+RUNTIME_PLAN = ("model.hidden_size=32", "model.num_layers=1", "model.num_heads=1",
+                "model.max_seq_length=16", "deployment.batch_size=1", "model.vocab_size=64",
+                "vector_quantization.enabled=false", "sparsity.enabled=false",
+                'performance.compile_mode="conservative"')
+
+
+def _runtime_plan(folder: Path) -> Path:
+    from capibara.compiler.driver import compile_sources
+    from capibara.plan import write_plan_file
+
+    result = compile_sources([ROOT / "configs/development/development.toml"], target="cpu",
+                             env=None, overrides=RUNTIME_PLAN)
+    path = folder / "tiny.plan.json"
+    write_plan_file(result.plan, path)
+    return path
+
+
+def _start_run(plan: Path, cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "capibara", "run", str(plan)], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> tuple[int, tuple[str, ...], str]:
+    out, err = process.communicate()
+    digests = tuple(line.split()[0] + " " + line.split()[-1] for line in out.splitlines()
+                    if " out " in line)
+    return process.returncode, digests, (err.strip().splitlines() or [""])[-1]
+
+
+def _verdict(runs: list[tuple[int, tuple[str, ...], str]]) -> str:
+    failed = [f"exit {status}: {last}" for status, _, last in runs if status != 0]
+    if failed:
+        return f"FAILED: {failed[0]}"
+    if len({digests for _, digests, _ in runs}) != 1:
+        return "FAILED: the runs computed different outputs"
+    return f"{len(runs)} runs exit 0, {len(runs[0][1])} kernels, one output each"
+
+
+def _exports(cache: Path) -> list[Path]:
+    return [p for p in cache.rglob("*") if p.parent.name == "exports" and not p.is_dir()]
+
+
+def _runtime_race_first_runs(folder: Path) -> str:
+    """Two first runs at the same instant (one host of a jax.distributed launch), then a third."""
+    plan, cache = _runtime_plan(folder), folder / "cache"
+    pair = [_start_run(plan, cache), _start_run(plan, cache)]
+    runs = [_finish(p) for p in pair]
+    return _verdict(runs + [_finish(_start_run(plan, cache))])
+
+
+def _runtime_race_staggered(folder: Path) -> str:
+    """Two first runs one second apart: the second finds the first's entries half made."""
+    plan, cache = _runtime_plan(folder), folder / "cache"
+    first = _start_run(plan, cache)
+    time.sleep(1.0)
+    second = _start_run(plan, cache)
+    runs = [_finish(first), _finish(second)]
+    return _verdict(runs + [_finish(_start_run(plan, cache))])
+
+
+def _runtime_damaged_entries(folder: Path) -> str:
+    """Every entry cut in half, then two more runs (the repair, and the one after it)."""
+    plan, cache = _runtime_plan(folder), folder / "cache"
+    runs = [_finish(_start_run(plan, cache))]
+    for entry in _exports(cache):
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    runs += [_finish(_start_run(plan, cache)), _finish(_start_run(plan, cache))]
+    return _verdict(runs)
+
+
+def _runtime_removed_entries(folder: Path) -> str:
+    """Every entry removed while JAX's own cache keeps the compiled kernels."""
+    plan, cache = _runtime_plan(folder), folder / "cache"
+    runs = [_finish(_start_run(plan, cache))]
+    for entry in _exports(cache):
+        entry.unlink()
+    runs += [_finish(_start_run(plan, cache)), _finish(_start_run(plan, cache))]
+    return _verdict(runs)
+
+
+def _runtime_fifo_entries(folder: Path) -> str:
+    """Every entry replaced by a FIFO, which would block a reader that opened it plainly."""
+    plan, cache = _runtime_plan(folder), folder / "cache"
+    runs = [_finish(_start_run(plan, cache))]
+    for entry in _exports(cache):
+        entry.unlink()
+        os.mkfifo(entry)
+    runs.append(_finish(_start_run(plan, cache)))
+    return _verdict(runs)
+
+
+RUNTIME_CASES: dict[str, tuple[Callable[[Path], str], str]] = {
+    "race-first-runs": (_runtime_race_first_runs, "two first runs at once, then a third"),
+    "race-staggered": (_runtime_race_staggered, "two first runs 1 s apart, then a third"),
+    "damaged-entries": (_runtime_damaged_entries, "every entry truncated; two more runs"),
+    "removed-entries": (_runtime_removed_entries, "every entry removed, JAX's cache kept"),
+    "fifo-entries": (_runtime_fifo_entries, "every entry a FIFO"),
+}
+
+
+def measure_runtime(name: str) -> dict:
+    """Run runtime case ``name`` in this process; the peak RSS is of the runs it started."""
+    sys.path.insert(0, str(ROOT))
+    run, _ = RUNTIME_CASES[name]
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        outcome = run(Path(folder))
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"case": name, "outcome": outcome, "seconds": round(seconds, 3),
+            "peak_rss_mib": round(peak, 1)}
+
+
+def run_runtime_isolated(name: str) -> dict:
+    """Measure runtime case ``name`` in a fresh interpreter under the memory and time bounds."""
+    limit = RUNTIME_MEMORY_LIMIT_MIB * MB
+
+    def bound() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPIBARA_")}
+    try:
+        done = subprocess.run([sys.executable, __file__, "--measure-runtime", name],
+                              capture_output=True, text=True, timeout=RUNTIME_TIMEOUT_SECONDS,
+                              env=env, cwd=ROOT, preexec_fn=bound)
+    except subprocess.TimeoutExpired:
+        return {"case": name, "outcome": f"HUNG: met the {RUNTIME_TIMEOUT_SECONDS} s bound",
+                "seconds": None}
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:]
+        return {"case": name, "outcome": f"CRASH (exit {done.returncode}, memory bound "
+                                          f"{RUNTIME_MEMORY_LIMIT_MIB} MiB?): {last}",
+                "seconds": None}
+    return json.loads(done.stdout)
+
+
+def main_runtime(names: list[str]) -> int:
+    names = names or list(RUNTIME_CASES)
+    print(f"bounds: address space {RUNTIME_MEMORY_LIMIT_MIB} MiB, "
+          f"{RUNTIME_TIMEOUT_SECONDS} s per case")
+    print(f"{'case':<18} {'seconds':>8} {'peak RSS':>9}  outcome")
+    failed = False
+    for name in names:
+        row = run_runtime_isolated(name)
+        failed |= row["seconds"] is None or row["outcome"].startswith("FAILED")
+        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.2f}"
+        peak = f"{row['peak_rss_mib']:.0f} MiB" if row.get("peak_rss_mib") else "-"
+        print(f"{name:<18} {seconds:>8} {peak:>9}  {row['outcome']}", flush=True)
     return 1 if failed else 0
 
 

@@ -4,6 +4,6 @@ diff, explain a plan; :mod:`~capibara.cli.run`: run a plan)."""
 
 from capibara.lazy import lazy_exports
 
-__all__ = ["main"]
+__all__ = ["main", "program"]
 
-__getattr__ = lazy_exports(__name__, globals(), {"main": "capibara.cli.app"})
+__getattr__ = lazy_exports(__name__, globals(), {"main": "capibara.cli.app", "program": "capibara.cli.app"})

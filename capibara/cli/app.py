@@ -8,10 +8,11 @@ message says so and names the exception, never a bare traceback).
 from __future__ import annotations
 
 import argparse
-import os
+import errno
 import io
+import os
 import sys
-from typing import Callable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from capibara.cli.output import print_diagnostics
 from capibara.diagnostics import ConfigError, escape
@@ -258,41 +259,141 @@ def _run_targets(args: argparse.Namespace, out: TextIO) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, *,
+         as_program: bool = False) -> int:
+    """Run the command line; returns the exit status.
+
+    ``as_program`` is for :func:`program` alone: only the process's own command
+    line may start the process again (``capibara run`` does, for huge pages).
+    """
     if out is None:
         # File names and arguments carry the bytes they could not decode as lone surrogates;
         # a strict UTF-8 stdout would fail on them (found by fuzzing), so show them escaped.
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
                 stream.reconfigure(errors="backslashreplace")
-    out = out or sys.stdout
+    out = CheckedOutput(out or sys.stdout)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if argv is None and getattr(args, "huge_pages", False):
-            # Only as the process's own command line: in-process callers keep their process.
+        if as_program and getattr(args, "huge_pages", False):
             from capibara.runtime.hugepages import reexec_with_huge_pages
 
             reexec_with_huge_pages()
         run: Callable[[argparse.Namespace, TextIO], int] = args.run
-        return run(args, out)
+        status = run(args, out)
+        out.flush()
+        return status
     except SystemExit as exit_:
         return int(exit_.code or 0)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        _say("interrupted\n")
         return 130
+    except OutputError as error:
+        _discard_standard_output()
+        if isinstance(error.cause, BrokenPipeError):
+            return EXIT_OK  # the reader stopped reading (`| head`): not an error
+        _say(f"error: cannot write to standard output: {error}\n")
+        return EXIT_ERRORS
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # the last line of defence: a bug, reported as one
-        sys.stderr.write(
-            f"internal error: {type(exc).__name__}: {escape(str(exc))}\n"
-            "this is a bug in capibara, not in your configuration; please report it with the "
-            "input that caused it (rerun with CAPIBARA_TRACEBACK=1 for the traceback)\n")
-        import os
-
+        if (usage := _environment_error(exc)) is not None:
+            _say(f"error: {usage}\n")
+            return EXIT_USAGE
+        _say(f"internal error: {type(exc).__name__}: {escape(str(exc))}\n"
+             "this is a bug in capibara, not in your configuration; please report it with the "
+             "input that caused it (rerun with CAPIBARA_TRACEBACK=1 for the traceback)\n")
         if os.environ.get("CAPIBARA_TRACEBACK"):
             import traceback
 
             traceback.print_exc()
         return EXIT_INTERNAL
+
+
+def program() -> int:
+    """The ``capibara`` program: the console script and ``python -m capibara``.
+
+    Unlike a call of :func:`main` from other Python code, it may start the
+    process again with the same command line (huge pages for ``capibara run``).
+    """
+    return main(as_program=True)
+
+
+# --------------------------------------------------------------------------- output
+
+
+class OutputError(Exception):
+    """Standard output cannot be written: a full disk, a closed descriptor, a closed pipe."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(cause.strerror if isinstance(cause, OSError) and cause.strerror
+                         else str(cause))
+        self.cause = cause
+
+
+class CheckedOutput:
+    """A text stream whose write failures are :class:`OutputError`, so they are
+    told apart from a bug; ``None`` (Python's stdout when descriptor 1 is closed)
+    fails on the first write."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def write(self, text: Any) -> int:
+        if self._stream is None:
+            raise OutputError(OSError(errno.EBADF, "standard output is closed"))
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError) as failure:  # ValueError: the stream was closed
+            raise OutputError(failure) from failure
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except (OSError, ValueError) as failure:
+            raise OutputError(failure) from failure
+
+    @property
+    def buffer(self) -> "CheckedOutput":
+        """The binary stream under the text one (``compile -o -`` writes msgpack there)."""
+        return CheckedOutput(getattr(self._stream, "buffer"))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _discard_standard_output() -> None:
+    """Point descriptor 1 at /dev/null, so the interpreter's last flush of what
+    could not be written does not fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _say(text: str) -> None:
+    """Write to standard error, which may itself be closed or full."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _environment_error(exc: Exception) -> str | None:
+    """A one-line usage error for an exception that a bad environment variable
+    raised where it is read, or ``None`` for any other exception (a bug)."""
+    from capibara.targets import UnknownTarget
+
+    if isinstance(exc, UnknownTarget) and os.environ.get("CAPIBARA_HOST_TARGET"):
+        near = ", ".join(f"`{s}`" for s in exc.suggestions)
+        return ("CAPIBARA_HOST_TARGET does not name a known target"
+                + (f" (did you mean {near}?)" if near else "")
+                + "; `capibara targets` lists them, and unsetting it detects this host")
+    return None

@@ -4,8 +4,9 @@
     capibara run PLAN --coordinator HOST:PORT --num-processes N --process-id I
 
 Runs each kernel of the plan on random inputs of the plan's shapes and prints
-the time per call and the achieved GFLOP/s (compute-bound families) or GB/s
-(bandwidth-bound ones). ``--benchmark`` reports the median of ``--repeat``
+the time per call, the achieved GFLOP/s (compute-bound families) or GB/s
+(bandwidth-bound ones), and a digest of the output (equal across runs of one
+plan on one machine). ``--benchmark`` reports the median of ``--repeat``
 calls after a warm-up call. ``--generate N`` builds the plan's model and
 generates N tokens. With ``--coordinator`` the process joins a
 ``jax.distributed`` job and all-reduces over the global mesh of every
@@ -25,6 +26,7 @@ defaults of ``--num-processes``/``--process-id`` (the flags win; without
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -32,7 +34,9 @@ from typing import Any, TextIO
 from capibara.cli.output import print_diagnostics
 from capibara.diagnostics import ConfigError
 
-EXIT_OK, EXIT_ERRORS = 0, 1
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+#: ``--generate`` continues a fixed prompt of this many tokens.
+PROMPT_LENGTH = 8
 
 def _log() -> Any:
     """The logger of a run's events, at the plan's ``log_level`` (JSON lines with
@@ -70,8 +74,69 @@ def add_verb(verbs: Any, add_message_format) -> None:
     run.set_defaults(run=run_plan, huge_pages=True)
 
 
-def _print_errors(error: ConfigError, fmt: str) -> None:
+# --------------------------------------------------------------------------- arguments
 
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``run``'s arguments on their own (before any plan is
+    read), as one line, or ``None``; the caller exits 2 with it."""
+    if args.repeat < 1:
+        return "--repeat must be at least 1"
+    if args.generate is not None and args.generate < 1:
+        return "--generate must be at least 1 token"
+    distributed = (args.coordinator, args.num_processes, args.process_id)
+    if any(value is not None for value in distributed):
+        # --coordinator may be left out: the plan's distributed fields give the other two,
+        # and without it JAX looks for a cluster manager (SLURM, Open MPI, Kubernetes).
+        if args.coordinator is not None and (args.num_processes is None or args.process_id is None):
+            return "--coordinator, --num-processes and --process-id go together"
+        if (args.num_processes is None) != (args.process_id is None):
+            return "--num-processes and --process-id go together"
+        if args.num_processes is not None and args.num_processes < 1:
+            return "--num-processes must be at least 1"
+        if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+            return (f"--process-id must be between 0 and {args.num_processes - 1} "
+                    f"(--num-processes {args.num_processes})")
+        if args.coordinator is not None:
+            return coordinator_error(args.coordinator)
+    return None
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def coordinator_error(address: str) -> str | None:
+    """Why ``address`` is not a ``HOST:PORT`` this machine can reach, or ``None``."""
+    import ipaddress
+    import socket
+
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return "--coordinator wants HOST:PORT with a port from 1 to 65535 (e.g. 127.0.0.1:8476)"
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if not (len(host) <= 253 and _HOST_NAME.fullmatch(host)):
+            return "--coordinator wants HOST:PORT, and its host is not a host name or IP address"
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return "--coordinator: its host name does not resolve on this machine"
+    return None
+
+
+def generate_error(tokens: int, prompt_length: int, max_seq_length: int) -> str | None:
+    """Why the plan's model cannot generate ``tokens`` after a prompt, or ``None``."""
+    room = max_seq_length - prompt_length
+    if tokens > room:
+        return (f"--generate {tokens} does not fit: the model holds {max_seq_length} tokens "
+                f"(max_seq_length) and the prompt takes {prompt_length}, so at most "
+                f"{max(room, 0)} can be generated")
+    return None
+
+
+def _print_errors(error: ConfigError, fmt: str) -> None:
     print_diagnostics(error.diagnostics, fmt, sys.stderr)
 
 
@@ -97,11 +162,12 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
     try:
         jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
                                    process_id=args.process_id)
-    except (ValueError, RuntimeError) as error:  # no coordinator found, or JAX already started
-        raise ConfigError([distributed_diagnostic(
-            args, f"cannot join a {args.num_processes}-process job",
-            notes=(f"jax.distributed.initialize: {str(error).rstrip('.')}",),
-            help=no_coordinator)]) from None
+    except Exception as failed:  # unreachable, refused, timed out: the network's, not ours
+        first = str(failed).strip().splitlines()[:1]
+        where = f" at {args.coordinator}" if args.coordinator else ""
+        sys.stderr.write(f"error: could not join the jax.distributed job{where}"
+                         f"{': ' + first[0] if first else ''}\n")
+        return EXIT_ERRORS
     for diagnostic in distributed_disagreements(args, jax.process_count(), jax.process_index()):
         print_diagnostics([diagnostic], args.message_format, sys.stderr)
     try:
@@ -131,6 +197,9 @@ def _distributed(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_plan(args: argparse.Namespace, out: TextIO) -> int:
+    if (problem := usage_error(args)) is not None:
+        sys.stderr.write(f"error: {problem}\n")
+        return EXIT_USAGE
     settings = _process_setup(args, out)
     if isinstance(settings, int):
         return settings
@@ -183,12 +252,9 @@ def _process_setup(args: argparse.Namespace, out: TextIO) -> Any:
 
 
 def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
-    if args.coordinator or args.num_processes or args.process_id is not None:
-        # Without --coordinator JAX looks for one in the cluster's environment (SLURM,
-        # Open MPI, Kubernetes...); a missing one is diagnosed in _distributed.
-        if not (args.num_processes and args.process_id is not None):
-            sys.stderr.write("error: --coordinator, --num-processes and --process-id go together\n")
-            return 2
+    # --num-processes/--process-id (or the plan's distributed fields, their defaults)
+    # without --coordinator: JAX looks for a cluster manager, else R303.
+    if args.coordinator is not None or (args.num_processes or 0) > 1:
         try:
             return _distributed(args, out)
         except ConfigError as error:
@@ -218,15 +284,20 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
         from capibara.runtime.hugepages import current
 
         out.write(f"memory     {current().detail}\n")
-    if not args.no_warmup and not args.generate:  # the model compiles its own step functions
+    if args.generate is not None:  # the model compiles its own step functions
+        problem = generate_error(args.generate, PROMPT_LENGTH, plan.model.max_seq_length)
+        if problem is not None:
+            sys.stderr.write(f"error: {problem}\n")
+            return EXIT_USAGE
+        return _generate(compiled, args.generate, out)
+    if not args.no_warmup:
         timings = compiled.warmup(progress=sys.stderr)
         out.write(f"warmup     {sum(timings.values()):.2f} s for {len(timings)} kernels\n")
-    if args.generate:
-        return _generate(compiled, args.generate, out)
     for kernel in compiled.kernels:
         inputs = kernel.example_inputs()
         fn = kernel.compiled or kernel.fn
-        jax.block_until_ready(fn(*inputs))  # first call: compile if not warmed up
+        # first call: compile if not warmed up; its result's digest lets runs be compared
+        digest = _digest(jax.block_until_ready(fn(*inputs)))
         times = []
         for _ in range(args.repeat if args.benchmark else 1):
             if kernel.donates:  # the call consumed its input: make a fresh one, untimed
@@ -240,7 +311,7 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
         amount, unit = kernel.work()
         variant = f"{kernel.spec.family}/{kernel.implementation}"
         out.write(f"{kernel.spec.name:20s} {variant:24s} "
-                  f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}\n")
+                  f"{seconds * 1e3:9.2f} ms {_rate(amount, unit, seconds)}  out {digest}\n")
     return EXIT_OK
 
 
@@ -293,6 +364,20 @@ def distributed_disagreements(args: argparse.Namespace, count: int, index: int) 
     return found
 
 
+def _digest(result: Any) -> str:
+    """A short hash of every output array's bytes (the same inputs and executable
+    give the same digest in every process)."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(result):
+        digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()[:12]
+
+
 def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
     import numpy as np
 
@@ -301,7 +386,7 @@ def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
     start = time.perf_counter()
     model = Model.from_plan(compiled)
     built = time.perf_counter() - start
-    prompt = np.arange(1, 9, dtype=np.int32)[None, :] % model.spec.vocab_size
+    prompt = np.arange(1, PROMPT_LENGTH + 1, dtype=np.int32)[None, :] % model.spec.vocab_size
     model.generate(prompt, tokens)  # the first call compiles prefill and the decode loop
     start = time.perf_counter()
     result = np.asarray(model.generate(prompt, tokens))  # np.asarray waits for the device

@@ -17,9 +17,10 @@ JAX's persistent compilation cache lives in a per-user directory
 sub-directory per host CPU feature set and plan digest: a second process that
 loads the same plan skips compilation (jax issue 38445: entries shared
 between machines with different CPU features never hit). Beside it,
-:mod:`capibara.runtime.executables` keeps each kernel's compiled executable, so that
-process skips tracing and lowering too: a warm ``load_plan`` + ``warmup`` costs
-a few percent of a cold one.
+:mod:`capibara.runtime.executables` keeps each kernel as a ``jax.export``, so that
+process skips tracing too (``benchmarks/warm_start.py`` measures the two). The
+directory and every folder above it must be this user's alone; a refused
+cache is named in :attr:`CompiledPlan.notes`.
 
 This module imports JAX; the compile path never imports it.
 """
@@ -37,12 +38,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from capibara.diagnostics import ConfigError, Diagnostic
-from capibara.runtime.executables import ExecutableCache
+from capibara.runtime.executables import ExecutableCache, Loaded
 from capibara.plan import (KernelSpec, Plan, compute_digest, config_of_plan, load_plan_file,
                            validate_plan)
 # The plan loader's codes: a plan this capibara cannot run, and one edited after it was written.
 from capibara.plan.codec import INCOMPATIBLE, MODIFIED as DIGEST_MISMATCH
-from capibara.resources import private_directory
+from capibara.resources import cache_directory_problem, cache_root, private_directory
 
 __all__ = ["BoundKernel", "CompiledPlan", "KernelSet", "cache_dir", "load_plan"]
 
@@ -57,27 +58,33 @@ def cache_dir(plan: Plan) -> Path:
     """The persistent compilation cache directory for ``plan`` on this host.
 
     Keyed by the plan digest and the host's CPU features, and refused when
-    another user could write into it (a poisoned cache would run their code).
+    another user could write into it or any folder above it (a poisoned cache
+    would run their code).
     """
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "capibara" / "jax"
     from capibara.targets import detect_host
 
+    root = cache_root() / "capibara" / "jax"
     features = ",".join(sorted(detect_host().cpu_features))
     host = hashlib.sha256(features.encode()).hexdigest()[:12]
     return root / host / plan.digest.removeprefix("sha256:")[:16]
 
 
-def _enable_cache(directory: Path) -> Path | None:
+def _enable_cache(directory: Path | None) -> tuple[Path | None, str | None]:
+    """Point JAX's persistent cache at ``directory`` (``None``: no cache); the
+    directory used, and a note when it was refused."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
-    if private_directory(directory) is None:
-        return None  # someone else can write here: compile without a cache
+    if directory is None:
+        return None, None
+    if (problem := cache_directory_problem(directory)) is not None:
+        return None, (f"compilation cache refused ({problem}): kernels are compiled in this "
+                      "process and not kept")
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     compilation_cache.reset_cache()
     compilation_cache.set_cache_dir(str(directory))
-    return directory
+    return directory, None
 
 
 # --------------------------------------------------------------------------- kernels
@@ -111,7 +118,10 @@ class BoundKernel:
     the plan's shapes and dtypes; ``work`` estimates the FLOPs (or bytes
     moved, for bandwidth-bound families) of one call for the benchmark.
     ``donates``: the call reuses its first argument's buffer for the result,
-    so the caller must not use that argument afterwards.
+    so the caller must not use that argument afterwards. ``sharding``: how
+    every input is laid out over the mesh, for a kernel that spans devices.
+    ``not_kept``: why the last warm-up could not save the kernel for later
+    processes (``None`` when it did, or loaded it, or had no cache).
     """
 
     spec: KernelSpec
@@ -124,6 +134,8 @@ class BoundKernel:
     fallback_allowed: bool = True
     from_cache: bool = False
     donates: bool = False
+    sharding: Any = None
+    not_kept: str | None = None
 
     def __call__(self, *arrays: Any) -> Any:
         return self.fn(*arrays)
@@ -143,25 +155,40 @@ class BoundKernel:
                 arrays[name] = (jax.random.normal(key, shape, jnp.float32) * 0.1).astype(dtype)
         return self.prepare(arrays)
 
-    def warmup(self, seed: int = 0, cache: ExecutableCache | None = None) -> float:
-        """AOT-compile for the plan's shapes, or load the executable a previous
-        process saved in ``cache``; returns the seconds it took."""
+    def input_structs(self) -> tuple:
+        """The shapes and dtypes (and shardings) :meth:`example_inputs` makes,
+        traced without generating any numbers."""
         import jax
+        import jax.numpy as jnp
 
+        arrays = {name: jax.ShapeDtypeStruct(tuple(self.spec.shapes[name]),
+                                             jnp.dtype(self.spec.dtypes.get(name, "float32")))
+                  for name in self.arg_names}
+        structs = jax.eval_shape(self.prepare, arrays)
+        if self.sharding is None:
+            return structs
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                           sharding=self.sharding), structs)
+
+    def warmup(self, seed: int = 0, cache: ExecutableCache | None = None) -> float:
+        """AOT-compile for the plan's shapes, or load the export a previous
+        process saved in ``cache``; returns the seconds it took. (``seed`` is
+        unused: only the inputs' shapes and dtypes matter.)"""
         start = time.perf_counter()
-        if cache is not None and (saved := cache.load(self)) is not None:
-            self.compiled, notes = saved
-            self.from_cache = True
-            self.notes.extend(n for n in notes if n not in self.notes)
+        # Only shapes and dtypes are needed: running the input generator eagerly
+        # compiled each random op (~0.8 s a plan), and even tracing it costs ~0.1 s.
+        structs = self.input_structs()
+        if cache is not None and (saved := cache.load(self, structs)) is not None:
+            self.compiled, self.from_cache, self.not_kept = saved.compiled, True, None
+            self.notes.extend(n for n in saved.notes if n not in self.notes)
             return time.perf_counter() - start
         self.from_cache = False
-        before = len(self.notes)
-        # Only shapes and dtypes are needed: tracing the input generator abstractly
-        # costs nothing, where running it eagerly compiled each random op (~0.8 s a plan).
-        structs = jax.eval_shape(lambda: self.example_inputs(seed))
-        self.compiled = self.fn.lower(*structs).compile()
-        if cache is not None:  # notes made while tracing (a variant refused) travel with it
-            cache.store(self, self.compiled, self.notes[before:])
+        stored = cache.store(self, structs) if cache is not None else None
+        if isinstance(stored, Loaded):
+            self.compiled, self.not_kept = stored.compiled, stored.not_kept
+        else:  # no cache, or why this kernel is compiled in every process
+            self.not_kept = stored
+            self.compiled = self.fn.lower(*structs).compile()
         return time.perf_counter() - start
 
     def work(self) -> tuple[float, str]:
@@ -252,7 +279,8 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
 
         split = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
         return BoundKernel(spec, per_call, ("x",), lambda a: (jax.device_put(a["x"], split),),
-                           variant.name, notes, fallback_allowed=allow_fallback, donates=in_place)
+                           variant.name, notes, fallback_allowed=allow_fallback, donates=in_place,
+                           sharding=split)
 
     if family == "linalg":
         from capibara.kernels.linalg import quantize_weight
@@ -354,6 +382,8 @@ class CompiledPlan:
             timings[kernel.spec.name] = kernel.warmup(cache=self.executables)
             if progress is not None:
                 how = "loaded from cache" if kernel.from_cache else "compiled"
+                if kernel.not_kept:
+                    how += f" (not kept: {kernel.not_kept})"
                 progress.write(f" {how} in {timings[kernel.spec.name]:.2f} s\n")
         return timings
 
@@ -424,7 +454,9 @@ def load_plan(path_or_plan: Plan | str | os.PathLike[str], *,
     mesh = Mesh(np.array(devices[:needed]).reshape(tuple(plan.mesh.shape)), tuple(plan.mesh.axes))
     # performance.cache_compiled_functions = false: compile in every process, keep nothing.
     cache = cache and bool(plan.config.get("performance.cache_compiled_functions", True))
-    cache_path = _enable_cache(cache_dir(plan)) if cache else None
+    cache_path, refused = _enable_cache(cache_dir(plan) if cache else None)
+    if refused is not None:
+        notes.append(refused)
     allow = bool(plan.config.get("jax_config.fallback_to_standard", True))
     bound = [bind(spec, plan, mesh, platform, allow_fallback=allow) for spec in plan.kernels]
     for b in bound:
@@ -445,5 +477,5 @@ def _executable_cache(jax_cache: Path | None, mesh: Any) -> ExecutableCache | No
 
     if jax_cache is None or jax.process_count() != 1:
         return None
-    directory = private_directory(jax_cache / "executables")
+    directory = private_directory(jax_cache / "exports")
     return None if directory is None else ExecutableCache(directory, tuple(mesh.devices.flat))

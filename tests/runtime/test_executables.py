@@ -38,7 +38,7 @@ def _leaves(tree) -> list[np.ndarray]:
 
 
 def _entries(compiled) -> list[Path]:
-    return sorted(compiled.executables.directory.glob("*.executable"))
+    return sorted(compiled.executables.directory.glob("*.export"))
 
 
 def test_a_second_load_takes_every_kernel_from_the_cache(plan, cache_home) -> None:
