@@ -158,6 +158,10 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     print_diagnostics(diagnostics, args.message_format, out)
     if args.message_format == "human" and not diagnostics:
         out.write(f"ok: {escape(', '.join(args.files))}\n")
+    if args.message_format == "human" and checkpoints:
+        from capibara.model.checkpoint import UNVERIFIED
+
+        out.write(f"note: {UNVERIFIED}\n")
     return EXIT_ERRORS if any(d.is_error for d in diagnostics) else EXIT_OK
 
 

@@ -372,7 +372,7 @@ class Model:
         self.params, self._opt_state = params, opt_state
         self.step += 1
         if self._checkpoints is not None:
-            self._checkpoints.maybe_save(self.step, self._state())
+            self._checkpoints.maybe_save(self.step, self.training_state())
         return metrics
 
     # ----------------------------------------------------------------- checkpoints
@@ -381,19 +381,24 @@ class Model:
         """Save checkpoints into ``directory`` as the config's ``[training]`` says:
         every ``save_checkpoint_steps``, keeping ``keep_checkpoint_max``,
         compressed if ``checkpoint_compression``, in the background if
-        ``async_checkpointing``."""
+        ``async_checkpointing`` (see :class:`capibara.model.checkpoint.CheckpointManager`)."""
         from capibara.model.checkpoint import CheckpointManager
 
         c = self._config
-        if self._checkpoints is not None:
-            self._checkpoints.close()
+        self.close_checkpoints()
         self._checkpoints = CheckpointManager(
             directory, save_every=c.save_checkpoint_steps, keep_max=c.keep_checkpoint_max,
             compress=c.checkpoint_compression, asynchronous=c.async_checkpointing)
 
-    def _state(self) -> dict[str, Any]:
+    def training_state(self) -> dict[str, Any]:
+        """What a checkpoint holds: ``{"params", "opt_state", "step"}``."""
         return {"params": self.params, "opt_state": self.opt_state,
                 "step": np.asarray(self.step, np.int64)}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state of :meth:`training_state`'s structure (a restored checkpoint)."""
+        self.params, self._opt_state = state["params"], state["opt_state"]
+        self.step = int(state["step"])
 
     def _manager(self):
         if self._checkpoints is None:
@@ -402,7 +407,7 @@ class Model:
 
     def save_checkpoint(self) -> None:
         """Save parameters, optimizer state and step now (see :meth:`checkpoint_to`)."""
-        self._manager().save(self.step, self._state())
+        self._manager().save(self.step, self.training_state())
 
     def restore_checkpoint(self, step: int | None = None) -> int:
         """Load a checkpoint (default: the newest) into this model; return its step.
@@ -410,15 +415,19 @@ class Model:
         A checkpoint whose arrays differ from this model's (another shape,
         dtype or structure) is refused with a :class:`ConfigError` naming them.
         """
-        state = self._manager().restore(self._state(), step)
-        self.params, self._opt_state = state["params"], state["opt_state"]
-        self.step = int(state["step"])
+        self.load_training_state(self._manager().restore(self.training_state(), step))
         return self.step
 
     def wait_for_checkpoints(self) -> None:
         """Block until a background checkpoint write has finished."""
         if self._checkpoints is not None:
             self._checkpoints.wait()
+
+    def close_checkpoints(self) -> None:
+        """Finish any background write and release the checkpoint directory."""
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
 
     # ----------------------------------------------------------------- configuration
 
