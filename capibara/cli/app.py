@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     from capibara.cli.serve import add_verb as add_serve
 
     add_serve(verbs, _add_message_format)
+    __import__("capibara.cli_train").cli_train.add_verbs(verbs, _add_config_inputs, _add_message_format)
     return parser
 
 
