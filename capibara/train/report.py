@@ -54,8 +54,9 @@ def _sparkline(values: list[float], width: int = 40) -> str:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return ""
-    buckets = [values[i * len(values) // width:(i + 1) * len(values) // width] or [values[-1]]
-               for i in range(min(width, len(values)))]
+    count = min(width, len(values))
+    buckets = [values[i * len(values) // count:(i + 1) * len(values) // count]
+               for i in range(count)]
     means = [sum(b) / len(b) for b in buckets]
     low, high = min(finite), max(finite)
     span = (high - low) or 1.0

@@ -117,6 +117,10 @@ def _run_dir_problems(plan: Any, run_dir: Path) -> list[Diagnostic]:
     if previous.digest == plan.digest:
         return []
     changes = diff_plans(previous, plan)
+    # A config field the plan also carries resolved is listed once, under the plan's path.
+    plan_paths = {c.path for c in changes}
+    changes = [c for c in changes if not (c.path.startswith("config.")
+                                          and c.path.removeprefix("config.") in plan_paths)]
     return [Diagnostic.error(
         OTHER_PLAN, f"run directory `{run_dir}` holds a run of another plan",
         notes=[f"this run's plan {plan.digest[:19]}…, the directory's {previous.digest[:19]}…"]
