@@ -65,7 +65,7 @@ def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser],
     add_config_inputs(train)
     train.add_argument("--data", required=True, metavar="DIR", help="a `capibara data prepare` output")
     train.add_argument("--run-dir", required=True, metavar="DIR",
-                       help="checkpoints, log.jsonl, plan.json and config.toml go here")
+                       help="checkpoints, log.jsonl, train.plan.json and config.toml go here")
     train.add_argument("--steps", type=_positive, metavar="N",
                        help="train up to step N (default: `training.decay_steps`)")
     train.add_argument("--log-every", type=_positive, default=10, metavar="N")

@@ -257,29 +257,37 @@ class _Lock:
 # --------------------------------------------------------------------------- fingerprints
 
 
+def _fingerprint(x):
+    import jax
+    import jax.numpy as jnp
+
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    width = x.dtype.itemsize
+    unsigned = {1: jnp.uint8, 2: jnp.uint16}.get(width, jnp.uint32)
+    bits = jax.lax.bitcast_convert_type(x, unsigned).reshape(-1).astype(jnp.uint32)
+    weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
+    return jnp.sum(bits * weights, dtype=jnp.uint32) ^ jnp.uint32(bits.size)
+
+
+_fingerprint_leaves = None
+
+
 def _fingerprints(tree: Any) -> list[int]:
     """A 32-bit fingerprint of each leaf's bits, computed where the leaf lives.
 
     Integer sums wrap exactly and in any order, so the value does not depend
     on how the array is sharded or on how many processes hold it.
     """
+    global _fingerprint_leaves
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    def one(x):
-        x = jnp.asarray(x)
-        if x.dtype == jnp.bool_:
-            x = x.astype(jnp.uint8)
-        width = x.dtype.itemsize
-        bits = jax.lax.bitcast_convert_type(x, {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[width]) \
-            if width < 8 else jax.lax.bitcast_convert_type(x, jnp.uint32)
-        bits = bits.reshape(-1).astype(jnp.uint32)
-        weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
-        return jnp.sum(bits * weights, dtype=jnp.uint32) ^ jnp.uint32(bits.size)
-
-    leaves = jax.tree.leaves(tree)
-    return [int(v) for v in np.asarray(jax.device_get(jax.jit(lambda ls: [one(x) for x in ls])(leaves)))]
+    if _fingerprint_leaves is None:  # one jitted function: compiled once per tree shape
+        _fingerprint_leaves = jax.jit(lambda leaves: [_fingerprint(x) for x in leaves])
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    return [int(v) for v in np.asarray(jax.device_get(_fingerprint_leaves(leaves)))]
 
 
 def _describe(tree: Any) -> list[dict[str, Any]]:

@@ -110,9 +110,12 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
                          f"{processes} processes")
     if primary:
         _write_run_records(setup)
-    iterator = iter(training_batches(setup.data_dir, seq_len=seq, global_batch=global_batch,
-                                     seed=seed, process_index=index, process_count=processes,
-                                     manifest=setup.data))
+    import grain
+
+    batches = training_batches(setup.data_dir, seq_len=seq, global_batch=global_batch, seed=seed,
+                               process_index=index, process_count=processes, manifest=setup.data)
+    # Read ahead on a thread or two, so the step never waits for its batch.
+    iterator = iter(batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)))
     held_out = held_out_batches(setup.data_dir, seq_len=seq, global_batch=global_batch,
                                 batches=eval_batches, process_index=index,
                                 process_count=processes, manifest=setup.data)

@@ -24,7 +24,7 @@ RUN_DIR_UNUSABLE = "R204"
 OTHER_PLAN = "R205"
 
 #: The run directory's layout.
-RUN_PLAN = "plan.json"
+RUN_PLAN = "train.plan.json"
 RUN_LOG = "log.jsonl"
 CHECKPOINTS = "checkpoints"
 
