@@ -73,6 +73,9 @@ def add_verbs(verbs: Any, add_config_inputs: Callable[[argparse.ArgumentParser],
                        help="held-out loss every N steps (default: `training.save_checkpoint_steps`)")
     train.add_argument("--eval-batches", type=_positive, default=4, metavar="N")
     train.add_argument("--seed", type=int, default=0, help="the data shuffling seed")
+    train.add_argument("--show-memory", action="store_true",
+                       help="print the plan's memory estimate beside XLA's analysis of the "
+                            "compiled step (compiles the step once more)")
     train.add_argument("--coordinator", metavar="HOST:PORT",
                        help="join a jax.distributed job whose process 0 listens here")
     train.add_argument("--num-processes", type=_positive, metavar="N")
@@ -151,7 +154,7 @@ def run_train(args: argparse.Namespace, out: TextIO) -> int:
     try:
         result = run(setup, steps=args.steps, log_every=args.log_every,
                      eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
-                     out=sys.stderr)
+                     out=sys.stderr, show_memory=args.show_memory)
     except ConfigError as error:
         _print_errors(error, args.message_format)
         return EXIT_ERRORS

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from capibara.train.progress import ProgressLine, RunLog
 from capibara.train.setup import CHECKPOINTS, RUN_LOG, RUN_PLAN, TrainSetup
 
-__all__ = ["TrainResult", "run"]
+__all__ = ["TrainResult", "run", "memory_comparison"]
 
 
 @dataclass
@@ -61,6 +61,20 @@ class _StopFlag:
             signal.signal(number, handler)
 
 
+def memory_comparison(plan: Any, analysis: Any) -> str:
+    """One line: the plan's per-device estimate of a training step beside XLA's own account
+    (arguments + outputs + temporaries − donated buffers reused for outputs)."""
+    mib = 1 << 20
+    xla = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+           + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+    estimate = plan.memory.total
+    return (f"memory     plan estimate {estimate / mib:.1f} MiB per device; XLA's compiled step "
+            f"{xla / mib:.1f} MiB (arguments {analysis.argument_size_in_bytes / mib:.1f}, "
+            f"temporaries {analysis.temp_size_in_bytes / mib:.1f}, outputs "
+            f"{analysis.output_size_in_bytes / mib:.1f}, reused {analysis.alias_size_in_bytes / mib:.1f}); "
+            f"estimate/XLA {estimate / xla:.2f}")
+
+
 def _write_run_records(setup: TrainSetup) -> None:
     from capibara.plan import config_of_plan, write_plan_file
 
@@ -78,12 +92,14 @@ def _write_run_records(setup: TrainSetup) -> None:
 def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
         eval_every: int | None = None, eval_batches: int = 4, seed: int = 0,
         progress: bool | None = None, out: TextIO = sys.stderr,
-        handle_signals: bool = True) -> TrainResult:
+        handle_signals: bool = True, show_memory: bool = False) -> TrainResult:
     """Train ``setup``'s plan on its data into its run directory (see the module doc).
 
     ``steps``: the step to stop at (default: the schedule's ``decay_steps``).
     ``eval_every``: default every ``save_checkpoint_steps``. ``progress``:
-    draw the progress line (default: only on a terminal).
+    draw the progress line (default: only on a terminal). ``show_memory``:
+    print the plan's memory estimate beside XLA's analysis of the compiled
+    step (one more compile of the step).
     """
     import jax
     import numpy as np
@@ -159,6 +175,9 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
         def stop_requested() -> bool:
             return stop.signal is not None
 
+    if show_memory and primary:
+        out.write(memory_comparison(plan, model.train_step_memory(
+            place(np.zeros((global_batch // processes, seq), np.int32)))) + "\n")
     bar = ProgressLine(model.step, total, stream=out, enabled=progress if primary else False)
     tokens_per_step = global_batch * seq
     window_start, window_steps = time.perf_counter(), 0

@@ -117,9 +117,11 @@ def test_cli_report_and_a_finished_run_resumed_again(config, uninterrupted, caps
     assert "steps      1 to 6 (6 logged)" in text and "curve" in text and "finish" in text
     out = io.StringIO()
     status = cli.main(["train", str(config), "--target", "cpu", "--no-env", "--data", str(DATA),
-                       "--run-dir", str(run_dir), "--steps", "6"], out=out)
-    assert status == 0, capsys.readouterr().err
+                       "--run-dir", str(run_dir), "--steps", "6", "--show-memory"], out=out)
+    err = capsys.readouterr().err
+    assert status == 0, err
     assert "steps 6 → 6 (resumed at step 6)" in out.getvalue()
+    assert "memory     plan estimate" in err and "estimate/XLA" in err
 
 
 def test_set_on_a_plan_is_a_usage_error(uninterrupted, capsys) -> None:
