@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import capibara
-from capibara.checkpoint import CheckpointManager
+from capibara.model.checkpoint import CheckpointManager
 from capibara.data import prepare
 from capibara.model import Model
 from capibara.runtime import load_plan

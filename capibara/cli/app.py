@@ -125,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     from capibara.cli.serve import add_verb as add_serve
 
     add_serve(verbs, _add_message_format)
-    __import__("capibara.cli_train").cli_train.add_verbs(verbs, _add_config_inputs, _add_message_format)
+
+    from capibara.cli import data as data_verb, report as report_verb, train as train_verb
+
+    data_verb.add_verb(verbs, _add_message_format)
+    train_verb.add_verb(verbs, _add_config_inputs, _add_message_format)
+    report_verb.add_verb(verbs, _add_message_format)
     return parser
 
 

@@ -105,7 +105,7 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from capibara.checkpoint import CheckpointManager
+    from capibara.model.checkpoint import CheckpointManager
     from capibara.data.source import eval_batches as held_out_batches, training_batches
     from capibara.model import Model
     from capibara.runtime import load_plan

@@ -43,7 +43,7 @@ class TrainSetup:
 def _plan_and_config(inputs: Sequence[str | os.PathLike], overrides: Sequence[str],
                      target: str | None, env: Mapping[str, str] | None) -> tuple[Any, Any, list[Diagnostic]]:
     """The plan, the config it came from (``None`` for a plan file) and the warnings."""
-    from capibara.cli_plan import is_plan_path
+    from capibara.cli.plan import is_plan_path
 
     if len(inputs) == 1 and is_plan_path(str(inputs[0])):
         from capibara.plan import load_plan_file
@@ -52,7 +52,7 @@ def _plan_and_config(inputs: Sequence[str | os.PathLike], overrides: Sequence[st
             raise ValueError("--set changes a config, not a compiled plan: pass the config")
         return load_plan_file(inputs[0]), None, []
     from capibara.compiler import compile_config
-    from capibara.sources import resolve_config
+    from capibara.config.sources import resolve_config
 
     resolved = resolve_config(inputs, env=env, overrides=overrides)
     result = compile_config(resolved.config, target)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capibara import cli
+import capibara.cli.app as cli
 from capibara.data import Tokenizer, prepare, read_manifest
 from capibara.data.source import TokenWindows, eval_batches, training_batches
 from capibara.diagnostics import ConfigError

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import capibara
-from capibara import cli
+import capibara.cli.app as cli
 from capibara.model import Model
 
 ROOT = Path(__file__).resolve().parents[2]
