@@ -17,6 +17,7 @@ all processes save the same step and stop together.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -45,8 +46,9 @@ class TrainResult:
 class _StopFlag:
     """Set by SIGINT/SIGTERM; the loop finishes its step, saves and returns."""
 
-    def __init__(self, signals: tuple[int, ...]) -> None:
+    def __init__(self, signals: tuple[int, ...], *, forward_to: int | None = None) -> None:
         self.signal: int | None = None
+        self._forward_to = forward_to
         self._previous = {}
         for number in signals:
             self._previous[number] = signal.signal(number, self._handle)
@@ -55,6 +57,8 @@ class _StopFlag:
         if self.signal is not None and number == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
         self.signal = number
+        if self._forward_to is not None:
+            os.kill(os.getpid(), self._forward_to)
 
     def restore(self) -> None:
         for number, handler in self._previous.items():
@@ -81,6 +85,11 @@ def _write_run_records(setup: TrainSetup) -> None:
     setup.run_dir.mkdir(parents=True, exist_ok=True)
     if not (setup.run_dir / RUN_PLAN).exists():
         write_plan_file(setup.plan, setup.run_dir / RUN_PLAN)
+    tokenizer = setup.run_dir / "tokenizer.model"  # kept with the run for generating from it
+    if not tokenizer.exists():
+        temp = tokenizer.with_name(".tokenizer.model.tmp")
+        temp.write_bytes((setup.data_dir / setup.data.tokenizer).read_bytes())
+        temp.replace(tokenizer)
     config_file = setup.run_dir / "config.toml"
     if not config_file.exists():
         text = config_of_plan(setup.plan).to_toml(full=True)
@@ -165,10 +174,11 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
     if processes > 1:
         from jax.experimental import multihost_utils
 
-        # SIGTERM to any process reaches all of them through the coordination service.
+        # SIGTERM to any process reaches all of them through the coordination service
+        # (JAX's preemption notifier); Ctrl-C is turned into one, so it stops them all too.
         def stop_requested() -> bool:
             return multihost_utils.reached_preemption_sync_point(model.step)
-        stop = _StopFlag(()) if not handle_signals else _StopFlag((signal.SIGINT,))
+        stop = _StopFlag((signal.SIGINT,) if handle_signals else (), forward_to=signal.SIGTERM)
     else:
         stop = _StopFlag((signal.SIGINT, signal.SIGTERM) if handle_signals else ())
 

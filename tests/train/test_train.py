@@ -129,3 +129,17 @@ def test_set_on_a_plan_is_a_usage_error(uninterrupted, capsys) -> None:
     status = cli.main(["train", str(run_dir / "train.plan.json"), "--set", "model.num_layers=2",
                        "--data", str(DATA), "--run-dir", str(run_dir)], out=io.StringIO())
     assert status == 2 and "--set changes a config" in capsys.readouterr().err
+
+
+def test_run_generates_from_the_runs_checkpoint_with_its_tokenizer(uninterrupted, capsys) -> None:
+    run_dir, _ = uninterrupted
+    out = io.StringIO()
+    status = cli.main(["run", str(run_dir / "train.plan.json"), "--generate", "3",
+                       "--checkpoint", str(run_dir), "--prompt", "The sun was warm"], out=out)
+    assert status == 0, capsys.readouterr().err
+    text = out.getvalue()
+    assert f"weights    step 6 of {run_dir}" in text
+    assert 'text       "The sun was warm' in text
+    status = cli.main(["run", str(run_dir / "train.plan.json"), "--generate", "2",
+                       "--prompt-ids", "1,99"], out=io.StringIO())
+    assert status == 1 and "outside the model's vocabulary of 64" in capsys.readouterr().err
