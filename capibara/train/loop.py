@@ -110,6 +110,7 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
     print the plan's memory estimate beside XLA's analysis of the compiled
     step (one more compile of the step).
     """
+    import grain
     import jax
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
@@ -135,8 +136,6 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
                          f"{processes} processes")
     if primary:
         _write_run_records(setup)
-    import grain
-
     batches = training_batches(setup.data_dir, seq_len=seq, global_batch=global_batch, seed=seed,
                                process_index=index, process_count=processes, manifest=setup.data)
     # Read ahead on a thread or two, so the step never waits for its batch.
@@ -155,10 +154,15 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
         keep_max=int(training["keep_checkpoint_max"]),
         compress=bool(training["checkpoint_compression"]),
         asynchronous=bool(training["async_checkpointing"]), primary=primary)
+    try:
+        if manager.steps():
+            model.load_training_state(manager.restore(model.training_state(), data_iterator=iterator))
+    except BaseException:
+        manager.close()  # a refused checkpoint must not keep the directory locked
+        raise
     log = RunLog(setup.run_dir / RUN_LOG, enabled=primary)
     metadata = {"plan": plan.digest, "data": setup.data.digest, "seed": seed}
-    if manager.steps():
-        model.load_training_state(manager.restore(model.training_state(), data_iterator=iterator))
+    if model.step:
         log.write(event="resume", step=model.step, plan=plan.digest)
     else:
         log.write(event="start", step=0, plan=plan.digest, data=setup.data.digest)
