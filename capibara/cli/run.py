@@ -265,7 +265,11 @@ def _generate(compiled: Any, tokens: int, out: TextIO, args: argparse.Namespace)
         except ConfigError as error:
             _print_errors(error, args.message_format)
             return EXIT_ERRORS
-        prompt = np.asarray([ids], np.int32) % model.spec.vocab_size
+        if len(ids) + tokens > model.spec.max_seq_len:
+            sys.stderr.write(f"error: the prompt ({len(ids)} tokens) and --generate {tokens} exceed "
+                             f"the model's max_seq_length {model.spec.max_seq_len}\n")
+            return 2
+        prompt = np.asarray([ids], np.int32)
     else:
         prompt = np.arange(1, PROMPT_LENGTH + 1, dtype=np.int32)[None, :] % model.spec.vocab_size
     model.generate(prompt, tokens)  # the first call compiles prefill and the decode loop

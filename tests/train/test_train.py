@@ -135,11 +135,14 @@ def test_run_generates_from_the_runs_checkpoint_with_its_tokenizer(uninterrupted
     run_dir, _ = uninterrupted
     out = io.StringIO()
     status = cli.main(["run", str(run_dir / "train.plan.json"), "--generate", "3",
-                       "--checkpoint", str(run_dir), "--prompt", "The sun was warm"], out=out)
+                       "--checkpoint", str(run_dir), "--prompt", "The sun"], out=out)
     assert status == 0, capsys.readouterr().err
     text = out.getvalue()
     assert f"weights    step 6 of {run_dir}" in text
-    assert 'text       "The sun was warm' in text
+    assert 'text       "The sun' in text
     status = cli.main(["run", str(run_dir / "train.plan.json"), "--generate", "2",
                        "--prompt-ids", "1,99"], out=io.StringIO())
     assert status == 1 and "outside the model's vocabulary of 64" in capsys.readouterr().err
+    status = cli.main(["run", str(run_dir / "train.plan.json"), "--generate", "8",
+                       "--prompt-ids", ",".join(["1"] * 12)], out=io.StringIO())
+    assert status == 2 and "exceed the model's max_seq_length 16" in capsys.readouterr().err
