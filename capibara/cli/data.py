@@ -8,7 +8,7 @@ import sys
 from typing import Any, Callable, TextIO
 
 from capibara.cli.output import print_diagnostics
-from capibara.diagnostics import ConfigError
+from capibara.diagnostics import ConfigError, escape
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +60,6 @@ def run_prepare(args: argparse.Namespace, out: TextIO) -> int:
         print_diagnostics(error.diagnostics, args.message_format, sys.stderr)
         return EXIT_ERRORS
     counts = ", ".join(f"{name} {split.tokens:,} tokens" for name, split in manifest.splits.items())
-    out.write(f"prepared   {args.output}: {counts}; tokenizer {manifest.tokenizer} "
+    out.write(f"prepared   {escape(args.output)}: {counts}; tokenizer {manifest.tokenizer} "
               f"({manifest.vocab_size} pieces)\ndigest     {manifest.digest}\n")
     return EXIT_OK

@@ -245,6 +245,7 @@ def _digest(result: Any) -> str:
 def _generate(compiled: Any, tokens: int, out: TextIO, args: argparse.Namespace) -> int:
     import numpy as np
 
+    from capibara.diagnostics import escape
     from capibara.model.facade import Model
 
     start = time.perf_counter()
@@ -257,7 +258,7 @@ def _generate(compiled: Any, tokens: int, out: TextIO, args: argparse.Namespace)
         try:
             if args.checkpoint:
                 out.write(f"weights    step {restore_weights(model, args.checkpoint)} of "
-                          f"{args.checkpoint}\n")
+                          f"{escape(args.checkpoint)}\n")
                 tokenizer = run_tokenizer(args.checkpoint)
             ids = prompt_ids(args.prompt if args.prompt is not None else "",
                              args.prompt_ids, tokenizer, model.spec.vocab_size) \
@@ -282,9 +283,6 @@ def _generate(compiled: Any, tokens: int, out: TextIO, args: argparse.Namespace)
         out.write(f"note       {note}\n")
     out.write(f"generate   {tokens} tokens in {seconds:.2f} s ({tokens / seconds:.1f} tokens/s): "
               f"{generated}\n")
-    if tokenizer is not None:
-        import json
-
-        # Quoted and with control characters escaped: generated text never drives the terminal.
-        out.write(f"text       {json.dumps(tokenizer.decode(result[0].tolist()), ensure_ascii=False)}\n")
+    if tokenizer is not None:  # escaped: generated text never drives the terminal
+        out.write(f'text       "{escape(tokenizer.decode(result[0].tolist()))}"\n')
     return EXIT_OK

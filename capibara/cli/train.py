@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable, TextIO
 
 from capibara.cli.output import print_diagnostics
-from capibara.diagnostics import ConfigError
+from capibara.diagnostics import ConfigError, escape
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -113,7 +113,7 @@ def run_train(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"loss       {result.losses[0][1]:.4f} → {result.losses[-1][1]:.4f}\n")
     if result.eval_losses:
         out.write(f"eval loss  {result.eval_losses[-1][1]:.4f} at step {result.eval_losses[-1][0]}\n")
-    out.write(f"run        {args.run_dir} (capibara report {args.run_dir})\n")
+    out.write(f"run        {escape(args.run_dir)} (capibara report {escape(args.run_dir)})\n")
     if result.stopped_by:
         number = int(getattr(signal, result.stopped_by))
         out.write(f"stopped    by {result.stopped_by} at step {result.step}, checkpoint saved; "

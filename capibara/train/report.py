@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.diagnostics import ConfigError, Diagnostic, escape
 
 __all__ = ["read_log", "summary"]
 
@@ -72,7 +72,7 @@ def summary(run_dir: str | Path) -> str:
     rates = sorted(r["tokens_per_second"] for r in records
                    if isinstance(r.get("tokens_per_second"), (int, float)))
     events = [r for r in records if "event" in r]
-    lines = [f"run        {run_dir}"]
+    lines = [f"run        {escape(str(run_dir))}"]
     plans = {r.get("plan") for r in events if r.get("plan")}
     if plans:
         lines.append(f"plan       {', '.join(sorted(plans))}")
