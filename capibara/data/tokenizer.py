@@ -21,6 +21,8 @@ TOKENIZER_FAILED = "D102"
 #: Below this many pieces there is no room for the 256 byte pieces next to real
 #: ones, so unknown characters map to ``<unk>`` instead of their UTF-8 bytes.
 _BYTE_FALLBACK_MIN_VOCAB = 512
+#: A 256k-piece model is a few MB; anything far larger is not a tokenizer.
+_MAX_MODEL_BYTES = 256 << 20
 
 
 class Tokenizer:
@@ -46,6 +48,8 @@ class Tokenizer:
         try:
             if not path.is_file():
                 raise OSError("not a regular file")
+            if path.stat().st_size > _MAX_MODEL_BYTES:
+                raise OSError(f"larger than {_MAX_MODEL_BYTES >> 20} MiB, no SentencePiece model is")
             data = path.read_bytes()
         except OSError as error:
             raise ConfigError([Diagnostic.error(
