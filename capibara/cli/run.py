@@ -260,9 +260,10 @@ def _generate(compiled: Any, tokens: int, out: TextIO, args: argparse.Namespace)
                 out.write(f"weights    step {restore_weights(model, args.checkpoint)} of "
                           f"{escape(args.checkpoint)}\n")
                 tokenizer = run_tokenizer(args.checkpoint)
-            ids = prompt_ids(args.prompt if args.prompt is not None else "",
-                             args.prompt_ids, tokenizer, model.spec.vocab_size) \
-                if (args.prompt is not None or args.prompt_ids is not None) else list(range(1, PROMPT_LENGTH + 1))
+            if args.prompt is not None or args.prompt_ids is not None:
+                ids = prompt_ids(args.prompt or "", args.prompt_ids, tokenizer, model.spec.vocab_size)
+            else:
+                ids = [i % model.spec.vocab_size for i in range(1, PROMPT_LENGTH + 1)]
         except ConfigError as error:
             _print_errors(error, args.message_format)
             return EXIT_ERRORS
