@@ -1039,6 +1039,45 @@ Example:
     temperature = 2.5
 
 Fix: a temperature between 0 and 2."""),
+    Code("V059", "the `mixers` pattern does not divide `num_layers`",
+         """Block i uses mixer `mixers[i % len(mixers)]`, and the pattern must tile
+the layers exactly: every repeat of the pattern is one step of the layer loop,
+so a partial repeat at the end has no meaning.
+
+Example:
+    [model]
+    num_layers = 12
+    mixers = ["ssm", "ssm", "ssm", "ssm", "attention"]
+
+Fix: a pattern whose length divides `num_layers` (`["ssm", "ssm", "attention"]`
+for 12 layers), or a `num_layers` that is a multiple of the pattern's length."""),
+    Code("V060", "a `hyena` filter longer than the context",
+         """`hyena_filter_length` is the number of taps of a `hyena` block's long
+implicit filter. A token at position t only meets taps 0..t, so taps past
+`max_seq_length` are never used; they would only cost compute and memory.
+
+Example:
+    [model]
+    max_seq_length = 2048
+    mixers = ["hyena", "attention"]
+    hyena_filter_length = 4096
+
+Fix: at most `max_seq_length` taps, or remove the field for a filter as
+long as the context."""),
+    Code("V061", "`kernel_categories` leaves out a family the `mixers` need",
+         """`ssm` blocks compute with the `scan` and `conv` kernel families and
+`hyena` blocks with `fft` and `conv`. On a TPU, `kernel_categories` lists the
+families that get tuned kernels; a family left out runs its reference
+implementation, which is correct but slower. A warning.
+
+Example:
+    [model]
+    mixers = ["ssm", "attention"]
+    [tpu_v4_optimizations]
+    kernel_categories = ["linalg", "attention"]
+
+Fix: add the families the pattern needs (`kernel_categories = ["linalg",
+"attention", "scan", "conv"]`), or drop those mixers from the pattern."""),
     # ------------------------------------------------------------------ H: hardware compatibility
     Code("H001", "unknown target",
          """`--target` (or `check_hardware_compatibility(config, target)`) names no

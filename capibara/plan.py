@@ -119,7 +119,9 @@ class ModelShape(_Frozen, kw_only=True):
     scales, the VQ codebook ``K·d_vq`` and the Mixture-of-Rookies routers
     ``L·d·E`` (see :func:`capibara.compiler.lower.model_shape`). With Mixture of
     Rookies, ``num_experts`` experts of ``expert_ffn_dim`` each split the MLP
-    width and ``experts_per_token`` of them run per token.
+    width and ``experts_per_token`` of them run per token. ``mixers`` is the
+    per-block pattern of sequence mixers (``model.mixers``) with the sizes its
+    ``ssm`` and ``hyena`` blocks use; all four are absent for attention only.
     """
 
     hidden_size: int
@@ -135,6 +137,12 @@ class ModelShape(_Frozen, kw_only=True):
     num_experts: int | None = None
     experts_per_token: int | None = None
     expert_ffn_dim: int | None = None
+    # Sequence mixers other than attention: left out of the encoding (UNSET) for an
+    # all-attention model, so plans from before mixers existed keep their digests.
+    mixers: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
+    ssm_state_size: int | msgspec.UnsetType = msgspec.UNSET
+    ssm_conv_width: int | msgspec.UnsetType = msgspec.UNSET
+    hyena_filter_length: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class MemoryEstimate(_Frozen, kw_only=True):
@@ -300,8 +308,9 @@ def config_of_plan(plan: Plan) -> Any:
     from capibara.config.fields import FIELDS
 
     implicit = ("default", "derived")
-    explicit = {f.name: plan.config[f.path] for f in FIELDS
-                if plan.provenance.get(f.path, "default").split(" ", 1)[0] not in implicit}
+    # A field missing from the plan held its default (``Field.omitted_at_default``).
+    explicit = {f.name: plan.config[f.path] for f in FIELDS if f.path in plan.config
+                and plan.provenance.get(f.path, "default").split(" ", 1)[0] not in implicit}
     return ModularModelConfig(**explicit)
 
 
@@ -712,7 +721,9 @@ def summary(plan: Plan) -> str:
         f"{_bytes(mem.weights)}, optimizer {_bytes(mem.optimizer_state)}, activations "
         f"{_bytes(mem.activations)})",
         f"model      {plan.model.parameter_count / 1e6:.1f} M parameters, "
-        f"{plan.model.num_layers} layers × {plan.model.hidden_size} wide",
+        f"{plan.model.num_layers} layers × {plan.model.hidden_size} wide"
+        + (f", mixers {' '.join(plan.model.mixers)}"
+           if plan.model.mixers is not msgspec.UNSET else ""),
         "kernels",
     ]
     for spec in plan.kernels:

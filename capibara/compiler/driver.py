@@ -217,6 +217,16 @@ def _field_paths() -> tuple[tuple[str, str], ...]:
     return tuple((f.name, f.path) for f in FIELDS)
 
 
+def _recorded_paths(config: Any) -> tuple[tuple[str, str], ...]:
+    """The fields a plan records: all, less those marked ``omitted_at_default``
+    that hold their default (so plans that do not use a newer field keep their digest)."""
+    from capibara.config.fields import FIELD_BY_NAME
+
+    return tuple((name, path) for name, path in _field_paths()
+                 if not (FIELD_BY_NAME[name].omitted_at_default
+                         and getattr(config, name) == FIELD_BY_NAME[name].default))
+
+
 @functools.cache
 def _secret_fields() -> tuple[str, ...]:
     return tuple(name for name, _ in _field_paths() if _SECRET_NAME.search(name))
@@ -263,8 +273,8 @@ def freeze(ir: Lowered, warnings: Sequence[str] = ()) -> Plan:
                             offload_activations=policy.offload_activations,
                             jit=config.enable_jit, cache_compiled=config.cache_compiled_functions),
         kernels=kernels, training=training, runtime=runtime, services=services,
-        config={path: values[name] for name, path in _field_paths()},
-        provenance={path: str(config.provenance(name)) for name, path in _field_paths()},
+        config={path: values[name] for name, path in _recorded_paths(config)},
+        provenance={path: str(config.provenance(name)) for name, path in _recorded_paths(config)},
         decisions=ir.decisions, warnings=tuple(warnings))
     return seal(plan)
 

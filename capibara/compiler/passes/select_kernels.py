@@ -8,13 +8,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from capibara.compiler.lower import KernelUse, Lowered
 from capibara.compiler.passes.base import Pass, PassContext
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why an implementation does not apply to a kernel use."""
-
-    reason: str
+from capibara.kernels.refusal import Refusal
+from capibara.kernels.specs import selectors as family_selectors
 
 
 #: A selector: (use, ir) → the implementation's static params, or a Refusal.
@@ -173,6 +168,7 @@ SELECTORS: dict[tuple[str, str], Selector] = {
     ("moe", "reference"): lambda u, ir: {},
     ("collective", "decomposed"): _collective_decomposed,
     ("collective", "reference"): lambda u, ir: {},
+    **family_selectors(),
 }
 
 #: Kernel families a TPU runs custom kernels for only when the config lists

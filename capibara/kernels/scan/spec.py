@@ -1,0 +1,26 @@
+"""What the compiler knows about the scan family, without JAX: its static
+parameters and when each variant applies (the ``select-kernels`` pass asks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CHUNK", "SELECTORS"]
+
+#: Time steps per chunk of the ``chunked`` variant: 16 to 256 were within noise
+#: of each other (benchmarks/kernels_scan.py at B16 T4096 D256); 64 keeps both loops short.
+CHUNK = 64
+
+
+def _chunked(use: Any, ir: Any) -> dict[str, Any]:
+    return {"chunk": CHUNK}
+
+
+#: implementation → selector ``(use, ir) -> static params or Refusal``; every variant
+#: accepts every ``[batch, seq, dim]`` recurrence, so only the target's ranking decides.
+SELECTORS = {
+    "sequential": lambda use, ir: {},
+    "chunked": _chunked,
+    "associative": lambda use, ir: {},
+    "reference": lambda use, ir: {},
+}
