@@ -76,6 +76,7 @@ from capibara.compiler.model_spec import ModelSpec, RunPolicy, WeightFormat, liv
 from capibara.diagnostics import ConfigError
 from capibara.kernels.linalg import quantize_weight
 from capibara.model.kernels import Kernels
+from capibara.model.mixers import HybridNetwork
 from capibara.model.network import LossParts, Network
 from capibara.model.notes import execution_notes, host_offload_supported, plan_notes
 from capibara.model.params import init_params, make_mesh, param_partition_specs, param_shardings
@@ -188,7 +189,7 @@ class Model:
         spec = ModelSpec.from_plan(plan, config)
         choices = {}
         for kernel in plan.kernels:
-            if kernel.family in ("attention", "vq", "moe", "linalg"):
+            if kernel.family in ("attention", "vq", "moe", "linalg", "scan", "conv", "fft"):
                 # Deduplicated linalg sites share one precision policy; the first
                 # spec of each family stands for every call site of that family.
                 choices.setdefault(kernel.family, (kernel.implementation, dict(kernel.params)))
@@ -227,7 +228,8 @@ class Model:
         self._config = copy.copy(config)
         self._runtime = RuntimeSettings.from_config(config)
         self.notes, self._remat, offload = execution_notes(policy, mesh)
-        net = self._net = Network(spec, kernels, policy.loss_chunk,
+        network = Network if spec.attention_only else HybridNetwork
+        net = self._net = network(spec, kernels, policy.loss_chunk,
                                saved_activation_dtype=policy.saved_activation_dtype,
                                offload_activations=offload)
         compiled = jax.jit if policy.jit else _op_by_op

@@ -41,6 +41,12 @@ class Kernels:
     - ``matmul(x, w)``: ``x [..., k] @ w [k, n]`` under the precision policy, float32 out.
     - ``attention_decode``: attention for a generation step, one query against
       the KV cache (default: ``attention``).
+    - ``scan(a, b)``: ``h_t = a_t h_{t-1} + b_t`` over axis 1 of ``[B, S, C]``
+      from a zero state (``ssm`` blocks).
+    - ``conv(x, w)``: depthwise causal conv1d, ``x [B, S, C]``, ``w [width, C]``
+      (the short conv of ``ssm`` and ``hyena`` blocks).
+    - ``long_conv(u, k)``: causal long convolution, ``u [C, L]``, ``k [C, K]``
+      (``hyena`` blocks).
     """
 
     attention: Callable[..., jax.Array]
@@ -49,6 +55,9 @@ class Kernels:
     matmul: Callable[..., jax.Array]
     moe_dropless: Callable[..., MoRResult] | None = None
     attention_decode: Callable[..., jax.Array] | None = None
+    scan: Callable[..., jax.Array] | None = None
+    conv: Callable[..., jax.Array] | None = None
+    long_conv: Callable[..., jax.Array] | None = None
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +72,8 @@ class Kernels:
         return cls(_plain_attention,
                    partial(_plain_vq, commitment_weight=spec.vq_commitment_weight),
                    _plain_moe,
-                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), name="plain")
+                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)),
+                   scan=_plain_scan, conv=_plain_conv, long_conv=_plain_long_conv, name="plain")
 
     @classmethod
     def from_variants(cls, spec: ModelSpec,
@@ -76,7 +86,7 @@ class Kernels:
         (:class:`~capibara.kernels.base.Unsupported`, e.g. a decode step
         shorter than an attention tile) runs on the family's reference instead.
         """
-        from capibara.kernels import attention, linalg, moe, vq
+        from capibara.kernels import attention, conv, fft, linalg, moe, scan, vq
 
         choices = dict(choices or {})
         policy = {"param_dtype": spec.param_dtype, "compute_dtype": spec.compute_dtype,
@@ -100,6 +110,9 @@ class Kernels:
             # matrix; tiling it only adds loop steps (generation at the dev
             # shape: 2.1 s with the reference vs 2.7 s with cpu_bf16 tiles).
             attention_decode=_variant(attention.VARIANTS, "reference", {}),
+            scan=_variant(scan.VARIANTS, *choices.get("scan", ("reference", {}))),
+            conv=_variant(conv.VARIANTS, *choices.get("conv", ("reference", {}))),
+            long_conv=_variant(fft.VARIANTS, *choices.get("fft", ("reference", {}))),
             name="capibara")
 
 
@@ -174,3 +187,31 @@ def _plain_moe(x, router, experts, *, top_k):
     fraction = jnp.mean(jnp.sum(chosen, 1), 0) / top_k
     balance = num_experts * jnp.sum(fraction * jnp.mean(probs, 0))
     return MoRResult(y, balance, fraction, jnp.zeros(()))
+
+
+def _plain_scan(a, b):
+    # The recurrence as one writes it: a time-major lax.scan carrying the state.
+    def step(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    a32, b32 = jnp.swapaxes(a, 0, 1).astype(jnp.float32), jnp.swapaxes(b, 0, 1).astype(jnp.float32)
+    _, hs = lax.scan(step, jnp.zeros(a32.shape[1:], jnp.float32), (a32, b32))
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def _plain_conv(x, w):
+    # Depthwise causal conv1d by XLA's grouped convolution, left-padded by width - 1.
+    width, channels = w.shape
+    y = lax.conv_general_dilated(
+        x.astype(jnp.float32), w.astype(jnp.float32)[:, None, :], (1,), [(width - 1, 0)],
+        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=channels)
+    return y
+
+
+def _plain_long_conv(u, k):
+    # Causal long convolution by a power-of-two FFT, as one writes it with jnp.fft.
+    length = u.shape[-1]
+    n = 1 << (length + k.shape[-1] - 2).bit_length()
+    spectrum = jnp.fft.rfft(u.astype(jnp.float32), n) * jnp.fft.rfft(k.astype(jnp.float32), n)
+    return jnp.fft.irfft(spectrum, n)[..., :length]
