@@ -1041,8 +1041,9 @@ Example:
 Fix: a temperature between 0 and 2."""),
     Code("V059", "the `mixers` pattern does not divide `num_layers`",
          """Block i uses mixer `mixers[i % len(mixers)]`, and the pattern must tile
-the layers exactly: every repeat of the pattern is one step of the layer loop,
-so a partial repeat at the end has no meaning.
+the layers exactly: a partial repeat at the end would change the mix of
+blocks without saying so (`["ssm", "attention"]` over 5 layers would be
+three SSM blocks and two attention blocks, not one in two).
 
 Example:
     [model]

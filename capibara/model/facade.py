@@ -176,31 +176,36 @@ class Model:
         """
         from capibara.plan import Plan, load_plan_file
 
-        plan = compiled_or_path
+        plan, compiled = compiled_or_path, None
         if isinstance(plan, (str, os.PathLike)):
             plan = load_plan_file(plan)
         elif not isinstance(plan, Plan):
-            plan = plan.plan
+            plan, compiled = plan.plan, plan
         self = cls.__new__(cls)
-        self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed)
+        self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed,
+                              compiled)
         return self
 
-    def _setup_from_plan(self, plan: Any, config: Any, seed: int) -> None:
+    def _setup_from_plan(self, plan: Any, config: Any, seed: int, compiled: Any = None) -> None:
+        from capibara.runtime.loader import KernelSet, bind
+
         spec = ModelSpec.from_plan(plan, config)
-        choices = {}
-        for kernel in plan.kernels:
-            if kernel.family in ("attention", "vq", "moe", "linalg", "scan", "conv", "fft"):
-                # Deduplicated linalg sites share one precision policy; the first
-                # spec of each family stands for every call site of that family.
-                choices.setdefault(kernel.family, (kernel.implementation, dict(kernel.params)))
         policy = RunPolicy.from_execution(plan.execution)
         if plan.mesh.devices > jax.device_count():
             raise ValueError(f"the plan's mesh {list(plan.mesh.shape)} needs {plan.mesh.devices} "
                              f"devices, {jax.device_count()} present")
-        self._setup(spec, Kernels.from_variants(spec, choices), config,
-                    make_mesh(tuple(plan.mesh.shape)), seed, policy)
+        if compiled is not None:  # what load_plan bound (and warmup compiled) is what runs
+            mesh, kernels = compiled.mesh, compiled.kernels
+        else:
+            mesh = make_mesh(tuple(plan.mesh.shape))
+            allow = bool(plan.config.get("jax_config.fallback_to_standard", True))
+            platform = mesh.devices.flat[0].platform
+            kernels = KernelSet(bind(k, plan, mesh, platform, allow_fallback=allow)
+                                for k in plan.kernels)
+        self._setup(spec, Kernels.from_bound(spec, kernels), config, mesh, seed, policy)
         self.plan = plan
         self.notes.extend(plan_notes(plan))
+        self.notes.extend(note for k in kernels for note in k.notes)
 
     @classmethod
     def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,

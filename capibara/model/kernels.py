@@ -1,11 +1,12 @@
-"""The kernel bundle the network computes with: capibara's variants as a plan
-names them (:meth:`Kernels.from_variants`), or the same network in plain JAX
+"""The kernel bundle the network computes with: a plan's bound kernels
+(:meth:`Kernels.from_bound`), capibara's variants chosen by hand
+(:meth:`Kernels.from_variants`), or the same network in plain JAX
 (:meth:`Kernels.plain`), the baseline the model benchmark compares against."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Mapping
 
@@ -58,6 +59,7 @@ class Kernels:
     scan: Callable[..., jax.Array] | None = None
     conv: Callable[..., jax.Array] | None = None
     long_conv: Callable[..., jax.Array] | None = None
+    sites: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,26 @@ class Kernels:
                    _plain_moe,
                    partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)),
                    scan=_plain_scan, conv=_plain_conv, long_conv=_plain_long_conv, name="plain")
+
+    def at(self, site: str, family_default: Callable[..., Any]) -> Callable[..., Any]:
+        """The kernel a plan bound for call site ``site`` (``hyena_blocks.conv``), else the family's."""
+        return self.sites.get(site, family_default)
+
+    @classmethod
+    def from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
+        """The plan's bound kernels (:func:`capibara.runtime.loader.bind`, a
+        ``KernelSet``): the one path from a plan to the functions it names.
+
+        attention (training and prefill), linalg, scan, conv and fft call the
+        bound kernels themselves, with the fallback and notes the loader gave
+        them; scan, conv and fft per call site (``sites``, from each spec's
+        ``uses``). vq and moe take per-call values a bound kernel fixes (the
+        runtime-mutable VQ threshold, the dropless inference routing), so they
+        bind the same variant and parameters here; a generation step's
+        attention (one query against the cache, with a mask) has no spec and
+        runs the reference.
+        """
+        return _from_bound(cls, spec, kernels)
 
     @classmethod
     def from_variants(cls, spec: ModelSpec,
@@ -116,6 +138,23 @@ class Kernels:
             name="capibara")
 
 
+def _bound_call(kernel: Any, **fixed: Any) -> Callable[..., Any]:
+    """A plan's bound kernel as the network calls it: arrays positionally, and the
+    keywords its spec already fixed (``causal``), which must agree."""
+    fn = kernel.fn
+
+    def call(*arrays, **keywords):
+        for name, value in keywords.items():
+            if fixed.get(name, value) != value:
+                raise ValueError(f"kernel `{kernel.spec.name}` was bound with {name}={fixed[name]}, "
+                                 f"called with {name}={value}")
+        return fn(*arrays)
+
+    call.__name__ = f"{kernel.spec.family}_{kernel.implementation}"
+    call.kernel = kernel  # type: ignore[attr-defined]
+    return call
+
+
 def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> Callable[..., Any]:
     """``variants[name]`` bound to ``params``, falling back to ``variants["reference"]``
     (with the call's own keywords only) when it raises ``Unsupported``."""
@@ -130,6 +169,32 @@ def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) 
 
     call.__name__ = f"{chosen.family}_{name}"
     return call
+
+
+def _from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
+    """See :meth:`Kernels.from_bound`."""
+    by_family: dict[str, Any] = {}
+    sites: dict[str, Callable[..., Any]] = {}
+    for kernel in kernels:
+        by_family.setdefault(kernel.spec.family, kernel)
+    choices = {family: (k.implementation, dict(k.spec.params)) for family, k in by_family.items()
+               if family in ("vq", "moe")}
+    base = cls.from_variants(spec, choices)
+    fields: dict[str, Any] = {}
+    if "attention" in by_family:
+        attention = by_family["attention"]
+        fields["attention"] = _bound_call(attention, causal=bool(attention.spec.attrs.get("causal")),
+                                          mask=None)
+    if "linalg" in by_family:
+        fields["matmul"] = _bound_call(by_family["linalg"])
+    for family, field_name in (("scan", "scan"), ("conv", "conv"), ("fft", "long_conv")):
+        if family in by_family:
+            fields[field_name] = _bound_call(by_family[family])
+    for kernel in kernels:
+        if kernel.spec.family in ("scan", "conv", "fft"):
+            for site in kernel.spec.uses or (kernel.spec.name,):
+                sites[site] = _bound_call(kernel)
+    return replace(base, **fields, sites=sites)
 
 
 def _variant_call(fn: Callable[..., VQResult], x, codebook, *, threshold, commitment_weight):

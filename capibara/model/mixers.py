@@ -179,14 +179,15 @@ class HybridNetwork(Network):
         u = _rms_norm(x, layer["mix_norm"])
         xz = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
         xs_in, z = xz[..., :e], xz[..., e:]
-        conv = self.kernels.conv(xs_in, layer["conv_w"].astype(jnp.float32))
+        conv = self.kernels.at("ssm_blocks.conv", self.kernels.conv)(
+            xs_in, layer["conv_w"].astype(jnp.float32))
         xs = jax.nn.silu(conv + layer["conv_b"].astype(jnp.float32))
         dt, b_in, c_out = self._ssm_inputs(xs, layer)
         a_cont = -jnp.exp(layer["a_log"].astype(jnp.float32))                 # [E, N]
         b, s, n = xs.shape[0], xs.shape[1], a_cont.shape[-1]
         decay = jnp.exp(dt[..., None] * a_cont)                               # [B, S, E, N]
         drive = (dt * xs)[..., None] * b_in[:, :, None, :]
-        states = self.kernels.scan(decay.reshape(b, s, e * n),
+        states = self.kernels.at("ssm_blocks.scan", self.kernels.scan)(decay.reshape(b, s, e * n),
                                    drive.reshape(b, s, e * n)).reshape(b, s, e, n)
         y = jnp.einsum("bsen,bsn->bse", states, c_out) + layer["skip"].astype(jnp.float32) * xs
         y = y * jax.nn.silu(z)
@@ -202,7 +203,8 @@ class HybridNetwork(Network):
         xz = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
         xs_in, z = xz[..., :e], xz[..., e:]
         window = jnp.concatenate([window, xs_in], 1)                          # [B, W, E]
-        conv = self.kernels.conv(window, layer["conv_w"].astype(jnp.float32))[:, -1:]
+        conv = self.kernels.at("ssm_blocks.conv", self.kernels.conv)(
+            window, layer["conv_w"].astype(jnp.float32))[:, -1:]
         xs = jax.nn.silu(conv + layer["conv_b"].astype(jnp.float32))          # [B, 1, E]
         dt, b_in, c_out = self._ssm_inputs(xs, layer)
         a_cont = -jnp.exp(layer["a_log"].astype(jnp.float32))
@@ -237,14 +239,16 @@ class HybridNetwork(Network):
         """A ``hyena`` block's update of ``x [B, S, d]`` and its conv window and history."""
         u = _rms_norm(x, layer["mix_norm"])
         qkv_in = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
-        qkv = self.kernels.conv(qkv_in, layer["conv_w"].astype(jnp.float32))
+        qkv = self.kernels.at("hyena_blocks.conv", self.kernels.conv)(
+            qkv_in, layer["conv_w"].astype(jnp.float32))
         q, k, v = self._hyena_streams(qkv, layer)
         signal = k * v                                                        # [B, S, d]
         filt = self.hyena_filter(layer)
         seq, taps = signal.shape[1], filt.shape[1]
         if taps > seq:  # a prompt shorter than the filter meets only its first taps
             filt = filt[:, :seq]
-        conv = jax.vmap(lambda one: self.kernels.long_conv(one.T, filt).T)(signal)
+        long_conv = self.kernels.at("hyena_blocks.long_conv", self.kernels.long_conv)
+        conv = jax.vmap(lambda one: long_conv(one.T, filt).T)(signal)
         y = (conv + layer["skip"].astype(jnp.float32) * signal) * q
         out = self.kernels.matmul(y, layer["out_proj"]).astype(jnp.float32)
         return out, (_conv_window(qkv_in, layer["conv_w"].shape[0]), signal)
@@ -256,7 +260,8 @@ class HybridNetwork(Network):
         u = _rms_norm(x, layer["mix_norm"])
         qkv_in = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
         window = jnp.concatenate([window, qkv_in], 1)
-        qkv = self.kernels.conv(window, layer["conv_w"].astype(jnp.float32))[:, -1:]
+        qkv = self.kernels.at("hyena_blocks.conv", self.kernels.conv)(
+            window, layer["conv_w"].astype(jnp.float32))[:, -1:]
         q, k, v = self._hyena_streams(qkv, layer)
         signal = k * v                                                        # [B, 1, d]
         history = lax.dynamic_update_slice(history, signal, (0, position, 0))

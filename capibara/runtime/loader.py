@@ -289,8 +289,11 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
 
     reference = _family_module(family).VARIANTS["reference"]
     if variant is not reference and allow_fallback:
-        ref_static = {k: v for k, v in static.items() if k in ("causal", "commitment_weight",
-                                                               "adaptive_threshold", "top_k")}
+        # The precision policy is the call's meaning, not a tuning knob: the
+        # reference fallback computes with it too.
+        ref_static = {k: v for k, v in static.items() if k in (
+            "causal", "commitment_weight", "adaptive_threshold", "top_k",
+            "param_dtype", "compute_dtype", "accumulate_dtype")}
         ref_core = partial(reference.fn, **_accepted(reference.fn, ref_static))
         core = _with_fallback(core, ref_core, notes, spec.name)
     donate = (0,) if plan.execution.donate and family in ("scan",) else ()
