@@ -11,9 +11,12 @@ dimensions (``"B"``, the per-device batch) until the optimizer
 
 What runs (the network of :mod:`capibara.model.facade`)::
 
-    per block (num_layers of them):
-        RMSNorm → q/k/v projections (linalg) → attention → output projection (linalg)
-        RMSNorm → dense MLP (linalg w_in, w_out) or Mixture of Rookies (moe)
+    per block (num_layers of them), its mixer by the ``mixers`` pattern:
+        attention: RMSNorm → q/k/v projections (linalg) → attention → output projection (linalg)
+        ssm: RMSNorm → in_proj (linalg) → short conv (conv) → x_proj, dt_proj (linalg)
+             → recurrence (scan) → out_proj (linalg)
+        hyena: RMSNorm → in_proj (linalg) → short conv (conv) → long conv (fft) → out_proj
+        then RMSNorm → dense MLP (linalg w_in, w_out) or Mixture of Rookies (moe)
     VQ bottleneck after the first half of the blocks (vq), when use_vq
     tied output projection onto the vocabulary (linalg)
     gradient all-reduce over the data axis, activation all-reduces over the

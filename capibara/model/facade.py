@@ -18,11 +18,19 @@ dense GELU MLP otherwise. With VQ, the hidden state after the first half of
 the blocks is replaced by its nearest codebook vectors (the ``vq`` kernel);
 the second half and the tied output projection read the quantized stream.
 
-What the network computes *with* is a :class:`Kernels` bundle of four
-callables (attention, vq, moe, matmul). :meth:`Kernels.from_variants` binds
-the capibara kernel variants a plan chose; :meth:`Kernels.plain` is the same
-network in straightforward JAX (``jax.nn.dot_product_attention``, dense
-all-experts evaluation), the baseline the benchmark compares against.
+With ``model.mixers`` naming ``ssm`` or ``hyena`` blocks, the network is
+:class:`~capibara.model.mixers.HybridNetwork`: blocks in the pattern's order,
+state-space blocks through the ``conv`` and ``scan`` kernels, long
+convolutions through ``fft``.
+
+What the network computes *with* is a :class:`Kernels` bundle of callables
+(attention, vq, moe, matmul, scan, conv, long_conv). A model built from a plan
+computes with the plan's bound kernels (:func:`capibara.runtime.loader.bind`,
+:meth:`Kernels.from_bound`), the same path ``load_plan`` takes;
+:meth:`Kernels.plain` is the same network in straightforward JAX
+(``jax.nn.dot_product_attention``, dense all-experts evaluation, ``lax.scan``,
+``lax.conv_general_dilated``, ``jnp.fft``), the baseline the benchmarks
+compare against.
 
 Parameters live on a ``("data", "model")`` mesh (:func:`param_partition_specs`);
 the batch is split over ``data``. Runtime-mutable settings change without
@@ -309,8 +317,10 @@ class Model:
     def generate(self, prompt: Any, max_new_tokens: int, *, seed: int = 0) -> jax.Array:
         """``prompt [batch, len]`` followed by ``max_new_tokens`` generated tokens.
 
-        Uses a KV cache: one prefill over the prompt, then one cached step per
-        token. The config's ``temperature`` picks the token: 0 takes the
+        Uses a cache: one prefill over the prompt, then one cached step per
+        token (keys and values for attention blocks, a constant-size recurrent
+        state and conv window for ``ssm`` blocks, the long conv's input history
+        for ``hyena`` blocks). The config's ``temperature`` picks the token: 0 takes the
         argmax, otherwise a sample from ``softmax(logits / temperature)``
         drawn from ``seed`` (the same seed gives the same tokens).
         """

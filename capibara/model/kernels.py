@@ -88,8 +88,8 @@ class Kernels:
 
         attention (training and prefill), linalg, scan, conv and fft call the
         bound kernels themselves, with the fallback and notes the loader gave
-        them; scan, conv and fft per call site (``sites``, from each spec's
-        ``uses``). vq and moe take per-call values a bound kernel fixes (the
+        them; linalg, scan, conv and fft per call site (``sites``, from each
+        spec's ``uses``). vq and moe take per-call values a bound kernel fixes (the
         runtime-mutable VQ threshold, the dropless inference routing), so they
         bind the same variant and parameters here; a generation step's
         attention (one query against the cache, with a mask) has no spec and
@@ -191,7 +191,7 @@ def _from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
         if family in by_family:
             fields[field_name] = _bound_call(by_family[family])
     for kernel in kernels:
-        if kernel.spec.family in ("scan", "conv", "fft"):
+        if kernel.spec.family in ("linalg", "scan", "conv", "fft"):
             for site in kernel.spec.uses or (kernel.spec.name,):
                 sites[site] = _bound_call(kernel)
     return replace(base, **fields, sites=sites)

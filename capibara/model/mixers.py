@@ -162,14 +162,17 @@ class HybridNetwork(Network):
             states.append(state if keep_state else None)
         return h, states, balance
 
+    def _matmul(self, site: str, x, w):
+        return self.kernels.at(site, self.kernels.matmul)(x, w)
+
     # ------------------------------------------------------------- ssm
 
     def _ssm_inputs(self, xs, layer):
         """Step sizes, ``B`` and ``C`` from the conv output ``xs [B, S, E]``."""
         r, n = ssm_dt_rank(self.spec.d_model), self.spec.ssm_state_size
-        proj = self.kernels.matmul(xs, layer["x_proj"])
+        proj = self._matmul("ssm_blocks.x_proj", xs, layer["x_proj"])
         dt_low, b_in, c_out = proj[..., :r], proj[..., r:r + n], proj[..., r + n:]
-        dt = jax.nn.softplus(self.kernels.matmul(dt_low, layer["dt_proj"])
+        dt = jax.nn.softplus(self._matmul("ssm_blocks.dt_proj", dt_low, layer["dt_proj"])
                              + layer["dt_bias"].astype(jnp.float32))
         return dt, b_in.astype(jnp.float32), c_out.astype(jnp.float32)
 
@@ -177,7 +180,7 @@ class HybridNetwork(Network):
         """An ``ssm`` block's update of ``x [B, S, d]`` and its state after the last step."""
         e = layer["in_proj"].shape[-1] // 2
         u = _rms_norm(x, layer["mix_norm"])
-        xz = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
+        xz = self._matmul("ssm_blocks.in_proj", u, layer["in_proj"]).astype(jnp.float32)
         xs_in, z = xz[..., :e], xz[..., e:]
         conv = self.kernels.at("ssm_blocks.conv", self.kernels.conv)(
             xs_in, layer["conv_w"].astype(jnp.float32))
@@ -191,7 +194,7 @@ class HybridNetwork(Network):
                                    drive.reshape(b, s, e * n)).reshape(b, s, e, n)
         y = jnp.einsum("bsen,bsn->bse", states, c_out) + layer["skip"].astype(jnp.float32) * xs
         y = y * jax.nn.silu(z)
-        out = self.kernels.matmul(y, layer["out_proj"]).astype(jnp.float32)
+        out = self._matmul("ssm_blocks.out_proj", y, layer["out_proj"]).astype(jnp.float32)
         width = layer["conv_w"].shape[0]
         return out, (states[:, -1], _conv_window(xs_in, width))
 
@@ -200,7 +203,7 @@ class HybridNetwork(Network):
         recurrent, window = state
         e = layer["in_proj"].shape[-1] // 2
         u = _rms_norm(x, layer["mix_norm"])
-        xz = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
+        xz = self._matmul("ssm_blocks.in_proj", u, layer["in_proj"]).astype(jnp.float32)
         xs_in, z = xz[..., :e], xz[..., e:]
         window = jnp.concatenate([window, xs_in], 1)                          # [B, W, E]
         conv = self.kernels.at("ssm_blocks.conv", self.kernels.conv)(
@@ -212,7 +215,7 @@ class HybridNetwork(Network):
         recurrent = decay * recurrent + (dt * xs)[:, 0, :, None] * b_in[:, 0, None, :]
         y = jnp.einsum("ben,bn->be", recurrent, c_out[:, 0])[:, None]
         y = (y + layer["skip"].astype(jnp.float32) * xs) * jax.nn.silu(z)
-        out = self.kernels.matmul(y, layer["out_proj"]).astype(jnp.float32)
+        out = self._matmul("ssm_blocks.out_proj", y, layer["out_proj"]).astype(jnp.float32)
         return out, (recurrent, window[:, 1:])
 
     # ------------------------------------------------------------- hyena
@@ -238,7 +241,7 @@ class HybridNetwork(Network):
     def hyena_mixer(self, x, layer):
         """A ``hyena`` block's update of ``x [B, S, d]`` and its conv window and history."""
         u = _rms_norm(x, layer["mix_norm"])
-        qkv_in = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
+        qkv_in = self._matmul("hyena_blocks.in_proj", u, layer["in_proj"]).astype(jnp.float32)
         qkv = self.kernels.at("hyena_blocks.conv", self.kernels.conv)(
             qkv_in, layer["conv_w"].astype(jnp.float32))
         q, k, v = self._hyena_streams(qkv, layer)
@@ -250,7 +253,7 @@ class HybridNetwork(Network):
         long_conv = self.kernels.at("hyena_blocks.long_conv", self.kernels.long_conv)
         conv = jax.vmap(lambda one: long_conv(one.T, filt).T)(signal)
         y = (conv + layer["skip"].astype(jnp.float32) * signal) * q
-        out = self.kernels.matmul(y, layer["out_proj"]).astype(jnp.float32)
+        out = self._matmul("hyena_blocks.out_proj", y, layer["out_proj"]).astype(jnp.float32)
         return out, (_conv_window(qkv_in, layer["conv_w"].shape[0]), signal)
 
     def hyena_step(self, x, layer, state, position):
@@ -258,7 +261,7 @@ class HybridNetwork(Network):
         (``[B, T, d]``, written at ``position``) are the state."""
         window, history = state
         u = _rms_norm(x, layer["mix_norm"])
-        qkv_in = self.kernels.matmul(u, layer["in_proj"]).astype(jnp.float32)
+        qkv_in = self._matmul("hyena_blocks.in_proj", u, layer["in_proj"]).astype(jnp.float32)
         window = jnp.concatenate([window, qkv_in], 1)
         qkv = self.kernels.at("hyena_blocks.conv", self.kernels.conv)(
             window, layer["conv_w"].astype(jnp.float32))[:, -1:]
@@ -270,7 +273,7 @@ class HybridNetwork(Network):
         seen = jnp.take(history, jnp.clip(back, 0), axis=1) * (back >= 0)[None, :, None]
         conv = jnp.einsum("bkd,dk->bd", seen, filt)[:, None]
         y = (conv + layer["skip"].astype(jnp.float32) * signal) * q
-        out = self.kernels.matmul(y, layer["out_proj"]).astype(jnp.float32)
+        out = self._matmul("hyena_blocks.out_proj", y, layer["out_proj"]).astype(jnp.float32)
         return out, (window[:, 1:], history)
 
     # ------------------------------------------------------------- the network
