@@ -1,8 +1,9 @@
 """The registry of the families' compile-side knowledge, without JAX.
 
-Each family folder may hold a ``spec.py`` with ``SELECTORS``: implementation →
-``(use, ir) -> static params | Refusal``. The ``select-kernels`` pass asks this
-registry; a family without a spec module keeps its selectors in the pass.
+Each family folder holds a ``spec.py`` with ``SELECTORS``: implementation →
+``(use, ir) -> static params | Refusal`` (with the tile tables they read). The
+``select-kernels`` pass asks this registry; adding a variant is one entry there
+and one in the family's ``VARIANTS``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any, Callable
 
 __all__ = ["SPEC_FAMILIES", "selectors"]
 
-#: Families whose compile-side knowledge lives in ``capibara/kernels/<family>/spec.py``.
-SPEC_FAMILIES = ("scan", "conv", "fft")
+#: Every family; each keeps its compile-side knowledge in ``capibara/kernels/<family>/spec.py``.
+SPEC_FAMILIES = ("attention", "linalg", "vq", "moe", "collective", "scan", "conv", "fft")
 
 
 def selectors() -> dict[tuple[str, str], Callable[..., Any]]:
-    """``(family, implementation) → selector`` for every family with a spec module."""
+    """``(family, implementation) → selector`` for every family."""
     found = {}
     for family in SPEC_FAMILIES:
         module = import_module(f"capibara.kernels.{family}.spec")

@@ -13,7 +13,7 @@ MAX_WIDTH = 64
 
 
 def _shift_add(use: Any, ir: Any) -> Any:
-    from capibara.kernels.refusal import Refusal
+    from capibara.kernels.selection import Refusal
 
     width = int(use.shapes["w"][0])
     if width > MAX_WIDTH:

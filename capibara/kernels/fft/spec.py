@@ -12,7 +12,7 @@ __all__ = ["SELECTORS"]
 
 def _by_cost(name: str):
     def select(use: Any, ir: Any) -> Any:
-        from capibara.kernels.refusal import Refusal
+        from capibara.kernels.selection import Refusal
 
         length, taps = int(use.shapes["u"][-1]), int(use.shapes["k"][-1])
         best = choose_long_conv(length, taps, ir.target.platform)
