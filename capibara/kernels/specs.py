@@ -9,9 +9,9 @@ and one in the family's ``VARIANTS``.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-__all__ = ["SPEC_FAMILIES", "selectors"]
+__all__ = ["SPEC_FAMILIES", "selectors", "work"]
 
 #: Every family; each keeps its compile-side knowledge in ``capibara/kernels/<family>/spec.py``.
 SPEC_FAMILIES = ("attention", "linalg", "vq", "moe", "collective", "scan", "conv", "fft")
@@ -24,3 +24,24 @@ def selectors() -> dict[tuple[str, str], Callable[..., Any]]:
         module = import_module(f"capibara.kernels.{family}.spec")
         found.update({(family, name): select for name, select in module.SELECTORS.items()})
     return found
+
+
+_ITEM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1, "int32": 4}
+
+
+def work(family: str, shapes: Mapping[str, Any], dtypes: Mapping[str, str],
+         attrs: Mapping[str, Any]) -> tuple[float, str]:
+    """``(amount, unit)`` of one call: the family's FLOP estimate (its spec's
+    ``work``), or for bandwidth-bound families the bytes moved: every input
+    read once and an output of the same size written."""
+    module = import_module(f"capibara.kernels.{family}.spec")
+    shapes = {k: tuple(v) for k, v in shapes.items()}
+    if hasattr(module, "work"):
+        return module.work(shapes, dtypes, attrs)
+    total = 0
+    for name, shape in shapes.items():
+        count = 1
+        for n in shape:
+            count *= n
+        total += count * _ITEM_BYTES.get(dtypes.get(name, "float32"), 4)
+    return 2.0 * total, "B"

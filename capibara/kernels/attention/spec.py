@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal, tuning_mode
 
-__all__ = ["CPU_ATTENTION_TILE", "SELECTORS", "TPU_LANES", "TPU_TILES_PER_MXU", "tile"]
+__all__ = ["work", "CPU_ATTENTION_TILE", "SELECTORS", "TPU_LANES", "TPU_TILES_PER_MXU", "tile"]
 
 #: CPU attention tile: 512 × 512 was the fastest of 128–1024 at S = 2048
 #: (benchmarks/kernels_attention.py; BlockSizes in cpu.py); ``aggressive`` allows
@@ -74,3 +74,10 @@ SELECTORS = {
     "pallas_tpu": _tpu,
     "reference": lambda use, ir: {},
 }
+
+
+def work(shapes: Any, dtypes: Any, attrs: Any) -> tuple[float, str]:
+    """FLOPs of one call: two matmuls of ``q kᵀ`` and ``p v``, halved when causal."""
+    b, sq, h, d = shapes["q"]
+    flops = 4.0 * b * h * sq * shapes["k"][1] * d
+    return (flops / 2 if attrs.get("causal") else flops), "FLOP"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SELECTORS"]
+__all__ = ["work", "SELECTORS"]
 
 
 def _policy(use: Any, ir: Any) -> dict[str, Any]:
@@ -16,3 +16,11 @@ SELECTORS = {
     "xla": _policy,
     "reference": _policy,
 }
+
+
+def work(shapes: Any, dtypes: Any, attrs: Any) -> tuple[float, str]:
+    """FLOPs of ``x @ w``."""
+    rows = 1
+    for n in shapes["x"][:-1]:
+        rows *= n
+    return 2.0 * rows * shapes["w"][0] * shapes["w"][1], "FLOP"

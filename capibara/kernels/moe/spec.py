@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal, tuning_mode
 
-__all__ = ["MOE_CAPACITY", "SELECTORS"]
+__all__ = ["work", "MOE_CAPACITY", "SELECTORS"]
 
 #: Expert capacity per token share (dispatch drops the assignments beyond it):
 #: 1.25 is the Switch Transformer's training default with a load-balancing loss
@@ -30,3 +30,11 @@ SELECTORS = {
     "dispatch": _dispatch,
     "reference": lambda use, ir: {},
 }
+
+
+def work(shapes: Any, dtypes: Any, attrs: Any) -> tuple[float, str]:
+    """FLOPs of routing every token and running its ``top_k`` experts."""
+    n, d = shapes["x"]
+    experts, _, f = shapes["w_in"]
+    top_k = int(attrs.get("top_k", 2))
+    return 2.0 * n * (d * experts + top_k * 2 * d * f), "FLOP"

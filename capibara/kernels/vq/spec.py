@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal, tuning_mode
 
-__all__ = ["SELECTORS", "VQ_BLOCK_ROWS"]
+__all__ = ["work", "SELECTORS", "VQ_BLOCK_ROWS"]
 
 #: VQ rows per block. CPU: 512-1024 rows are fastest and larger blocks slower
 #: (benchmarks/kernels_vq.py at N65536 D768 K64), since the block's rows must
@@ -40,3 +40,9 @@ SELECTORS = {
     "xla": lambda use, ir: _blocked(use, ir, int8=False),
     "reference": lambda use, ir: {},
 }
+
+
+def work(shapes: Any, dtypes: Any, attrs: Any) -> tuple[float, str]:
+    """FLOPs of the score product ``x cᵀ``."""
+    (n, d), (k, _) = shapes["x"], shapes["codebook"]
+    return 2.0 * n * d * k, "FLOP"
