@@ -11,10 +11,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, Callable, Mapping
 
-__all__ = ["SPEC_FAMILIES", "selectors", "work"]
+__all__ = ["SPEC_FAMILIES", "ranking", "selectors", "work"]
 
 #: Every family; each keeps its compile-side knowledge in ``capibara/kernels/<family>/spec.py``.
-SPEC_FAMILIES = ("attention", "linalg", "vq", "moe", "collective", "scan", "conv", "fft")
+SPEC_FAMILIES = ("attention", "scan", "collective", "fft", "vq", "linalg", "conv", "moe")
 
 
 def selectors() -> dict[tuple[str, str], Callable[..., Any]]:
@@ -45,3 +45,9 @@ def work(family: str, shapes: Mapping[str, Any], dtypes: Mapping[str, str],
             count *= n
         total += count * _ITEM_BYTES.get(dtypes.get(name, "float32"), 4)
     return 2.0 * total, "B"
+
+
+def ranking(platform: str) -> dict[str, tuple[str, ...]]:
+    """family → implementations best first on ``platform`` (``cpu``, ``gpu``, ``tpu``)."""
+    return {family: import_module(f"capibara.kernels.{family}.spec").RANKING[platform]
+            for family in SPEC_FAMILIES}

@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal, tuning_mode
 
-__all__ = ["work", "CPU_ATTENTION_TILE", "SELECTORS", "TPU_LANES", "TPU_TILES_PER_MXU", "tile"]
+__all__ = ["RANKING", "work", "CPU_ATTENTION_TILE", "SELECTORS", "TPU_LANES", "TPU_TILES_PER_MXU", "tile"]
 
 #: CPU attention tile: 512 × 512 was the fastest of 128–1024 at S = 2048
 #: (benchmarks/kernels_attention.py; BlockSizes in cpu.py); ``aggressive`` allows
@@ -66,6 +66,10 @@ def _tpu(use: Any, ir: Any) -> dict[str, Any] | Refusal:
         return Refusal(f"sequence length {_seq(use)} is not a multiple of {TPU_LANES}")
     return {"block_q": size, "block_kv": size}
 
+
+#: Implementations best first per platform (targets.py builds the catalog from these).
+RANKING = {"cpu": ("cpu_bf16", "cpu_blocked", "reference"), "gpu": ("cudnn", "reference"),
+           "tpu": ("pallas_tpu", "reference")}
 
 SELECTORS = {
     "cpu_bf16": lambda use, ir: _cpu(use, ir, bf16=True),

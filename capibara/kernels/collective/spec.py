@@ -8,7 +8,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal
 
-__all__ = ["SELECTORS", "TWO_PHASE_MIN_BYTES"]
+__all__ = ["RANKING", "SELECTORS", "TWO_PHASE_MIN_BYTES"]
 
 #: Smallest all-reduce worth two collectives: below it the extra round trip costs
 #: more than the halved reads save (the measured anchor is 64 MiB over 8 devices).
@@ -33,6 +33,11 @@ def _decomposed(use: Any, ir: Any) -> dict[str, Any] | Refusal:
         return Refusal(f"{size} bytes is below the {TWO_PHASE_MIN_BYTES}-byte two-phase threshold")
     return {}
 
+
+#: Implementations best first per platform. XLA:CPU's psum has every host device
+#: sum every block; the two-phase reduce-scatter + all-gather reads each element
+#: about twice. NCCL and the TPU interconnect already run psum as a bandwidth-optimal ring.
+RANKING = {"cpu": ("decomposed", "reference"), "gpu": ("reference",), "tpu": ("reference",)}
 
 SELECTORS = {
     "decomposed": _decomposed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MAX_WIDTH", "SELECTORS"]
+__all__ = ["RANKING", "MAX_WIDTH", "SELECTORS"]
 
 #: ``shift_add`` unrolls its taps at trace time: past this many, the program
 #: grows without getting faster, and long filters belong to ``fft.long_conv``.
@@ -20,6 +20,9 @@ def _shift_add(use: Any, ir: Any) -> Any:
         return Refusal(f"{width} taps is above the {MAX_WIDTH} that shift_add unrolls")
     return {}
 
+
+#: Implementations best first per platform.
+RANKING = {platform: ("shift_add", "reference") for platform in ("cpu", "gpu", "tpu")}
 
 SELECTORS = {
     "shift_add": _shift_add,

@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.fft.cost import choose_long_conv, long_conv_costs
 
-__all__ = ["SELECTORS"]
+__all__ = ["RANKING", "SELECTORS"]
 
 
 def _by_cost(name: str):
@@ -25,6 +25,10 @@ def _by_cost(name: str):
 
     return select
 
+
+#: Implementations best first per platform; the selectors let only the cheaper of
+#: ``fft`` and ``direct`` apply (:func:`.cost.choose_long_conv`).
+RANKING = {platform: ("fft", "direct", "reference") for platform in ("cpu", "gpu", "tpu")}
 
 SELECTORS = {
     "fft": _by_cost("fft"),

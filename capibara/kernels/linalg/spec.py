@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["work", "SELECTORS"]
+__all__ = ["RANKING", "work", "SELECTORS"]
 
 
 def _policy(use: Any, ir: Any) -> dict[str, Any]:
     return dict(use.params)
 
+
+#: Implementations best first per platform.
+RANKING = {platform: ("xla", "reference") for platform in ("cpu", "gpu", "tpu")}
 
 SELECTORS = {
     "xla": _policy,

@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal, tuning_mode
 
-__all__ = ["work", "MOE_CAPACITY", "SELECTORS"]
+__all__ = ["RANKING", "work", "MOE_CAPACITY", "SELECTORS"]
 
 #: Expert capacity per token share (dispatch drops the assignments beyond it):
 #: 1.25 is the Switch Transformer's training default with a load-balancing loss
@@ -25,6 +25,9 @@ def _dispatch(use: Any, ir: Any) -> dict[str, Any] | Refusal:
     return {"capacity_factor": MOE_CAPACITY["aggressive" if tuning_mode(ir) == "aggressive"
                                             else "balanced"]}
 
+
+#: Implementations best first per platform.
+RANKING = {platform: ("dispatch", "reference") for platform in ("cpu", "gpu", "tpu")}
 
 SELECTORS = {
     "dispatch": _dispatch,

@@ -7,7 +7,7 @@ from typing import Any
 
 from capibara.kernels.selection import Refusal, tuning_mode
 
-__all__ = ["work", "SELECTORS", "VQ_BLOCK_ROWS"]
+__all__ = ["RANKING", "work", "SELECTORS", "VQ_BLOCK_ROWS"]
 
 #: VQ rows per block. CPU: 512-1024 rows are fastest and larger blocks slower
 #: (benchmarks/kernels_vq.py at N65536 D768 K64), since the block's rows must
@@ -34,6 +34,9 @@ def _blocked(use: Any, ir: Any, *, int8: bool) -> dict[str, Any] | Refusal:
         params["compute_dtype"] = "bfloat16" if codebook == "bfloat16" else "float32"
     return params
 
+
+#: Implementations best first per platform.
+RANKING = {platform: ("int8", "xla", "reference") for platform in ("cpu", "gpu", "tpu")}
 
 SELECTORS = {
     "int8": lambda use, ir: _blocked(use, ir, int8=True),
