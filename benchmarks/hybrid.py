@@ -70,9 +70,12 @@ def family_shares(model: Model, forward_s: float) -> None:
     for kernel in compiled.kernels:
         inputs = kernel.example_inputs()
         jax.block_until_ready(kernel(*inputs))
-        seconds = statistics.median(
-            timed(lambda: kernel(*(kernel.example_inputs() if kernel.donates else inputs)))
-            for _ in range(REPEATS))
+        times = []
+        for _ in range(REPEATS):
+            if kernel.donates:  # the call consumed its input: a fresh one, untimed
+                inputs = jax.block_until_ready(kernel.example_inputs())
+            times.append(timed(lambda: kernel(*inputs)))
+        seconds = statistics.median(times)
         per_family[kernel.spec.family] += seconds * kernel.spec.calls_per_step
         print(f"  {kernel.spec.name:<24} {kernel.spec.family}/{kernel.implementation:<12} "
               f"{seconds * 1e3:8.2f} ms x {kernel.spec.calls_per_step}")
@@ -89,18 +92,23 @@ def decode_step_times(model: Model, positions: tuple[int, ...]) -> dict[int, flo
     params = net.inference_params(model.params)
     step = jax.jit(lambda p, token, position, states: net.decode_step(
         p, token, position, states, use_vq=False, threshold=None))
-    found = {}
+    calls = {}
+    token = jnp.ones((1,), jnp.int32)
     for position in positions:
         prompt = jnp.ones((1, position), jnp.int32)
         _, states, *_ = jax.jit(lambda p, t: net.hidden(p, t, use_vq=False, threshold=None,
                                                         keep_kv=True))(params, prompt)
-        states = [net._grown(kind, s, 8) for (kind, _, _), s in zip(net.layers(params), states)]
-        token = jnp.ones((1,), jnp.int32)
+        # Room up to the longest position, so every position runs the same program.
+        states = [net._grown(kind, s, max(positions) + 8 - position)
+                  for (kind, _, _), s in zip(net.layers(params), states)]
         where = jnp.asarray(position, jnp.int32)
-        jax.block_until_ready(step(params, token, where, states))
-        found[position] = statistics.median(
-            timed(lambda: step(params, token, where, states)[0]) for _ in range(REPEATS * 4))
-    return found
+        calls[position] = (lambda where=where, states=states: step(params, token, where, states)[0])
+        jax.block_until_ready(calls[position]())
+    runs: dict[int, list[float]] = {position: [] for position in positions}
+    for _ in range(REPEATS * 4):  # interleaved, so a noisy neighbour slows both alike
+        for position, call in calls.items():
+            runs[position].append(timed(call))
+    return {position: statistics.median(times) for position, times in runs.items()}
 
 
 def main() -> None:
