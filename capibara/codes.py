@@ -1039,6 +1039,46 @@ Example:
     temperature = 2.5
 
 Fix: a temperature between 0 and 2."""),
+    Code("V059", "the `mixers` pattern does not divide `num_layers`",
+         """Block i uses mixer `mixers[i % len(mixers)]`, and the pattern must tile
+the layers exactly: a partial repeat at the end would change the mix of
+blocks without saying so (`["ssm", "attention"]` over 5 layers would be
+three SSM blocks and two attention blocks, not one in two).
+
+Example:
+    [model]
+    num_layers = 12
+    mixers = ["ssm", "ssm", "ssm", "ssm", "attention"]
+
+Fix: a pattern whose length divides `num_layers` (`["ssm", "ssm", "attention"]`
+for 12 layers), or a `num_layers` that is a multiple of the pattern's length."""),
+    Code("V060", "a `hyena` filter longer than the context",
+         """`hyena_filter_length` is the number of taps of a `hyena` block's long
+implicit filter. A token at position t only meets taps 0..t, so taps past
+`max_seq_length` are never used; they would only cost compute and memory.
+
+Example:
+    [model]
+    max_seq_length = 2048
+    mixers = ["hyena", "attention"]
+    hyena_filter_length = 4096
+
+Fix: at most `max_seq_length` taps, or remove the field for a filter as
+long as the context."""),
+    Code("V061", "`kernel_categories` leaves out a family the `mixers` need",
+         """`ssm` blocks compute with the `scan` and `conv` kernel families and
+`hyena` blocks with `fft` and `conv`. On a TPU, `kernel_categories` lists the
+families that get tuned kernels; a family left out runs its reference
+implementation, which is correct but slower. A warning.
+
+Example:
+    [model]
+    mixers = ["ssm", "attention"]
+    [tpu_v4_optimizations]
+    kernel_categories = ["linalg", "attention"]
+
+Fix: add the families the pattern needs (`kernel_categories = ["linalg",
+"attention", "scan", "conv"]`), or drop those mixers from the pattern."""),
     # ------------------------------------------------------------------ H: hardware compatibility
     Code("H001", "unknown target",
          """`--target` (or `check_hardware_compatibility(config, target)`) names no
@@ -1501,6 +1541,19 @@ Example:
 
 Fix: give the SentencePiece `.model` file the model was trained with, or
 leave out `--tokenizer` and send token IDs to `/v1/generate`."""),
+    Code("R406", "the server cannot batch this model's mixers",
+         """`capibara serve` batches requests by left-padding prompts of different
+lengths to one shape. Attention blocks ignore the padding through their mask;
+`ssm` and `hyena` blocks read every position into their recurrent state or long
+convolution, so a padded prompt would generate other tokens than it does alone.
+The server refuses to start rather than answer differently under load.
+
+Example:
+    [model]
+    mixers = ["ssm", "attention"]
+
+Fix: serve an attention-only plan, or generate with `capibara run PLAN
+--generate N` (one prompt, no padding)."""),
     # ------------------------------------------------------------------ D: training data
     Code("D101", "data directory cannot be used",
          """A prepared data directory (`capibara data prepare -o DIR`) is missing
