@@ -12,6 +12,7 @@ compile path never imports JAX):
 - ``load_plan(path_or_plan) -> CompiledPlan`` (imports JAX), ``Model`` (imports JAX).
 - ``serve(plan_or_config, *, host, port, tokenizer, ...)``: ``capibara serve`` in this
   process, until SIGTERM (imports JAX).
+- ``train(plan_or_config, *, data, run_dir, steps=None)``: a resumable training job (imports JAX).
 
 The stages live in subpackages named after them: :mod:`capibara.toml` →
 :mod:`capibara.config` → :mod:`capibara.compiler` → :mod:`capibara.plan` →
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "load_plan": "capibara.runtime.loader",
     "CompiledPlan": "capibara.runtime.loader",
     "Model": "capibara.model.facade",
+    "train": "capibara.train",  # the package is callable too: importing it binds `capibara.train`
     "ModularModelConfig": "capibara.config.model_config",
     "ConfigValidator": "capibara.config.validate",
     "ConfigMigrator": "capibara.config.legacy",

@@ -2,7 +2,7 @@
 
 Codes are stable and grouped by the stage that emits them: ``P`` parse,
 ``S`` schema, ``L`` legacy rewrite, ``V`` validation (cross-field rules),
-``H`` hardware and lowering, ``O`` optimization, ``R`` runtime.  Every code
+``H`` hardware and lowering, ``O`` optimization, ``R`` runtime, ``D`` training data.  Every code
 here has an explanation (printed by ``capibara explain CODE``) and a golden
 case under ``tests/golden/`` (a registry test checks both).
 """
@@ -1039,6 +1039,46 @@ Example:
     temperature = 2.5
 
 Fix: a temperature between 0 and 2."""),
+    Code("V059", "the `mixers` pattern does not divide `num_layers`",
+         """Block i uses mixer `mixers[i % len(mixers)]`, and the pattern must tile
+the layers exactly: a partial repeat at the end would change the mix of
+blocks without saying so (`["ssm", "attention"]` over 5 layers would be
+three SSM blocks and two attention blocks, not one in two).
+
+Example:
+    [model]
+    num_layers = 12
+    mixers = ["ssm", "ssm", "ssm", "ssm", "attention"]
+
+Fix: a pattern whose length divides `num_layers` (`["ssm", "ssm", "attention"]`
+for 12 layers), or a `num_layers` that is a multiple of the pattern's length."""),
+    Code("V060", "a `hyena` filter longer than the context",
+         """`hyena_filter_length` is the number of taps of a `hyena` block's long
+implicit filter. A token at position t only meets taps 0..t, so taps past
+`max_seq_length` are never used; they would only cost compute and memory.
+
+Example:
+    [model]
+    max_seq_length = 2048
+    mixers = ["hyena", "attention"]
+    hyena_filter_length = 4096
+
+Fix: at most `max_seq_length` taps, or remove the field for a filter as
+long as the context."""),
+    Code("V061", "`kernel_categories` leaves out a family the `mixers` need",
+         """`ssm` blocks compute with the `scan` and `conv` kernel families and
+`hyena` blocks with `fft` and `conv`. On a TPU, `kernel_categories` lists the
+families that get tuned kernels; a family left out runs its reference
+implementation, which is correct but slower. A warning.
+
+Example:
+    [model]
+    mixers = ["ssm", "attention"]
+    [tpu_v4_optimizations]
+    kernel_categories = ["linalg", "attention"]
+
+Fix: add the families the pattern needs (`kernel_categories = ["linalg",
+"attention", "scan", "conv"]`), or drop those mixers from the pattern."""),
     # ------------------------------------------------------------------ H: hardware compatibility
     Code("H001", "unknown target",
          """`--target` (or `check_hardware_compatibility(config, target)`) names no
@@ -1359,21 +1399,25 @@ checkpoint, the model expects (64, 16).
 Fix: restore into a model built from the configuration that saved it, or
 start training in a new checkpoint directory."""),
     Code("R202", "checkpoint cannot be read",
-         """A checkpoint directory exists but its `manifest.json` is missing or
-malformed, or its `arrays.npz` is unreadable or no longer matches the sha256
-digest its manifest recorded. Checkpoints are written atomically (a hidden
-temporary directory renamed into place), so a checkpoint capibara wrote is
-never half-written; this one was damaged or edited afterwards.
+         """A checkpoint step folder exists but is damaged: its manifest is missing
+or malformed, an orbax file it needs (`state/_METADATA`,
+`state/manifest.ocdbt`) is missing, the stored data fails its checksum, or
+an array read back differs from the fingerprint recorded when it was saved.
+Steps are published only complete (orbax writes under a temporary name and
+renames it into place), so a step capibara wrote is never half-written; this
+one was damaged or edited afterwards. `capibara check` reads the manifest
+and metadata only; restoring reads and checks every array.
 
-Example: `arrays.npz` of `runs/dev/step_00001000` copied incompletely to
+Example: `runs/dev/checkpoints/1000/state/d/...` copied incompletely to
 another disk.
 
 Fix: restore an earlier step (`model.restore_checkpoint(step=...)`), or
-delete the damaged step directory."""),
+delete the damaged step folder."""),
     Code("R203", "no checkpoint to restore",
-         """A checkpoint directory holds no complete `step_<N>` checkpoint: it is
-empty, or only a hidden `.tmp.step_*` directory is left from a save that was
-interrupted before it finished (the next checkpoint manager removes it).
+         """A checkpoint directory holds no complete step folder: it is empty, or
+only a `<step>.orbax-checkpoint-tmp` folder is left from a save that was
+interrupted before it finished (the next writer of the directory removes
+it).
 
 Example: a run killed during its first save, then restarted with
 `model.restore_checkpoint()`.
@@ -1394,6 +1438,32 @@ then `config.update_runtime_settings({"use_vq": True})` and
 
 Fix: build the model with `[vector_quantization] enabled = true` (and bypass
 it at run time when it is not wanted)."""),
+    Code("R204", "checkpoint directory cannot be written",
+         """A training run (or `model.checkpoint_to`) saves into a directory that is
+in use by another live process, or that is not a directory at all. One
+process at a time writes a checkpoint directory: it holds an exclusive lock
+(`.capibara-lock`, naming its owner) for as long as it runs, so a second
+writer can never delete or overwrite a save the first has in progress. The
+lock is released by the kernel when its owner exits or dies, so a crashed
+run never leaves it locked.
+
+Example: `capibara train ... --run-dir runs/dev` started twice at once, or
+`--run-dir` naming an existing file.
+
+Fix: wait for (or stop) the other run, or choose another directory."""),
+    Code("R205", "run directory holds a run of another plan",
+         """`capibara train` resumes the run in `--run-dir` from its newest
+checkpoint. The plan that run was trained with is kept beside its
+checkpoints (`plan.json`); a different plan (another learning rate, model,
+batch or mesh) would continue those weights with settings they were not
+trained with, and its log would mix two runs, so the job is refused and every
+difference is listed.
+
+Example: a run trained with `training.learning_rate = 1e-4`, resumed with
+`--set training.learning_rate=3e-4`.
+
+Fix: resume with the same config and `--set` values, or train into a new
+`--run-dir`."""),
     # ------------------------------------------------------------------ R3: loading a plan on devices
     Code("R301", "plan compiled for another platform",
          """`capibara run` / `load_plan` found the plan's target platform (tpu, gpu,
@@ -1504,6 +1574,69 @@ Example:
 
 Fix: give the SentencePiece `.model` file the model was trained with, or
 leave out `--tokenizer` and send token IDs to `/v1/generate`."""),
+    Code("R406", "the server cannot batch this model's mixers",
+         """`capibara serve` batches requests by left-padding prompts of different
+lengths to one shape. Attention blocks ignore the padding through their mask;
+`ssm` and `hyena` blocks read every position into their recurrent state or long
+convolution, so a padded prompt would generate other tokens than it does alone.
+The server refuses to start rather than answer differently under load.
+
+Example:
+    [model]
+    mixers = ["ssm", "attention"]
+
+Fix: serve an attention-only plan, or generate with `capibara run PLAN
+--generate N` (one prompt, no padding)."""),
+    # ------------------------------------------------------------------ D: training data
+    Code("D101", "data directory cannot be used",
+         """A prepared data directory (`capibara data prepare -o DIR`) is missing
+its manifest `data.json`, the manifest is malformed, or a file it names
+(the tokenizer, a token file) is missing, of another size, or no longer
+matches the digest recorded when it was written. Training on tokens that
+are not the ones the manifest describes would train on wrong data without
+a sign, so nothing runs.
+
+Example: `--data data/tales` where `train.tokens` was copied incompletely.
+
+Fix: prepare the data again with `capibara data prepare TEXT... -o DIR`."""),
+    Code("D102", "tokenizer cannot be trained or read",
+         """`capibara data prepare` trains a SentencePiece tokenizer of exactly
+`--vocab-size` pieces on the text. A small text does not hold that many
+distinct pieces, so SentencePiece refuses, and says the largest size it
+supports; a `--tokenizer` file that is not a SentencePiece model is refused
+too.
+
+Example: `--vocab-size 32000` on a 10 KB text.
+
+Fix: give more text, or a smaller `--vocab-size` (and the same
+`model.vocab_size` in the config)."""),
+    Code("D103", "text file cannot be used",
+         """A text file given to `capibara data prepare` is missing, not a regular
+file (a directory, FIFO or device), larger than 1 GiB, or not UTF-8.
+
+Example: a Latin-1 file with `é` stored as the byte 0xE9.
+
+Fix: pass regular UTF-8 text files (convert with `iconv -f latin1 -t utf-8`)."""),
+    Code("D104", "tokenizer and model vocabulary differ",
+         """The data's tokenizer has another number of pieces than the model's
+`vocab_size`. With more pieces, token ids index past the embedding; with
+fewer, embedding rows are never trained and generation can emit ids the
+tokenizer cannot decode. Checked before any step runs.
+
+Example: data prepared with `--vocab-size 512`, a config with
+`vocab_size = 32000`.
+
+Fix: `--set model.vocab_size=512` (or the same value in the config), or
+prepare the data with the model's vocabulary size."""),
+    Code("D105", "too few tokens for one window",
+         """Training reads the token stream in windows of `max_seq_length` tokens,
+and evaluation reads the held-out split the same way. A split shorter than
+one window gives no batch at all.
+
+Example: a 40-token held-out split and `max_seq_length = 256`.
+
+Fix: prepare more text (or a larger `--eval-fraction`), or train with a
+shorter `model.max_seq_length`."""),
 )
 
 

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from capibara.diagnostics import Diagnostic
+from capibara.kernels.specs import ranking
 
 __all__ = [
     "Target",
@@ -40,31 +41,14 @@ __all__ = [
 
 GIB = 1024**3
 
-# Kernel implementations per platform: family -> implementations, best first.
-# Each name is a variant in capibara/kernels/<family>/ (the registry test checks);
-# capibara.compiler.passes takes the first one whose selector accepts the kernel's shape
-# and dtypes. cpu_bf16 only applies to bf16 compute, which the precision pass
-# keeps only where bf16 matmuls are fast (AMX / AVX512-BF16).
-_CPU_KERNELS = {
-    "attention": ("cpu_bf16", "cpu_blocked", "reference"),
-    # On CPU a time-step scan updating in place is fastest; lax.associative_scan
-    # is ~3x slower on 2 cores (DESIGN.md §5, kernels/scan).
-    "scan": ("sequential", "chunked", "associative", "reference"),
-    # XLA:CPU's psum has every host device sum every block; the two-phase
-    # reduce-scatter + all-gather reads each element about twice (kernels/collective).
-    "collective": ("decomposed", "reference"),
-    "fft": ("fft", "direct", "reference"),
-    "vq": ("int8", "xla", "reference"),
-    "linalg": ("xla", "reference"),
-    "conv": ("shift_add", "reference"),
-    "moe": ("dispatch", "reference"),
-}
-# GPUs and TPUs: the library/Pallas attention; the log-depth scan fills wide units;
-# NCCL and the TPU interconnect already run psum as a bandwidth-optimal ring.
-_ACCELERATOR_KERNELS = {**_CPU_KERNELS, "scan": ("associative", "chunked", "sequential", "reference"),
-                        "collective": ("reference",)}
-_GPU_KERNELS = {**_ACCELERATOR_KERNELS, "attention": ("cudnn", "reference")}
-_TPU_KERNELS = {**_ACCELERATOR_KERNELS, "attention": ("pallas_tpu", "reference")}
+# Kernel implementations per platform: family -> implementations, best first,
+# each family's RANKING (capibara/kernels/<family>/spec.py, which says why).
+# capibara.compiler.passes takes the first one whose selector accepts the kernel's
+# shape and dtypes. cpu_bf16 only applies to bf16 compute, which the precision
+# pass keeps only where bf16 matmuls are fast (AMX / AVX512-BF16).
+_CPU_KERNELS = ranking("cpu")
+_GPU_KERNELS = ranking("gpu")
+_TPU_KERNELS = ranking("tpu")
 
 
 @dataclass(frozen=True, slots=True)

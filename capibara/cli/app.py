@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     from capibara.cli.serve import add_verb as add_serve
 
     add_serve(verbs, _add_message_format)
+
+    from capibara.cli import data as data_verb, report as report_verb, train as train_verb
+
+    data_verb.add_verb(verbs, _add_message_format)
+    train_verb.add_verb(verbs, _add_config_inputs, _add_message_format)
+    report_verb.add_verb(verbs, _add_message_format)
     return parser
 
 
@@ -170,6 +176,10 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     print_diagnostics(diagnostics, args.message_format, out)
     if args.message_format == "human" and not diagnostics:
         out.write(f"ok: {escape(', '.join(args.files))}\n")
+    if args.message_format == "human" and checkpoints:
+        from capibara.model.checkpoint import UNVERIFIED
+
+        out.write(f"note: {UNVERIFIED}\n")
     return EXIT_ERRORS if any(d.is_error for d in diagnostics) else EXIT_OK
 
 

@@ -1,6 +1,7 @@
 """``capibara run PLAN``: load a plan, compile its kernels, run them.
 
     capibara run PLAN [--benchmark] [--repeat N] [--generate N] [--no-warmup]
+    capibara run PLAN --generate N --checkpoint RUN_DIR [--prompt TEXT | --prompt-ids 1,2,3]
     capibara run PLAN --coordinator HOST:PORT --num-processes N --process-id I
 
 Runs each kernel of the plan on random inputs of the plan's shapes and prints
@@ -8,7 +9,8 @@ the time per call, the achieved GFLOP/s (compute-bound families) or GB/s
 (bandwidth-bound ones), and a digest of the output (equal across runs of one
 plan on one machine). ``--benchmark`` reports the median of ``--repeat``
 calls after a warm-up call. ``--generate N`` builds the plan's model and
-generates N tokens. With ``--coordinator`` the process joins a
+generates N tokens, from the weights of a training run's newest checkpoint
+with ``--checkpoint`` (a text ``--prompt`` uses the run's tokenizer). With ``--coordinator`` the process joins a
 ``jax.distributed`` job and all-reduces over the global mesh of every
 process's devices, checking the sum.
 
@@ -55,6 +57,14 @@ def add_verb(verbs: Any, add_message_format) -> None:
                      help="with --benchmark: timed calls per kernel (default 5)")
     run.add_argument("--generate", type=int, metavar="N",
                      help="build the plan's model and generate N tokens")
+    run.add_argument("--checkpoint", metavar="RUN_DIR",
+                     help="with --generate: the weights of a training run's newest checkpoint")
+    prompt = run.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", metavar="TEXT",
+                        help="with --generate: a text prompt, encoded by the run's tokenizer")
+    prompt.add_argument("--prompt-ids", metavar="I,J,...",
+                        type=lambda text: [int(i) for i in text.split(",") if i.strip()],
+                        help="with --generate: the prompt as token ids")
     run.add_argument("--no-warmup", action="store_true", help="skip AOT compilation")
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="join a jax.distributed job whose process 0 listens here")
@@ -285,11 +295,13 @@ def _run_plan(args: argparse.Namespace, out: TextIO, settings: Any) -> int:
 
         out.write(f"memory     {current().detail}\n")
     if args.generate is not None:  # the model compiles its own step functions
-        problem = generate_error(args.generate, PROMPT_LENGTH, plan.model.max_seq_length)
+        custom_prompt = args.prompt is not None or args.prompt_ids is not None
+        problem = None if custom_prompt else generate_error(  # a given prompt is checked once encoded
+            args.generate, PROMPT_LENGTH, plan.model.max_seq_length)
         if problem is not None:
             sys.stderr.write(f"error: {problem}\n")
             return EXIT_USAGE
-        return _generate(compiled, args.generate, out)
+        return _generate(compiled, args.generate, out, args)
     if not args.no_warmup:
         timings = compiled.warmup(progress=sys.stderr)
         out.write(f"warmup     {sum(timings.values()):.2f} s for {len(timings)} kernels\n")
@@ -378,15 +390,38 @@ def _digest(result: Any) -> str:
     return digest.hexdigest()[:12]
 
 
-def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
+def _generate(compiled: Any, tokens: int, out: TextIO, args: argparse.Namespace) -> int:
     import numpy as np
 
+    from capibara.diagnostics import escape
     from capibara.model.facade import Model
 
     start = time.perf_counter()
     model = Model.from_plan(compiled)
     built = time.perf_counter() - start
-    prompt = np.arange(1, PROMPT_LENGTH + 1, dtype=np.int32)[None, :] % model.spec.vocab_size
+    tokenizer = None
+    if args.checkpoint or args.prompt is not None or args.prompt_ids is not None:
+        from capibara.train.inference import prompt_ids, restore_weights, run_tokenizer
+
+        try:
+            if args.checkpoint:
+                out.write(f"weights    step {restore_weights(model, args.checkpoint)} of "
+                          f"{escape(args.checkpoint)}\n")
+                tokenizer = run_tokenizer(args.checkpoint)
+            if args.prompt is not None or args.prompt_ids is not None:
+                ids = prompt_ids(args.prompt or "", args.prompt_ids, tokenizer, model.spec.vocab_size)
+            else:
+                ids = [i % model.spec.vocab_size for i in range(1, PROMPT_LENGTH + 1)]
+        except ConfigError as error:
+            _print_errors(error, args.message_format)
+            return EXIT_ERRORS
+        if len(ids) + tokens > model.spec.max_seq_len:
+            sys.stderr.write(f"error: the prompt ({len(ids)} tokens) and --generate {tokens} exceed "
+                             f"the model's max_seq_length {model.spec.max_seq_len}\n")
+            return 2
+        prompt = np.asarray([ids], np.int32)
+    else:
+        prompt = np.arange(1, PROMPT_LENGTH + 1, dtype=np.int32)[None, :] % model.spec.vocab_size
     model.generate(prompt, tokens)  # the first call compiles prefill and the decode loop
     start = time.perf_counter()
     result = np.asarray(model.generate(prompt, tokens))  # np.asarray waits for the device
@@ -397,4 +432,6 @@ def _generate(compiled: Any, tokens: int, out: TextIO) -> int:
         out.write(f"note       {note}\n")
     out.write(f"generate   {tokens} tokens in {seconds:.2f} s ({tokens / seconds:.1f} tokens/s): "
               f"{generated}\n")
+    if tokenizer is not None:  # escaped: generated text never drives the terminal
+        out.write(f'text       "{escape(tokenizer.decode(result[0].tolist()))}"\n')
     return EXIT_OK

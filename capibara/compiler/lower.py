@@ -11,9 +11,12 @@ dimensions (``"B"``, the per-device batch) until the optimizer
 
 What runs (the network of :mod:`capibara.model.facade`)::
 
-    per block (num_layers of them):
-        RMSNorm → q/k/v projections (linalg) → attention → output projection (linalg)
-        RMSNorm → dense MLP (linalg w_in, w_out) or Mixture of Rookies (moe)
+    per block (num_layers of them), its mixer by the ``mixers`` pattern:
+        attention: RMSNorm → q/k/v projections (linalg) → attention → output projection (linalg)
+        ssm: RMSNorm → in_proj (linalg) → short conv (conv) → x_proj, dt_proj (linalg)
+             → recurrence (scan) → out_proj (linalg)
+        hyena: RMSNorm → in_proj (linalg) → short conv (conv) → long conv (fft) → out_proj
+        then RMSNorm → dense MLP (linalg w_in, w_out) or Mixture of Rookies (moe)
     VQ bottleneck after the first half of the blocks (vq), when use_vq
     tied output projection onto the vocabulary (linalg)
     gradient all-reduce over the data axis, activation all-reduces over the
@@ -43,6 +46,7 @@ from capibara.diagnostics import Diagnostic, Severity, Span
 from capibara.plan import (MESH_AXES, Decision, LossWeights, MemoryEstimate, Mesh, ModelShape,
                            Precision)
 from capibara.config.fields import FIELD_BY_NAME
+from capibara.compiler.mixers import layer_counts, mixer_parameter_count, ssm_inner, ssm_dt_rank
 from capibara.targets import CATALOG, GIB, Target, detect_host, get_target
 
 __all__ = [
@@ -67,6 +71,8 @@ __all__ = [
     "field_span",
     "field_diagnostic",
     "split_dim",
+    "hyena_filter_taps",
+    "mixer_facts_of",
     "local_parameters",
     "shards_optimizer_state",
     "sparsity_record",
@@ -291,13 +297,18 @@ def kernel_uses(config: Any) -> tuple[KernelUse, ...]:
                          {"x": "$compute", "w": "$params"}, calls, params=dict(mm), attrs=attrs)
 
     qkv = {"q": ("B", "S", "Hl", "Dh"), "k": ("B", "S", "Hl", "Dh"), "v": ("B", "S", "Hl", "Dh")}
-    return (
+    counts = layer_counts(config.mixers, layers) if layers % len(config.mixers) == 0 \
+        else {"attention": layers, "ssm": 0, "hyena": 0}
+    attention = counts["attention"]
+    attention_uses = (
         KernelUse("blocks.attention", "attention", "model", qkv,
-                  {name: "$compute" for name in qkv}, layers, attrs={"causal": True}),
-        linalg("blocks.wq", ("B", "S", "d"), ("d", "HDl"), layers),
-        linalg("blocks.wk", ("B", "S", "d"), ("d", "HDl"), layers),
-        linalg("blocks.wv", ("B", "S", "d"), ("d", "HDl"), layers),
-        linalg("blocks.wo", ("B", "S", "HDl"), ("HDl", "d"), layers),
+                  {name: "$compute" for name in qkv}, attention, attrs={"causal": True}),
+        linalg("blocks.wq", ("B", "S", "d"), ("d", "HDl"), attention),
+        linalg("blocks.wk", ("B", "S", "d"), ("d", "HDl"), attention),
+        linalg("blocks.wv", ("B", "S", "d"), ("d", "HDl"), attention),
+        linalg("blocks.wo", ("B", "S", "HDl"), ("HDl", "d"), attention),
+    ) if attention else ()
+    return attention_uses + _mixer_uses(config, counts, linalg) + (
         linalg("blocks.w_in", ("N", "d"), ("d", "Fl"), layers, "dense_mlp"),
         linalg("blocks.w_out", ("N", "Fl"), ("Fl", "d"), layers, "dense_mlp"),
         KernelUse("blocks.moe", "moe", "mor",
@@ -316,6 +327,52 @@ def kernel_uses(config: Any) -> tuple[KernelUse, ...]:
         KernelUse("blocks.all_reduce", "collective", "model_parallel", {"x": ("B", "S", "d")},
                   {"x": "float32"}, 2 * layers, attrs={"op": "all_reduce", "axes": ["model"]}),
     )
+
+
+def _mixer_uses(config: Any, counts: Mapping[str, int], linalg: Callable[..., KernelUse]
+                ) -> tuple[KernelUse, ...]:
+    """The kernel calls of ``ssm`` and ``hyena`` blocks (none for attention only).
+
+    Their projections are float matmuls (weight quantization applies to the
+    attention and feed-forward weights); the recurrence, the short conv and
+    the long conv compute in float32. A hyena long convolution is one call
+    per sample (the model maps it over the batch), ``d`` channels long.
+    """
+    d, width, n = config.hidden_size, config.ssm_conv_width, config.ssm_state_size
+    f32 = {"x": "float32", "w": "float32"}
+    uses: list[KernelUse] = []
+    ssm = counts["ssm"]
+    if ssm:
+        e, r = ssm_inner(d), ssm_dt_rank(d)
+        uses += [
+            linalg("ssm_blocks.in_proj", ("B", "S", "d"), ("d", 2 * e), ssm, quantized=False),
+            KernelUse("ssm_blocks.conv", "conv", "model", {"x": ("B", "S", e), "w": (width, e)},
+                      f32, ssm),
+            linalg("ssm_blocks.x_proj", ("B", "S", e), (e, r + 2 * n), ssm, quantized=False),
+            linalg("ssm_blocks.dt_proj", ("B", "S", r), (r, e), ssm, quantized=False),
+            KernelUse("ssm_blocks.scan", "scan", "model",
+                      {"a": ("B", "S", e * n), "b": ("B", "S", e * n)},
+                      {"a": "float32", "b": "float32"}, ssm),
+            linalg("ssm_blocks.out_proj", ("B", "S", e), (e, "d"), ssm, quantized=False),
+        ]
+    hyena = counts["hyena"]
+    if hyena:
+        taps = hyena_filter_taps(config)
+        uses += [
+            linalg("hyena_blocks.in_proj", ("B", "S", "d"), ("d", 3 * d), hyena, quantized=False),
+            KernelUse("hyena_blocks.conv", "conv", "model",
+                      {"x": ("B", "S", 3 * d), "w": (width, 3 * d)}, f32, hyena),
+            KernelUse("hyena_blocks.long_conv", "fft", "model", {"u": ("d", "S"), "k": ("d", taps)},
+                      {"u": "float32", "k": "float32"}, hyena),
+            linalg("hyena_blocks.out_proj", ("B", "S", "d"), ("d", "d"), hyena, quantized=False),
+        ]
+    return tuple(uses)
+
+
+def hyena_filter_taps(config: Any) -> int:
+    """Taps of a hyena block's filter: ``hyena_filter_length``, or the context length."""
+    length = config.hyena_filter_length
+    return config.max_seq_length if length is None else min(length, config.max_seq_length)
 
 
 # --------------------------------------------------------------------------- model facts
@@ -345,7 +402,7 @@ def model_shape(config: Any) -> ModelShape:
     experts = config.mor_num_experts if mor else None
     expert_ffn = ffn // experts if experts else None
     vq_dim = (config.vq_embedding_dim or d) if config.use_vq else None
-    shape = ModelShape(
+    shape = ModelShape(**_mixer_facts(config),
         hidden_size=d, num_layers=layers, num_heads=heads, head_dim=head_dim, ffn_dim=ffn,
         vocab_size=config.vocab_size, max_seq_length=config.max_seq_length,
         parameter_count=0,
@@ -373,6 +430,28 @@ def loss_weights(config: Any, model: ModelShape) -> LossWeights:
         vq_diversity=DIVERSITY_WEIGHT if config.vq_diversity_regularization else 0.0,
         load_balancing=(LOAD_BALANCING_WEIGHT if model.num_experts and config.mor_load_balancing
                         else 0.0))
+
+
+def _mixer_facts(config: Any) -> dict[str, Any]:
+    """The plan's record of a pattern with ``ssm`` or ``hyena`` blocks (empty for attention only)."""
+    pattern = tuple(config.mixers)
+    if set(pattern) == {"attention"} or config.num_layers % len(pattern):
+        return {}
+    facts: dict[str, Any] = {"mixers": pattern}
+    if "ssm" in pattern or "hyena" in pattern:
+        facts["ssm_conv_width"] = config.ssm_conv_width
+    if "ssm" in pattern:
+        facts["ssm_state_size"] = config.ssm_state_size
+    if "hyena" in pattern:
+        facts["hyena_filter_length"] = hyena_filter_taps(config)
+    return facts
+
+
+def _mixer_parameters(d: int, counts: Mapping[str, int], facts: Mapping[str, Any]) -> int:
+    """Parameters of the ``ssm`` and ``hyena`` mixers (their feed-forwards are counted per layer)."""
+    return sum(counts[kind] * mixer_parameter_count(
+        kind, d, state_size=facts.get("ssm_state_size", 1), conv_width=facts["ssm_conv_width"])
+        for kind in ("ssm", "hyena") if counts.get(kind))
 
 
 def requested_precision(config: Any) -> Precision:
@@ -488,14 +567,20 @@ def estimate_memory(config: Any, model: ModelShape, *, mesh: Mesh, model_axis: i
     else:
         mlp_width, router = split_dim(model.ffn_dim, m), 0
     scores = 2 * heads_local * s * s * 4 if attention_materializes_scores else heads_local * s * 4
-    block = (5 * s * d * 4 + s * width_local * (4 * compute + 2 * 4) + 2 * s * mlp_width * 4
-             + router + scores)
+    shared = 5 * s * d * 4 + 2 * s * mlp_width * 4 + router
+    block = shared + s * width_local * (4 * compute + 2 * 4) + scores
+    facts = mixer_facts_of(model)
+    blocks = {"attention": block, **_mixer_block_bytes(s, d, shared, facts)}
+    counts = layer_counts(facts["mixers"], model.num_layers) if facts \
+        else {"attention": model.num_layers}
+    largest = max(b for kind, b in blocks.items() if counts.get(kind))
     if policy.remat:
         saved = s * d * _BYTES[policy.saved_activation_dtype]
         kept = 0 if policy.offload_activations else model.num_layers * saved
-        per_sample = kept + block
+        per_sample = kept + largest
     else:
-        per_sample = block if policy.offload_activations else model.num_layers * block
+        per_sample = largest if policy.offload_activations else \
+            sum(counts.get(kind, 0) * b for kind, b in blocks.items())
     tokens = min(policy.loss_chunk, s) if policy.loss_chunk else s
     per_sample += 2 * tokens * split_dim(model.vocab_size, m) * 4
     activations = per_sample * per_device_batch
@@ -513,6 +598,24 @@ def shards_optimizer_state(config: Any) -> bool:
     return bool(config.optimizer_sharding and config.sharding_strategy != "disabled")
 
 
+def _mixer_block_bytes(s: int, d: int, shared: int, facts: Mapping[str, Any]) -> dict[str, int]:
+    """Activation bytes per sample of one ``ssm`` or ``hyena`` block (float32 throughout).
+
+    ``ssm``: the projections and conv output (2E + E + E + R + 2N wide) plus
+    the recurrence's inputs and its states, ``3·S·E·N``: the SSM states are
+    the largest tensor of the block. ``hyena``: three streams before and after
+    their short conv, the long conv's input, output and filter, and the FFT's
+    padded complex spectra (about ``4·S·d`` floats).
+    """
+    found = {}
+    if "ssm_state_size" in facts:
+        e, r, n = ssm_inner(d), ssm_dt_rank(d), facts["ssm_state_size"]
+        found["ssm"] = shared + s * (5 * e + r + 2 * n) * 4 + 3 * s * e * n * 4
+    if "hyena_filter_length" in facts:
+        found["hyena"] = shared + s * (6 * d + 2 * d + 4 * d) * 4 + d * facts["hyena_filter_length"] * 4
+    return found
+
+
 def local_parameters(model: ModelShape, m: int) -> int:
     """Parameters one device holds: the vocabulary, heads and MLP width split over a
     model axis of ``m`` devices; with ``m = 1``, the model's parameter count."""
@@ -524,7 +627,17 @@ def local_parameters(model: ModelShape, m: int) -> int:
     else:
         mlp = 2 * d * split_dim(model.ffn_dim, m)
     codebook = (model.vq_codes or 0) * (model.vq_embedding_dim or 0)
-    return split_dim(model.vocab_size, m) * d + layers * (attention + mlp + 2 * d) + d + codebook
+    facts = mixer_facts_of(model)
+    counts = layer_counts(facts["mixers"], layers) if facts else {"attention": layers}
+    return (split_dim(model.vocab_size, m) * d + layers * (mlp + d)
+            + counts["attention"] * (attention + d) + _mixer_parameters(d, counts, facts)
+            + d + codebook)
+
+
+def mixer_facts_of(model: ModelShape) -> dict[str, Any]:
+    """The mixer fields a plan's :class:`ModelShape` records (empty for attention only)."""
+    names = ("mixers", "ssm_state_size", "ssm_conv_width", "hyena_filter_length")
+    return {n: getattr(model, n) for n in names if getattr(model, n) is not msgspec.UNSET}
 
 
 # --------------------------------------------------------------------------- machine and device

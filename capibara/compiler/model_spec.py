@@ -165,7 +165,9 @@ class ModelSpec:
     ``weights`` pairs a block matmul's parameter name (``wq`` … ``w_out``) with
     its :class:`WeightFormat` (absent: float). ``vq_codebook_dtype`` is the
     precision the VQ lookup reads the codebook in (``int8``: symmetric int8
-    per code; ``None``: as stored).
+    per code; ``None``: as stored). ``mixers`` is the repeating pattern of
+    sequence mixers (:mod:`capibara.compiler.mixers`) with the sizes of its
+    ``ssm`` and ``hyena`` blocks (``hyena_filter_length`` ``None``: the context).
     """
 
     vocab_size: int
@@ -186,9 +188,16 @@ class ModelSpec:
     load_balancing_weight: float = 0.0
     weights: tuple[tuple[str, WeightFormat], ...] = ()
     vq_codebook_dtype: str | None = None
+    mixers: tuple[str, ...] = ("attention",)
+    ssm_state_size: int = 16
+    ssm_conv_width: int = 4
+    hyena_filter_length: int | None = None
     ffn_sparsity: FeedForwardSparsity | None = None
 
     def __post_init__(self) -> None:
+        if self.num_layers % len(self.mixers):
+            raise ValueError(f"the mixers pattern {list(self.mixers)} does not tile "
+                             f"num_layers={self.num_layers}")
         d, h, kv = self.d_model, self.num_heads, self.num_kv_heads
         if d % h:
             raise ValueError(f"d_model={d} must be a multiple of num_heads={h}")
@@ -204,6 +213,22 @@ class ModelSpec:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
+
+    @property
+    def attention_only(self) -> bool:
+        """Every block is attention (one stacked block kind)."""
+        return set(self.mixers) == {"attention"}
+
+    def layer_counts(self) -> dict[str, int]:
+        """Blocks of each mixer kind."""
+        from capibara.compiler.mixers import layer_counts
+
+        return layer_counts(self.mixers, self.num_layers)
+
+    @property
+    def filter_taps(self) -> int:
+        """Taps of a hyena block's long filter."""
+        return self.hyena_filter_length or self.max_seq_len
 
     @property
     def use_vq(self) -> bool:
@@ -244,8 +269,12 @@ class ModelSpec:
                    sparsity: FeedForwardSparsity | None = None) -> "ModelSpec":
         """The spec of a plan's ``ModelShape``, ``Precision`` and ``LossWeights``,
         with the block matmuls' ``weights`` formats and the feed-forward's ``sparsity``."""
+        from capibara.compiler.lower import mixer_facts_of
+
         codebook = getattr(precision, "vq_codebook", None) if shape.vq_codes else None
+        mixers = mixer_facts_of(shape) if hasattr(shape, "mixers") else {}
         return cls(
+            **{k: tuple(v) if k == "mixers" else v for k, v in mixers.items()},
             vocab_size=shape.vocab_size, d_model=shape.hidden_size,
             num_layers=shape.num_layers, num_heads=shape.num_heads,
             num_kv_heads=shape.num_heads, ffn_dim=shape.ffn_dim,
@@ -292,23 +321,37 @@ class ModelSpec:
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter's shape by its tree path, as ``jax.tree_util.keystr``
         prints it in :func:`capibara.model.facade.init_params`'s tree and checkpoints."""
-        d, L, dh = self.d_model, self.num_layers, self.head_dim
+        from capibara.compiler.mixers import STACKS, mixer_parameter_shapes
+
+        d, dh = self.d_model, self.head_dim
+        counts = self.layer_counts()
+        L = counts["attention"]
         shapes = {
             "['blocks']['attn_norm']": (L, d),
             "['blocks']['wq']": (L, d, self.num_heads * dh),
             "['blocks']['wk']": (L, d, self.num_kv_heads * dh),
             "['blocks']['wv']": (L, d, self.num_kv_heads * dh),
             "['blocks']['wo']": (L, self.num_heads * dh, d),
-            "['blocks']['ffn_norm']": (L, d),
         }
-        if self.use_moe:
-            e, f = self.num_experts, self.expert_ffn_dim
-            shapes["['blocks']['router']"] = (L, d, e)
-            shapes["['blocks']['experts'].w_in"] = (L, e, d, f)
-            shapes["['blocks']['experts'].w_out"] = (L, e, f, d)
-        else:
-            shapes["['blocks']['w_in']"] = (L, d, self.ffn_dim)
-            shapes["['blocks']['w_out']"] = (L, self.ffn_dim, d)
+        for kind in ("ssm", "hyena"):
+            if counts[kind]:
+                shapes.update({f"['{STACKS[kind]}']['{name}']": (counts[kind], *shape)
+                               for name, shape in mixer_parameter_shapes(
+                                   kind, d, state_size=self.ssm_state_size,
+                                   conv_width=self.ssm_conv_width).items()})
+        for kind, stack in STACKS.items():
+            if kind != "attention" and not counts[kind]:
+                continue
+            L = counts[kind]
+            shapes[f"['{stack}']['ffn_norm']"] = (L, d)
+            if self.use_moe:
+                e, f = self.num_experts, self.expert_ffn_dim
+                shapes[f"['{stack}']['router']"] = (L, d, e)
+                shapes[f"['{stack}']['experts'].w_in"] = (L, e, d, f)
+                shapes[f"['{stack}']['experts'].w_out"] = (L, e, f, d)
+            else:
+                shapes[f"['{stack}']['w_in']"] = (L, d, self.ffn_dim)
+                shapes[f"['{stack}']['w_out']"] = (L, self.ffn_dim, d)
         shapes["['embed']"] = (self.vocab_size, d)
         shapes["['final_norm']"] = (d,)
         if self.use_vq:

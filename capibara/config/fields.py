@@ -21,11 +21,12 @@ from typing import Any, Iterator
 import msgspec
 
 from capibara.config.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
-                                 Optional, Subset, Text)
+                                 Optional, Pattern, Subset, Text)
 
 __all__ = [
     "Field",
     "FIELDS",
+    "MIXERS",
     "FIELD_BY_NAME",
     "SECTIONS",
     "ALIAS_SECTIONS",
@@ -91,6 +92,8 @@ def _f(id: str, name: str, where: str, type: FieldType, default: Any, doc: str, 
 
 
 _POSITIVE = Int(minimum=1)
+#: The sequence mixers a block may have (``mixers``).
+MIXERS = ("attention", "ssm", "hyena")
 _COUNT = Int(minimum=0)
 _PORT = Int(minimum=1, maximum=65535)
 _FRACTION_095 = Float(0.0, 0.95)
@@ -148,6 +151,20 @@ FIELDS: tuple[Field, ...] = (
        "dual (fast/slow) thinking system"),
     _f("M13", "personality_enabled", "model.personality_enabled", Bool(), True,
        "personality system"),
+    _f("M14", "mixers", "model.mixers", Pattern(MIXERS), ["attention"],
+       "each block's sequence mixer, as a pattern repeated over the layers: `attention` "
+       "(causal self-attention), `ssm` (a Mamba-style selective state-space block: the scan, "
+       "conv and linalg kernels) or `hyena` (a long implicit convolution: the fft and conv "
+       "kernels); e.g. `[\"ssm\", \"ssm\", \"attention\"]`; its length must divide `num_layers`",
+       env=("CAPIBARA_MIXERS",)),
+    _f("M15", "ssm_state_size", "model.ssm_state_size", Int(minimum=1, maximum=256), 16,
+       "state dimensions per channel of an `ssm` block's recurrence (Mamba's N)"),
+    _f("M16", "ssm_conv_width", "model.ssm_conv_width", Int(minimum=2, maximum=64), 4,
+       "taps of the short causal convolution in `ssm` and `hyena` blocks"),
+    _f("M17", "hyena_filter_length", "model.hyena_filter_length",
+       Optional(_POSITIVE), None,
+       "taps of a `hyena` block's long implicit filter, at most `max_seq_length` "
+       "(`\"none\"`: as long as the context)"),
     # ---------------------------------------------------------------- 1.2 JAX Nativo y Backend
     _f("J1", "use_jax_native", "jax_config.use_jax_native", Bool(), True,
        "use the project's native JAX wrapper `capibara.jax`",
@@ -427,6 +444,10 @@ _EFFECTS: dict[str, tuple[str, str]] = {
     "num_layers": ("plan", "model.num_layers"),
     "num_heads": ("plan", "model.num_heads"),
     "vocab_size": ("plan", "model.vocab_size"),
+    "mixers": ("plan", "model.mixers and the scan/conv/fft kernels"),
+    "ssm_state_size": ("plan", "model (the SSM blocks' state) with an ssm mixer"),
+    "ssm_conv_width": ("plan", "model (the SSM blocks' conv) with an ssm mixer"),
+    "hyena_filter_length": ("plan", "model (the hyena long filter) with a hyena mixer"),
     "max_seq_length": ("plan", "model.max_seq_length"),
     "multimodal_enabled": (RECORDED_ONLY, _NO_MECHANISM + " (the model reads tokens only)"),
     "vision_encoder_type": (RECORDED_ONLY, _NO_MECHANISM + " (no vision encoder)"),

@@ -41,6 +41,7 @@ __all__ = [
     "AutoOr",
     "IntList",
     "Subset",
+    "Pattern",
     "format_value",
     "toml_string",
     "describe_kind",
@@ -619,3 +620,51 @@ class Subset(msgspec.Struct, FieldType, frozen=True):
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "array", "items": {"enum": list(self.values)}, "uniqueItems": True}
+
+
+class Pattern(msgspec.Struct, FieldType, frozen=True):
+    """A short non-empty list of words from a closed set, repeats allowed, that
+    repeats to cover something longer (the per-block ``mixers``)."""
+
+    values: tuple[str, ...]
+    max_items: int = 64
+    annotation = list[str]
+
+    def check(self, value: Any, name: str) -> list[str]:
+        example = "for example `[" + ", ".join(f'"{v}"' for v in self.values[-1:] + self.values[:1]) + "]`"
+        if not isinstance(value, (list, tuple)):
+            raise _wrong_type(name, "an array of strings", value, example)
+        if not value:
+            raise ValueProblem(OUT_OF_RANGE, f"`{name}` must not be empty", "expected at least one item",
+                               example)
+        if len(value) > self.max_items:
+            raise ValueProblem(OUT_OF_RANGE, f"`{name}` has {len(value)} items, at most "
+                               f"{self.max_items} are allowed", f"more than {self.max_items} items",
+                               "write the shortest pattern that repeats")
+        listing = ", ".join(f"`{v}`" for v in self.values)
+        checked: list[str] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueProblem(WRONG_TYPE, f"`{name}` must contain strings, found "
+                                   f"{describe_kind(item)}", "expected a string",
+                                   f"use {listing}", item=index)
+            canonical = next((v for v in self.values if v == item.lower()), None)
+            if canonical is None:
+                near = closest(item, self.values)
+                raise ValueProblem(NOT_ALLOWED, f"`{name}` may contain only {listing}, found "
+                                   f"{format_value(item)}", "not a known value",
+                                   f"did you mean `{near}`?" if near else f"use {listing}",
+                                   item=index)
+            checked.append(canonical)
+        return checked
+
+    def parse_env(self, text: str, name: str) -> list[str]:
+        return [p for p in re.split(r"\s*,\s*", text.strip()) if p]
+
+    def describe(self) -> str:
+        return (f"a non-empty array of at most {self.max_items} values from "
+                + ", ".join(f"`{v}`" for v in self.values) + " (repeats allowed)")
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": {"enum": list(self.values)}, "minItems": 1,
+                "maxItems": self.max_items}

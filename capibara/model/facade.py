@@ -18,11 +18,19 @@ dense GELU MLP otherwise. With VQ, the hidden state after the first half of
 the blocks is replaced by its nearest codebook vectors (the ``vq`` kernel);
 the second half and the tied output projection read the quantized stream.
 
-What the network computes *with* is a :class:`Kernels` bundle of four
-callables (attention, vq, moe, matmul). :meth:`Kernels.from_variants` binds
-the capibara kernel variants a plan chose; :meth:`Kernels.plain` is the same
-network in straightforward JAX (``jax.nn.dot_product_attention``, dense
-all-experts evaluation), the baseline the benchmark compares against.
+With ``model.mixers`` naming ``ssm`` or ``hyena`` blocks, the network is
+:class:`~capibara.model.mixers.HybridNetwork`: blocks in the pattern's order,
+state-space blocks through the ``conv`` and ``scan`` kernels, long
+convolutions through ``fft``.
+
+What the network computes *with* is a :class:`Kernels` bundle of callables
+(attention, vq, moe, matmul, scan, conv, long_conv). A model built from a plan
+computes with the plan's bound kernels (:func:`capibara.runtime.loader.bind`,
+:meth:`Kernels.from_bound`), the same path ``load_plan`` takes;
+:meth:`Kernels.plain` is the same network in straightforward JAX
+(``jax.nn.dot_product_attention``, dense all-experts evaluation, ``lax.scan``,
+``lax.conv_general_dilated``, ``jnp.fft``), the baseline the benchmarks
+compare against.
 
 Parameters live on a ``("data", "model")`` mesh (:func:`param_partition_specs`);
 the batch is split over ``data``. Runtime-mutable settings change without
@@ -75,6 +83,7 @@ from capibara.compiler.model_spec import ModelSpec, RunPolicy, WeightFormat, liv
 from capibara.diagnostics import ConfigError
 from capibara.kernels.linalg import quantize_weight
 from capibara.model.kernels import Kernels
+from capibara.model.mixers import HybridNetwork
 from capibara.model.network import LossParts, Network
 from capibara.model.notes import execution_notes, host_offload_supported, plan_notes
 from capibara.model.optimizer_sharding import optimizer_state_shardings
@@ -186,33 +195,38 @@ class Model:
         """
         from capibara.plan import Plan, load_plan_file, validate_plan
 
-        plan = compiled_or_path
+        plan, compiled = compiled_or_path, None
         if isinstance(plan, (str, os.PathLike)):
             plan = load_plan_file(plan)
         elif isinstance(plan, Plan):
             plan = validate_plan(plan)  # a plan built in memory never went through a loader
         else:
-            plan = plan.plan
+            plan, compiled = plan.plan, plan
         self = cls.__new__(cls)
-        self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed)
+        self._setup_from_plan(plan, config if config is not None else config_of_plan(plan), seed,
+                              compiled)
         return self
 
-    def _setup_from_plan(self, plan: Any, config: Any, seed: int) -> None:
+    def _setup_from_plan(self, plan: Any, config: Any, seed: int, compiled: Any = None) -> None:
+        from capibara.runtime.loader import KernelSet, bind
+
         spec = ModelSpec.from_plan(plan)
-        choices = {}
-        for kernel in plan.kernels:
-            if kernel.family in ("attention", "vq", "moe", "linalg"):
-                # Deduplicated linalg sites share one precision policy; the first
-                # spec of each family stands for every call site of that family.
-                choices.setdefault(kernel.family, (kernel.implementation, dict(kernel.params)))
         policy = RunPolicy.from_execution(plan.execution)
         if plan.mesh.devices > jax.device_count():
             raise ValueError(f"the plan's mesh {list(plan.mesh.shape)} needs {plan.mesh.devices} "
                              f"devices, {jax.device_count()} present")
-        self._setup(spec, Kernels.from_variants(spec, choices), config,
-                    make_mesh(tuple(plan.mesh.shape)), seed, policy)
+        if compiled is not None:  # what load_plan bound (and warmup compiled) is what runs
+            mesh, kernels = compiled.mesh, compiled.kernels
+        else:
+            mesh = make_mesh(tuple(plan.mesh.shape))
+            allow = bool(plan.config.get("jax_config.fallback_to_standard", True))
+            platform = mesh.devices.flat[0].platform
+            kernels = KernelSet(bind(k, plan, mesh, platform, allow_fallback=allow)
+                                for k in plan.kernels)
+        self._setup(spec, Kernels.from_bound(spec, kernels), config, mesh, seed, policy)
         self.plan = plan
         self.notes.extend(plan_notes(plan))
+        self.notes.extend(note for k in kernels for note in k.notes)
 
     @classmethod
     def build(cls, spec: ModelSpec, kernels: Kernels, config: Any, *, mesh: Mesh | None = None,
@@ -240,7 +254,8 @@ class Model:
         self._config = copy.copy(config)
         self._runtime = RuntimeSettings.from_config(config)
         self.notes, self._remat, offload = execution_notes(policy, mesh)
-        net = self._net = Network(spec, kernels, policy.loss_chunk,
+        network = Network if spec.attention_only else HybridNetwork
+        net = self._net = network(spec, kernels, policy.loss_chunk,
                                saved_activation_dtype=policy.saved_activation_dtype,
                                offload_activations=offload)
         compiled = jax.jit if policy.jit else _op_by_op
@@ -319,8 +334,10 @@ class Model:
                  prompt_mask: Any = None) -> jax.Array:
         """``prompt [batch, len]`` followed by ``max_new_tokens`` generated tokens.
 
-        Uses a KV cache: one prefill over the prompt, then one cached step per
-        token. The config's ``temperature`` picks the token: 0 takes the
+        Uses a cache: one prefill over the prompt, then one cached step per
+        token (keys and values for attention blocks, a constant-size recurrent
+        state and conv window for ``ssm`` blocks, the long conv's input history
+        for ``hyena`` blocks). The config's ``temperature`` picks the token: 0 takes the
         argmax, otherwise a sample from ``softmax(logits / temperature)``
         drawn from ``seed`` (the same seed gives the same tokens).
         ``prompt_mask [batch, len]`` (bool) batches prompts of different
@@ -385,8 +402,17 @@ class Model:
         self.params, self._opt_state = params, opt_state
         self.step += 1
         if self._checkpoints is not None:
-            self._checkpoints.maybe_save(self.step, self._state())
+            self._checkpoints.maybe_save(self.step, self.training_state())
         return metrics
+
+    def train_step_memory(self, batch: Any) -> Any:
+        """XLA's memory analysis of the compiled train step for ``batch``'s shape
+        (``argument``, ``output``, ``temp``, ``alias`` sizes in bytes), to set beside the
+        plan's estimate (``plan.memory``). Compiles the step once more, ahead of time."""
+        lowered = self._train.lower(
+            self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32),
+            remat=self._remat, train=True, **self._static())
+        return lowered.compile().memory_analysis()
 
     # ----------------------------------------------------------------- checkpoints
 
@@ -394,19 +420,24 @@ class Model:
         """Save checkpoints into ``directory`` as the config's ``[training]`` says:
         every ``save_checkpoint_steps``, keeping ``keep_checkpoint_max``,
         compressed if ``checkpoint_compression``, in the background if
-        ``async_checkpointing``."""
+        ``async_checkpointing`` (see :class:`capibara.model.checkpoint.CheckpointManager`)."""
         from capibara.model.checkpoint import CheckpointManager
 
         c = self._config
-        if self._checkpoints is not None:
-            self._checkpoints.close()
+        self.close_checkpoints()
         self._checkpoints = CheckpointManager(
             directory, save_every=c.save_checkpoint_steps, keep_max=c.keep_checkpoint_max,
             compress=c.checkpoint_compression, asynchronous=c.async_checkpointing)
 
-    def _state(self) -> dict[str, Any]:
+    def training_state(self) -> dict[str, Any]:
+        """What a checkpoint holds: ``{"params", "opt_state", "step"}``."""
         return {"params": self.params, "opt_state": self.opt_state,
                 "step": np.asarray(self.step, np.int64)}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state of :meth:`training_state`'s structure (a restored checkpoint)."""
+        self.params, self._opt_state = state["params"], state["opt_state"]
+        self.step = int(state["step"])
 
     def _manager(self):
         if self._checkpoints is None:
@@ -415,7 +446,7 @@ class Model:
 
     def save_checkpoint(self) -> None:
         """Save parameters, optimizer state and step now (see :meth:`checkpoint_to`)."""
-        self._manager().save(self.step, self._state())
+        self._manager().save(self.step, self.training_state())
 
     def restore_checkpoint(self, step: int | None = None) -> int:
         """Load a checkpoint (default: the newest) into this model; return its step.
@@ -423,15 +454,19 @@ class Model:
         A checkpoint whose arrays differ from this model's (another shape,
         dtype or structure) is refused with a :class:`ConfigError` naming them.
         """
-        state = self._manager().restore(self._state(), step)
-        self.params, self._opt_state = state["params"], state["opt_state"]
-        self.step = int(state["step"])
+        self.load_training_state(self._manager().restore(self.training_state(), step))
         return self.step
 
     def wait_for_checkpoints(self) -> None:
         """Block until a background checkpoint write has finished."""
         if self._checkpoints is not None:
             self._checkpoints.wait()
+
+    def close_checkpoints(self) -> None:
+        """Finish any background write and release the checkpoint directory."""
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
 
     # ----------------------------------------------------------------- configuration
 

@@ -1,11 +1,12 @@
-"""The kernel bundle the network computes with: capibara's variants as a plan
-names them (:meth:`Kernels.from_variants`), or the same network in plain JAX
+"""The kernel bundle the network computes with: a plan's bound kernels
+(:meth:`Kernels.from_bound`), capibara's variants chosen by hand
+(:meth:`Kernels.from_variants`), or the same network in plain JAX
 (:meth:`Kernels.plain`), the baseline the model benchmark compares against."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Mapping
 
@@ -41,6 +42,12 @@ class Kernels:
     - ``matmul(x, w)``: ``x [..., k] @ w [k, n]`` under the precision policy, float32 out.
     - ``attention_decode``: attention for a generation step, one query against
       the KV cache (default: ``attention``).
+    - ``scan(a, b)``: ``h_t = a_t h_{t-1} + b_t`` over axis 1 of ``[B, S, C]``
+      from a zero state (``ssm`` blocks).
+    - ``conv(x, w)``: depthwise causal conv1d, ``x [B, S, C]``, ``w [width, C]``
+      (the short conv of ``ssm`` and ``hyena`` blocks).
+    - ``long_conv(u, k)``: causal long convolution, ``u [C, L]``, ``k [C, K]``
+      (``hyena`` blocks).
     """
 
     attention: Callable[..., jax.Array]
@@ -49,6 +56,10 @@ class Kernels:
     matmul: Callable[..., jax.Array]
     moe_dropless: Callable[..., MoRResult] | None = None
     attention_decode: Callable[..., jax.Array] | None = None
+    scan: Callable[..., jax.Array] | None = None
+    conv: Callable[..., jax.Array] | None = None
+    long_conv: Callable[..., jax.Array] | None = None
+    sites: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +74,28 @@ class Kernels:
         return cls(_plain_attention,
                    partial(_plain_vq, commitment_weight=spec.vq_commitment_weight),
                    _plain_moe,
-                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)), name="plain")
+                   partial(_plain_matmul, compute_dtype=jnp.dtype(spec.compute_dtype)),
+                   scan=_plain_scan, conv=_plain_conv, long_conv=_plain_long_conv, name="plain")
+
+    def at(self, site: str, family_default: Callable[..., Any]) -> Callable[..., Any]:
+        """The kernel a plan bound for call site ``site`` (``hyena_blocks.conv``), else the family's."""
+        return self.sites.get(site, family_default)
+
+    @classmethod
+    def from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
+        """The plan's bound kernels (:func:`capibara.runtime.loader.bind`, a
+        ``KernelSet``): the one path from a plan to the functions it names.
+
+        attention (training and prefill), linalg, scan, conv and fft call the
+        bound kernels themselves, with the fallback and notes the loader gave
+        them; linalg, scan, conv and fft per call site (``sites``, from each
+        spec's ``uses``). vq and moe take per-call values a bound kernel fixes (the
+        runtime-mutable VQ threshold, the dropless inference routing), so they
+        bind the same variant and parameters here; a generation step's
+        attention (one query against the cache, with a mask) has no spec and
+        runs the reference.
+        """
+        return _from_bound(cls, spec, kernels)
 
     @classmethod
     def from_variants(cls, spec: ModelSpec,
@@ -76,7 +108,7 @@ class Kernels:
         (:class:`~capibara.kernels.base.Unsupported`, e.g. a decode step
         shorter than an attention tile) runs on the family's reference instead.
         """
-        from capibara.kernels import attention, linalg, moe, vq
+        from capibara.kernels import attention, conv, fft, linalg, moe, scan, vq
 
         choices = dict(choices or {})
         policy = {"param_dtype": spec.param_dtype, "compute_dtype": spec.compute_dtype,
@@ -100,7 +132,27 @@ class Kernels:
             # matrix; tiling it only adds loop steps (generation at the dev
             # shape: 2.1 s with the reference vs 2.7 s with cpu_bf16 tiles).
             attention_decode=_variant(attention.VARIANTS, "reference", {}),
+            scan=_variant(scan.VARIANTS, *choices.get("scan", ("reference", {}))),
+            conv=_variant(conv.VARIANTS, *choices.get("conv", ("reference", {}))),
+            long_conv=_variant(fft.VARIANTS, *choices.get("fft", ("reference", {}))),
             name="capibara")
+
+
+def _bound_call(kernel: Any, **fixed: Any) -> Callable[..., Any]:
+    """A plan's bound kernel as the network calls it: arrays positionally, and the
+    keywords its spec already fixed (``causal``), which must agree."""
+    fn = kernel.fn
+
+    def call(*arrays, **keywords):
+        for name, value in keywords.items():
+            if fixed.get(name, value) != value:
+                raise ValueError(f"kernel `{kernel.spec.name}` was bound with {name}={fixed[name]}, "
+                                 f"called with {name}={value}")
+        return fn(*arrays)
+
+    call.__name__ = f"{kernel.spec.family}_{kernel.implementation}"
+    call.kernel = kernel  # type: ignore[attr-defined]
+    return call
 
 
 def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> Callable[..., Any]:
@@ -117,6 +169,32 @@ def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) 
 
     call.__name__ = f"{chosen.family}_{name}"
     return call
+
+
+def _from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
+    """See :meth:`Kernels.from_bound`."""
+    by_family: dict[str, Any] = {}
+    sites: dict[str, Callable[..., Any]] = {}
+    for kernel in kernels:
+        by_family.setdefault(kernel.spec.family, kernel)
+    choices = {family: (k.implementation, dict(k.spec.params)) for family, k in by_family.items()
+               if family in ("vq", "moe")}
+    base = cls.from_variants(spec, choices)
+    fields: dict[str, Any] = {}
+    if "attention" in by_family:
+        attention = by_family["attention"]
+        fields["attention"] = _bound_call(attention, causal=bool(attention.spec.attrs.get("causal")),
+                                          mask=None)
+    if "linalg" in by_family:
+        fields["matmul"] = _bound_call(by_family["linalg"])
+    for family, field_name in (("scan", "scan"), ("conv", "conv"), ("fft", "long_conv")):
+        if family in by_family:
+            fields[field_name] = _bound_call(by_family[family])
+    for kernel in kernels:
+        if kernel.spec.family in ("linalg", "scan", "conv", "fft"):
+            for site in kernel.spec.uses or (kernel.spec.name,):
+                sites[site] = _bound_call(kernel)
+    return replace(base, **fields, sites=sites)
 
 
 def _variant_call(fn: Callable[..., VQResult], x, codebook, *, threshold, commitment_weight):
@@ -174,3 +252,31 @@ def _plain_moe(x, router, experts, *, top_k):
     fraction = jnp.mean(jnp.sum(chosen, 1), 0) / top_k
     balance = num_experts * jnp.sum(fraction * jnp.mean(probs, 0))
     return MoRResult(y, balance, fraction, jnp.zeros(()))
+
+
+def _plain_scan(a, b):
+    # The recurrence as one writes it: a time-major lax.scan carrying the state.
+    def step(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    a32, b32 = jnp.swapaxes(a, 0, 1).astype(jnp.float32), jnp.swapaxes(b, 0, 1).astype(jnp.float32)
+    _, hs = lax.scan(step, jnp.zeros(a32.shape[1:], jnp.float32), (a32, b32))
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def _plain_conv(x, w):
+    # Depthwise causal conv1d by XLA's grouped convolution, left-padded by width - 1.
+    width, channels = w.shape
+    y = lax.conv_general_dilated(
+        x.astype(jnp.float32), w.astype(jnp.float32)[:, None, :], (1,), [(width - 1, 0)],
+        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=channels)
+    return y
+
+
+def _plain_long_conv(u, k):
+    # Causal long convolution by a power-of-two FFT, as one writes it with jnp.fft.
+    length = u.shape[-1]
+    n = 1 << (length + k.shape[-1] - 2).bit_length()
+    spectrum = jnp.fft.rfft(u.astype(jnp.float32), n) * jnp.fft.rfft(k.astype(jnp.float32), n)
+    return jnp.fft.irfft(spectrum, n)[..., :length]

@@ -70,9 +70,10 @@ class Network:
         quantized format is quantized here with a straight-through gradient."""
         w = layer[name]
         fmt = self.spec.weight_format(name)
+        matmul = self.kernels.at(f"blocks.{name}", self.kernels.matmul)
         if fmt.kind == "float" or isinstance(w, (AffineWeight, TernaryWeight)):
-            return self.kernels.matmul(x, w)
-        return quantized_matmul(self.kernels.matmul, fmt, x, w)
+            return matmul(x, w)
+        return quantized_matmul(matmul, fmt, x, w)
 
     def qkv(self, x, layer, positions):
         s = self.spec
@@ -219,7 +220,7 @@ class Network:
         return h
 
     def logits(self, params, h):
-        return self.kernels.matmul(h, params["embed"].T).astype(jnp.float32)
+        return self.kernels.at("logits", self.kernels.matmul)(h, params["embed"].T).astype(jnp.float32)
 
     def target_log_probs(self, params, h, targets):
         """``log p(target)`` at each position, ``loss_chunk`` tokens at a time when set."""

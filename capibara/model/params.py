@@ -25,9 +25,11 @@ def init_params(spec: ModelSpec, key: jax.Array) -> dict[str, Any]:
     Blocks are stacked: every leaf under ``"blocks"`` has a leading
     ``num_layers`` axis.
     """
-    d, L, dh = spec.d_model, spec.num_layers, spec.head_dim
+    d, dh = spec.d_model, spec.head_dim
+    counts = spec.layer_counts()
+    L = counts["attention"]
     keys = iter(jax.random.split(key, 12))
-    out_std = INIT_STD / math.sqrt(2 * L)
+    out_std = INIT_STD / math.sqrt(2 * spec.num_layers)
 
     def normal(shape, std=INIT_STD):
         return std * jax.random.normal(next(keys), shape, jnp.float32)
@@ -52,6 +54,10 @@ def init_params(spec: ModelSpec, key: jax.Array) -> dict[str, Any]:
         "blocks": blocks,
         "final_norm": jnp.ones((d,)),
     }
+    if not spec.attention_only:
+        from capibara.model.mixers import init_mixer_stacks
+
+        params.update(init_mixer_stacks(spec, next(keys), out_std))
     if spec.use_vq:
         params["codebook"] = normal((spec.vq_codes, d))
     return jax.tree.map(lambda x: x.astype(spec.param_dtype), params)
@@ -77,6 +83,10 @@ def param_partition_specs(spec: ModelSpec) -> dict[str, Any]:
         blocks["w_in"] = P(None, None, "model")
         blocks["w_out"] = P(None, "model", None)
     specs: dict[str, Any] = {"embed": P("model", None), "blocks": blocks, "final_norm": P()}
+    if not spec.attention_only:
+        from capibara.model.mixers import mixer_partition_specs
+
+        specs.update(mixer_partition_specs(spec, blocks))
     if spec.use_vq:
         specs["codebook"] = P()
     return specs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from typing import Any
 
 from capibara.plan.diff import SECTIONS, show
@@ -108,7 +110,9 @@ def summary(plan: Plan) -> str:
         f"{_bytes(mem.weights)}, optimizer {_bytes(mem.optimizer_state)}, activations "
         f"{_bytes(mem.activations)})",
         f"model      {plan.model.parameter_count / 1e6:.1f} M parameters, "
-        f"{plan.model.num_layers} layers × {plan.model.hidden_size} wide",
+        f"{plan.model.num_layers} layers × {plan.model.hidden_size} wide"
+        + (f", mixers {' '.join(plan.model.mixers)}"
+           if plan.model.mixers is not msgspec.UNSET else ""),
         "kernels",
     ]
     for spec in plan.kernels:

@@ -91,7 +91,9 @@ class ModelShape(_Frozen, kw_only=True):
     scales, the VQ codebook ``K·d_vq`` and the Mixture-of-Rookies routers
     ``L·d·E`` (see :func:`capibara.compiler.lower.model_shape`). With Mixture of
     Rookies, ``num_experts`` experts of ``expert_ffn_dim`` each split the MLP
-    width and ``experts_per_token`` of them run per token.
+    width and ``experts_per_token`` of them run per token. ``mixers`` is the
+    per-block pattern of sequence mixers (``model.mixers``) with the sizes its
+    ``ssm`` and ``hyena`` blocks use; all four are absent for attention only.
     """
 
     hidden_size: int
@@ -107,6 +109,12 @@ class ModelShape(_Frozen, kw_only=True):
     num_experts: int | None = None
     experts_per_token: int | None = None
     expert_ffn_dim: int | None = None
+    # Sequence mixers other than attention: absent (UNSET) for an all-attention
+    # model, so its plan says nothing about mixers it does not have.
+    mixers: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
+    ssm_state_size: int | msgspec.UnsetType = msgspec.UNSET
+    ssm_conv_width: int | msgspec.UnsetType = msgspec.UNSET
+    hyena_filter_length: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class MemoryEstimate(_Frozen, kw_only=True):

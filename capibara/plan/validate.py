@@ -206,9 +206,22 @@ def _target(plan: Plan) -> Iterator[Problem]:
 
 def _model(plan: Plan) -> Iterator[Problem]:
     m = plan.model
-    sizes = {k: getattr(m, k) for k in m.__struct_fields__ if k != "parameter_count"}
+    # The mixer sizes are absent (UNSET) for an attention-only model.
+    sizes = {k: getattr(m, k) for k in m.__struct_fields__
+             if k not in ("parameter_count", "mixers") and getattr(m, k) is not msgspec.UNSET}
     yield from _counts("model", sizes, optional=("vq_codes", "vq_embedding_dim", "num_experts",
-                                                 "experts_per_token", "expert_ffn_dim"))
+                                                 "experts_per_token", "expert_ffn_dim",
+                                                 "hyena_filter_length"))
+    if m.mixers is not msgspec.UNSET:
+        from capibara.config.fields import MIXERS
+
+        unknown = [kind for kind in m.mixers if kind not in MIXERS]
+        if not m.mixers or unknown:
+            yield OUT_OF_DOMAIN, "model.mixers", (f"is {_shown(m.mixers)}; expected a non-empty "
+                                                  f"list of {', '.join(MIXERS)}")
+        elif _is_int(m.num_layers) and m.num_layers % len(m.mixers):
+            yield INCONSISTENT, "model.mixers", (f"has {len(m.mixers)} entries, which do not "
+                                                 f"divide num_layers {m.num_layers}")
     if (p := _count_problem("model.parameter_count", m.parameter_count, 0, MAX_ELEMENTS)) is not None:
         yield p
     if not all(_is_int(v) and v >= 1 for v in (m.hidden_size, m.num_heads, m.head_dim)):

@@ -192,34 +192,11 @@ class BoundKernel:
         return time.perf_counter() - start
 
     def work(self) -> tuple[float, str]:
-        """(amount, unit) of one call: FLOPs for compute-bound families, bytes otherwise."""
-        s = {k: tuple(v) for k, v in self.spec.shapes.items()}
-        family = self.spec.family
-        if family == "attention":
-            b, sq, h, d = s["q"]
-            skv = s["k"][1]
-            flops = 4.0 * b * h * sq * skv * d
-            return (flops / 2 if self.spec.attrs.get("causal") else flops), "FLOP"
-        if family == "linalg":
-            x, w = s["x"], s["w"]
-            rows = 1
-            for n in x[:-1]:
-                rows *= n
-            return 2.0 * rows * w[0] * w[1], "FLOP"
-        if family == "vq":
-            (n, d), (k, _) = s["x"], s["codebook"]
-            return 2.0 * n * d * k, "FLOP"
-        if family == "moe":
-            n, d = s["x"]
-            experts, _, f = s["w_in"]
-            top_k = int(self.spec.attrs.get("top_k", 2))
-            return 2.0 * n * (d * experts + top_k * 2 * d * f), "FLOP"
-        total = 0
-        import numpy as np
+        """(amount, unit) of one call: FLOPs for compute-bound families, bytes otherwise
+        (each family's estimate, :func:`capibara.kernels.specs.work`)."""
+        from capibara.kernels.specs import work
 
-        for name, shape in s.items():
-            total += int(np.prod(shape)) * np.dtype(self.spec.dtypes.get(name, "float32")).itemsize
-        return 2.0 * total, "B"  # read every input once, write an output of the same size
+        return work(self.spec.family, self.spec.shapes, self.spec.dtypes, self.spec.attrs)
 
 
 def _variant(spec: KernelSpec, platform: str, allow_fallback: bool):
@@ -318,8 +295,11 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
 
     reference = _family_module(family).VARIANTS["reference"]
     if variant is not reference and allow_fallback:
-        ref_static = {k: v for k, v in static.items() if k in ("causal", "commitment_weight",
-                                                               "adaptive_threshold", "top_k")}
+        # The precision policy is the call's meaning, not a tuning knob: the
+        # reference fallback computes with it too.
+        ref_static = {k: v for k, v in static.items() if k in (
+            "causal", "commitment_weight", "adaptive_threshold", "top_k",
+            "param_dtype", "compute_dtype", "accumulate_dtype")}
         ref_core = partial(reference.fn, **_accepted(reference.fn, ref_static))
         core = _with_fallback(core, ref_core, notes, spec.name)
     donate = (0,) if plan.execution.donate and family in ("scan",) else ()

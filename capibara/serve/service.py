@@ -23,6 +23,7 @@ __all__ = ["ServeOptions", "OptionError", "ListenError", "Service", "load_servic
 TLS_MISSING = "R403"
 NO_API_KEYS = "R404"
 TOKENIZER_UNUSABLE = "R405"
+MIXERS_NOT_SERVED = "R406"
 
 #: Key files, certificates and plan files are small; a bigger file is a wrong path.
 MAX_FILE_BYTES = 64 << 20
@@ -183,6 +184,16 @@ def startup_diagnostics(service: Service, options: ServeOptions,
                         TLS_MISSING, f"{option} `{path}` cannot be read: {_reason(error)}",
                         service.span_of("request_encryption"), label="asks for TLS",
                         help="give a PEM certificate and its private key"))
+    mixers = getattr(service.plan.model, "mixers", None)
+    if isinstance(mixers, tuple) and set(mixers) != {"attention"}:
+        found.append(Diagnostic.error(
+            MIXERS_NOT_SERVED, f"the server cannot batch a model with `{'`, `'.join(sorted(set(mixers) - {'attention'}))}` blocks yet",
+            service.span_of("mixers"), label="not attention only",
+            notes=("the server left-pads prompts of different lengths into one batch; attention "
+                   "ignores the padding through its mask, but ssm and hyena blocks would carry "
+                   "it in their state",),
+            help="serve a plan whose `model.mixers` is [\"attention\"], or generate with "
+                 "`capibara run PLAN --generate N`, which needs no padding"))
     keys: tuple[str, ...] = ()
     needs_keys = service.setting("api_key_required") or (
         service.setting("mcp_enabled") and service.setting("mcp_auth_required"))

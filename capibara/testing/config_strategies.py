@@ -22,7 +22,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from capibara.config.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
-                                 Optional, Subset, Text)
+                                 Optional, Pattern, Subset, Text)
 from capibara.config.fields import FIELD_BY_NAME, FIELDS, SECTIONS, Field
 
 __all__ = ["ConfigSources", "config_files", "configs", "env_text", "field_values", "values_of"]
@@ -68,6 +68,8 @@ def values_of(kind: FieldType) -> st.SearchStrategy[Any]:
         return st.lists(st.integers(kind.minimum, 64), min_size=1, max_size=4)
     if isinstance(kind, Subset):
         return st.lists(st.sampled_from(kind.values), unique=True)
+    if isinstance(kind, Pattern):
+        return st.lists(st.sampled_from(kind.values), min_size=1, max_size=4)
     raise TypeError(f"no strategy for {type(kind).__name__}")
 
 

@@ -2,7 +2,7 @@
 
 Small on purpose (the ``jsonschema`` package would add four dependencies, one
 of them compiled, for one test): type, enum, const, minimum/maximum and their
-exclusive forms, pattern, anyOf, items, minItems, uniqueItems, properties and
+exclusive forms, pattern, anyOf, items, minItems, maxItems, uniqueItems, properties and
 additionalProperties.  Annotations (description, default, title) are ignored.
 An unknown keyword is an error, so the schema cannot drift past this validator.
 """
@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 KNOWN = {"$schema", "$id", "title", "description", "default", "type", "enum", "const",
          "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "anyOf",
-         "items", "minItems", "uniqueItems", "properties", "additionalProperties"}
+         "items", "minItems", "maxItems", "uniqueItems", "properties", "additionalProperties"}
 
 _TYPES = {
     "object": lambda v: isinstance(v, dict),
@@ -54,6 +54,8 @@ def errors(schema: dict[str, Any], value: Any, path: str = "$") -> Iterator[str]
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             yield f"{path}: too few items"
+        if len(value) > schema.get("maxItems", len(value)):
+            yield f"{path}: too many items"
         if schema.get("uniqueItems") and len({repr(v) for v in value}) != len(value):
             yield f"{path}: items not unique"
         if "items" in schema:

@@ -61,6 +61,8 @@ SEED_ENV = {
     "CAPIBARA_DEBUG_MODE": "debug_mode", "CAPIBARA_FAST_STARTUP": "fast_startup",
     "CAPIBARA_JAX_DEBUG_MODE": "jax_debug_mode", "CAPIBARA_TPU_MESH_SHAPE": "tpu_mesh_shape",
     "CAPIBARA_USE_ARM_OPTIMIZATIONS": "use_arm_optimizations", "CAPIBARA_USE_SPARSE": "use_sparse",
+    # capibara's own: the block pattern, the one model-shape choice worth an environment switch
+    "CAPIBARA_MIXERS": "mixers",
 }
 
 # PARAMS.md §c: the runtime-mutable fields.
@@ -73,14 +75,14 @@ SEED_RUNTIME = {
 }
 
 # PARAMS.md §1 headings: how many fields each ID prefix has.
-IDS_PER_GROUP = {"M": 13, "J": 9, "V": 13, "T": 14, "S": 15, "H": 19, "X": 21, "R": 18, "N": 5}
+IDS_PER_GROUP = {"M": 17, "J": 9, "V": 13, "T": 14, "S": 15, "H": 19, "X": 21, "R": 18, "N": 5}
 
 
-def test_there_are_127_fields_with_unique_names_ids_and_paths() -> None:
-    assert len(FIELDS) == 127
-    assert len(FIELD_BY_NAME) == 127
-    assert len({f.id for f in FIELDS}) == 127
-    assert len({f.path for f in FIELDS}) == 127
+def test_there_are_131_fields_with_unique_names_ids_and_paths() -> None:
+    assert len(FIELDS) == 131
+    assert len(FIELD_BY_NAME) == 131
+    assert len({f.id for f in FIELDS}) == 131
+    assert len({f.path for f in FIELDS}) == 131
     for prefix, count in IDS_PER_GROUP.items():
         ids = sorted(int(f.id[1:]) for f in FIELDS if f.id[0] == prefix)
         assert ids == list(range(1, count + 1)), prefix

@@ -139,7 +139,7 @@ def test_to_toml_writes_explicit_fields_in_canonical_layout() -> None:
         '[sparsity]\nmethod = "mor"\n\n'
         '[training]\ngradient_clip_norm = "none"\n')
     full = c.to_toml(full=True)
-    assert full.count(" = ") == 127
+    assert full.count(" = ") == 131
 
 
 # ------------------------------------------------------------------- runtime updates (§c, C57)

@@ -24,7 +24,7 @@ def codes(diagnostics) -> list[tuple[str, str]]:
 
 def test_every_rule_of_section_b_is_registered_once() -> None:
     assert not set(RULES) & set(ENFORCED_ELSEWHERE)
-    assert sorted([*RULES, *ENFORCED_ELSEWHERE]) == list(range(1, 59))
+    assert sorted([*RULES, *ENFORCED_ELSEWHERE]) == list(range(1, 62))
 
 
 def test_codes_follow_the_c_numbers_and_the_hardware_marks() -> None:
@@ -102,6 +102,10 @@ CONFIG_CASES: dict[int, tuple[dict, list[tuple[str, str]]]] = {
     54: (dict(beta1=0.99, beta2=0.9), [("V054", "warning")]),
     55: (dict(mock_expensive_ops=True), [("V055", "warning")]),
     56: (dict(temperature=2.5), [("V056", "warning")]),
+    59: (dict(mixers=["ssm", "ssm", "attention", "ssm", "attention"]), [("V059", "error")]),
+    60: (dict(mixers=["hyena"], hyena_filter_length=4096), [("V060", "error")]),
+    61: (dict(mixers=["ssm", "attention"], kernel_categories=["linalg", "attention"]),
+         [("V061", "warning")]),
 }
 
 #: C-number -> (keyword arguments, target, expected hardware diagnostics).

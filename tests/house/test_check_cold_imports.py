@@ -59,7 +59,7 @@ CHECK_PATH_MODULES = {
     "capibara", "capibara.lazy", "capibara.diagnostics",
     "capibara.cli", "capibara.cli.app", "capibara.cli.output", "capibara.cli.plan",
     "capibara.cli.run", "capibara.cli.lsp", "capibara.cli.serve", "capibara.serve",
-    "capibara.serve.names",
+    "capibara.serve.names", "capibara.cli.data", "capibara.cli.train", "capibara.cli.report",
     "capibara.compiler", "capibara.compiler.check",
     "capibara.toml", "capibara.toml.limits", "capibara.toml.reading", "capibara.toml.plain",
     "capibara.config", "capibara.config.fields", "capibara.config.fieldtypes",

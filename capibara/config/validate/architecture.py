@@ -160,3 +160,64 @@ def debugging_defeats_aggressive(ctx: RuleContext) -> Iterator[Finding]:
             "instrumentation distorts or defeats the optimizations",
             ("compile_mode", *on), {"compile_mode": "aggressive", **{n: "on" for n in on}},
             help=f"use {assignment_text('compile_mode', 'default')} while debugging or profiling")
+
+
+#: The kernel families each sequence mixer computes with (beyond linalg).
+MIXER_FAMILIES = {"attention": ("attention",), "ssm": ("conv", "scan"), "hyena": ("conv", "fft")}
+
+
+@rule(59, "V059", ERROR, ("mixers", "num_layers"))
+def mixer_pattern_divides_layers(ctx: RuleContext) -> Iterator[Finding]:
+    """The `mixers` pattern repeats a whole number of times over the layers."""
+    pattern, layers = ctx.mixers, ctx.num_layers
+    if layers % len(pattern) == 0:
+        return
+    fits = [n for n in divisors(layers) if n <= len(pattern)]
+    yield Finding(
+        f"the `mixers` pattern has {len(pattern)} entries, which does not divide `num_layers` "
+        f"{layers}",
+        ("mixers", "num_layers"),
+        {"mixers": f"{len(pattern)} entries", "num_layers": f"{layers} layers"},
+        help=f"use a pattern of {' or '.join(map(str, fits[-2:]))} entries, or a `num_layers` "
+             f"that is a multiple of {len(pattern)} (e.g. {layers + len(pattern) - layers % len(pattern)})",
+        notes=("block i uses mixer `mixers[i % len(mixers)]`; the pattern must tile the layers "
+               "exactly so every repeat has the same blocks",))
+
+
+@rule(60, "V060", ERROR, ("hyena_filter_length", "max_seq_length", "mixers"))
+def hyena_filter_fits_context(ctx: RuleContext) -> Iterator[Finding]:
+    """A `hyena` filter is at most `max_seq_length` taps long."""
+    length = ctx.hyena_filter_length
+    if length is None or "hyena" not in ctx.mixers or length <= ctx.max_seq_length:
+        return
+    yield Finding(
+        f"`hyena_filter_length` {length} is longer than `max_seq_length` {ctx.max_seq_length}",
+        ("hyena_filter_length", "max_seq_length"),
+        {"hyena_filter_length": f"{length} taps", "max_seq_length": f"{ctx.max_seq_length} tokens"},
+        help=f"set {assignment_text('hyena_filter_length', ctx.max_seq_length)}, or remove it "
+             "for a filter as long as the context",
+        notes=("taps past the context length would never meet a token",))
+
+
+@rule(61, "V061", WARNING, ("kernel_categories", "mixers", "use_custom_kernels"))
+def mixer_families_in_kernel_categories(ctx: RuleContext) -> Iterator[Finding]:
+    """`kernel_categories` leaves out a kernel family the `mixers` pattern computes with."""
+    if not ctx.use_custom_kernels:
+        return
+    # Attention's category predates `mixers`: leaving it out is a choice made on its own.
+    needed = sorted({family for mixer in ctx.mixers if mixer != "attention"
+                     for family in MIXER_FAMILIES[mixer]})
+    missing = [family for family in needed if family not in ctx.kernel_categories]
+    if not missing:
+        return
+    users = sorted({m for m in ctx.mixers if set(MIXER_FAMILIES[m]) & set(missing)})
+    wanted = list(ctx.kernel_categories) + missing
+    yield Finding(
+        f"`kernel_categories` leaves out {field_names(missing)}, which the "
+        f"{field_names(users)} blocks of `mixers` compute with",
+        ("kernel_categories", "mixers"),
+        {"kernel_categories": f"no {', '.join(missing)}", "mixers": f"needs {', '.join(needed)}"},
+        help=f"set {assignment_text('kernel_categories', wanted)}, or drop "
+             f"{field_names(users)} from `mixers`",
+        notes=(f"on a TPU those blocks then run the {' and '.join(missing)} family's reference "
+               "kernel instead of its tuned one",))

@@ -15,52 +15,26 @@ Layout and semantics follow ``jax.nn.dot_product_attention`` (see
 >>> q = k = v = jnp.ones((1, 8, 2, 4))
 >>> attention(q, k, v, causal=True, implementation="cpu_blocked", block_q=4, block_kv=4).shape
 (1, 8, 2, 4)
+
+The compile path imports :mod:`.spec` (selectors, tile tables) without JAX,
+so the exports below load from :mod:`.api` on first use.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
-import jax
-
-from capibara.kernels.attention.cpu import BlockSizes, attention_cpu_blocked
-from capibara.kernels.attention.gpu import attention_cudnn
-from capibara.kernels.attention.reference import attention_reference
-from capibara.kernels.attention.tpu import attention_pallas_tpu
-from capibara.kernels.base import Variant, lookup
-
-__all__ = ["BlockSizes", "VARIANTS", "attention"]
-
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-_BLOCKS = dataclasses.asdict(BlockSizes())
-
-VARIANTS: dict[str, Variant] = {
-    "reference": Variant(
-        "attention", "reference", attention_reference, _EVERYWHERE, {},
-        "full score matrix, f32 softmax; the oracle and the fallback"),
-    "cpu_blocked": Variant(
-        "attention", "cpu_blocked", attention_cpu_blocked, _EVERYWHERE, {**_BLOCKS, "compute_dtype": None},
-        "online-softmax tiles with causal block skipping; matmul operands in compute_dtype"),
-    "cpu_bf16": Variant(
-        "attention", "cpu_bf16", attention_cpu_blocked, _EVERYWHERE, {**_BLOCKS, "compute_dtype": "bfloat16"},
-        "cpu_blocked with bf16 matmul operands and f32 accumulation (AMX / AVX512-BF16)"),
-    "cudnn": Variant(
-        "attention", "cudnn", attention_cudnn, ("gpu",), {},
-        "cuDNN flash attention via jax.nn.dot_product_attention (fp16/bf16)"),
-    "pallas_tpu": Variant(
-        "attention", "pallas_tpu", attention_pallas_tpu, ("tpu",), {"block_q": 128, "block_kv": 128},
-        "JAX's Pallas TPU flash-attention kernel"),
-}
+__all__ = [
+    "BlockSizes",
+    "VARIANTS",
+    "attention",
+]
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool = False,
-              mask: jax.Array | None = None, scale: float | None = None,
-              implementation: str = "reference", **static) -> jax.Array:
-    """Attention with the named variant; ``static`` are its tile sizes / compute dtype.
+def __getattr__(name: str) -> Any:
+    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
+    if name in __all__:
+        from capibara.kernels.attention import api
 
-    q ``[batch, seq_q, heads, head_dim]``, k/v ``[batch, seq_kv, kv_heads, head_dim]``,
-    ``mask`` boolean ``[batch, seq_kv]`` or broadcastable to ``[batch, heads,
-    seq_q, seq_kv]`` (True = keep), ``scale`` defaults to ``1/sqrt(head_dim)``.
-    Returns q's shape and dtype.
-    """
-    return lookup(VARIANTS, "attention", implementation)(q, k, v, causal=causal, mask=mask, scale=scale, **static)
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

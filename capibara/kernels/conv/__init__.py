@@ -7,30 +7,26 @@
 - ``shift_add``: ``width`` shifted multiply-adds fused into one pass (width <= 64).
 
 >>> import jax.numpy as jnp
+>>> from capibara.kernels.conv import causal_conv1d
 >>> causal_conv1d(jnp.ones((1, 3, 1)), jnp.array([[1.0], [2.0]]), implementation="shift_add")[0, :, 0]
 Array([2., 3., 3.], dtype=float32)
+
+``spec`` (selectors, static parameters) is pure Python for the compile path,
+so this package imports JAX only when ``VARIANTS`` or ``causal_conv1d`` is first used
+(they live in :mod:`.api`).
 """
 
 from __future__ import annotations
 
-import jax
-
-from capibara.kernels.base import Variant, lookup
-from capibara.kernels.conv.reference import causal_conv1d_reference
-from capibara.kernels.conv.shift_add import causal_conv1d_shift_add
+from typing import Any
 
 __all__ = ["VARIANTS", "causal_conv1d"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
 
-VARIANTS: dict[str, Variant] = {
-    "reference": Variant("conv", "reference", causal_conv1d_reference, _EVERYWHERE, {},
-                         "lax.conv_general_dilated, one group per channel; the oracle and the fallback"),
-    "shift_add": Variant("conv", "shift_add", causal_conv1d_shift_add, _EVERYWHERE, {},
-                         "width shifted multiply-adds fused into one pass"),
-}
+def __getattr__(name: str) -> Any:
+    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
+    if name in ("VARIANTS", "causal_conv1d"):
+        from capibara.kernels.conv import api
 
-
-def causal_conv1d(x: jax.Array, w: jax.Array, *, implementation: str = "reference", **static) -> jax.Array:
-    """Depthwise causal conv1d with the named variant; returns x's shape."""
-    return lookup(VARIANTS, "causal_conv1d", implementation)(x, w, **static)
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,10 +16,9 @@ from jax import lax
 
 from capibara.kernels.base import Unsupported
 from capibara.kernels.conv.inputs import check_inputs
+from capibara.kernels.conv.spec import MAX_WIDTH
 
 __all__ = ["MAX_WIDTH", "causal_conv1d_shift_add"]
-
-MAX_WIDTH = 64
 
 
 def causal_conv1d_shift_add(x: jax.Array, w: jax.Array) -> jax.Array:

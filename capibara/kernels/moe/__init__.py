@@ -19,39 +19,29 @@ Variants:
 >>> r = mor(jnp.ones((3, 8)), jnp.zeros((8, 4)), ex, top_k=2, implementation="dispatch")
 >>> r.output.shape, float(r.load_balancing_loss)
 ((3, 8), 1.0)
+
+The compile path imports :mod:`.spec` (selectors, tile tables) without JAX,
+so the exports below load from :mod:`.api` on first use.
 """
 
 from __future__ import annotations
 
-import jax
+from typing import Any
 
-from capibara.kernels.base import Variant
-from capibara.kernels.moe.dispatch import capacity_of, mor_dispatch
-from capibara.kernels.moe.reference import mor_reference
-from capibara.kernels.moe.router import Experts, MoRResult, route
-
-__all__ = ["Experts", "MoRResult", "VARIANTS", "capacity_of", "mor", "route"]
-
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
-VARIANTS: dict[str, Variant] = {
-    "reference": Variant("moe", "reference", mor_reference, _EVERYWHERE,
-                         {"top_k": 2, "activation": "gelu"},
-                         "all experts on all tokens, masked by the gates; the oracle and the anchor"),
-    "dispatch": Variant("moe", "dispatch", mor_dispatch, _EVERYWHERE,
-                        {"top_k": 2, "activation": "gelu", "capacity_factor": 1.25},
-                        "sorted per-expert buffers with a capacity; computes only routed tokens"),
-}
+__all__ = [
+    "Experts",
+    "MoRResult",
+    "VARIANTS",
+    "capacity_of",
+    "mor",
+    "route",
+]
 
 
-def mor(
-    x: jax.Array,
-    router_w: jax.Array,
-    experts: Experts,
-    *,
-    top_k: int = 2,
-    implementation: str = "reference",
-    **static,
-) -> MoRResult:
-    """Route ``x`` through its ``top_k`` experts with the named variant; see the module doc."""
-    return VARIANTS[implementation](x, router_w, experts, top_k=top_k, **static)
+def __getattr__(name: str) -> Any:
+    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
+    if name in __all__:
+        from capibara.kernels.moe import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

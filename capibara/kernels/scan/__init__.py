@@ -12,36 +12,26 @@ Variants:
 All but ``reference`` differentiate by running themselves in reverse.
 
 >>> import jax.numpy as jnp
+>>> from capibara.kernels.scan import scan
 >>> scan(jnp.full((1, 3, 1), 0.5), jnp.ones((1, 3, 1)), implementation="chunked", chunk=1)[0, :, 0]
 Array([1.  , 1.5 , 1.75], dtype=float32)
+
+``spec`` (selectors, static parameters) is pure Python for the compile path,
+so this package imports JAX only when ``VARIANTS`` or ``scan`` is first used
+(they live in :mod:`.api`).
 """
 
 from __future__ import annotations
 
-import jax
-
-from capibara.kernels.base import Variant, lookup
-from capibara.kernels.scan.associative import scan_associative
-from capibara.kernels.scan.chunked import CHUNK, scan_chunked
-from capibara.kernels.scan.reference import scan_reference
-from capibara.kernels.scan.sequential import scan_sequential
+from typing import Any
 
 __all__ = ["VARIANTS", "scan"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
 
-VARIANTS: dict[str, Variant] = {
-    "reference": Variant("scan", "reference", scan_reference, _EVERYWHERE, {},
-                         "textbook time-major lax.scan in f32; the oracle and the fallback"),
-    "sequential": Variant("scan", "sequential", scan_sequential, _EVERYWHERE, {},
-                          "time-step lax.scan updating its output in place; fastest on CPU"),
-    "chunked": Variant("scan", "chunked", scan_chunked, _EVERYWHERE, {"chunk": CHUNK},
-                       "chunk summaries, carries between chunks, in-place rescan"),
-    "associative": Variant("scan", "associative", scan_associative, _EVERYWHERE, {},
-                           "lax.associative_scan over affine maps; log depth"),
-}
+def __getattr__(name: str) -> Any:
+    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
+    if name in ("VARIANTS", "scan"):
+        from capibara.kernels.scan import api
 
-
-def scan(a: jax.Array, b: jax.Array, *, implementation: str = "reference", **static) -> jax.Array:
-    """``h_t = a_t * h_{t-1} + b_t`` over axis 1 of ``[batch, seq, dim]`` with the named variant."""
-    return lookup(VARIANTS, "scan", implementation)(a, b, **static)
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,12 +28,10 @@ from jax import lax
 
 from capibara.kernels.base import Unsupported
 from capibara.kernels.scan.inputs import with_recurrence_vjp
+from capibara.kernels.scan.spec import CHUNK
 
 __all__ = ["CHUNK", "scan_chunked"]
 
-# 16 to 256 were within noise of each other at B16 T4096 D256 on the idle box
-# (47-53 ms, 24-27 ms donated); 64 keeps both loops short.
-CHUNK = 64
 
 
 def _chunked(a: jax.Array, b: jax.Array, reverse: bool, *, chunk: int = CHUNK) -> jax.Array:

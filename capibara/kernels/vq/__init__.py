@@ -25,45 +25,27 @@ Variants (all accept a float codebook or an int8 one from
 >>> r = vq(jnp.array([[0.9, 0.1], [0.0, 2.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0]]))
 >>> r.indices.tolist(), r.quantized.tolist()
 ([0, 1], [[1.0, 0.0], [0.0, 1.0]])
+
+The compile path imports :mod:`.spec` (selectors, tile tables) without JAX,
+so the exports below load from :mod:`.api` on first use.
 """
 
 from __future__ import annotations
 
-import jax
+from typing import Any
 
-from capibara.kernels.base import Variant
-from capibara.kernels.linalg import AffineWeight
-from capibara.kernels.vq.blocked import BLOCK_ROWS, vq_int8, vq_xla
-from capibara.kernels.vq.inputs import quantize_codebook
-from capibara.kernels.vq.reference import vq_reference
-from capibara.kernels.vq.result import VQResult
-
-__all__ = ["VARIANTS", "VQResult", "quantize_codebook", "vq"]
-
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
-VARIANTS: dict[str, Variant] = {
-    "reference": Variant("vq", "reference", vq_reference, _EVERYWHERE, {},
-                         "full float32 distance matrix; the oracle and the fallback"),
-    "xla": Variant("vq", "xla", vq_xla, _EVERYWHERE,
-                   {"block_rows": BLOCK_ROWS, "compute_dtype": "float32"},
-                   "row blocks for the lookup and losses (bf16 score operands optional), one gather for the output"),
-    "int8": Variant("vq", "int8", vq_int8, _EVERYWHERE, {"block_rows": BLOCK_ROWS},
-                    "row blocks, int8 x int8 -> int32 lookup, one gather for the output"),
-}
+__all__ = [
+    "VARIANTS",
+    "VQResult",
+    "quantize_codebook",
+    "vq",
+]
 
 
-def vq(
-    x: jax.Array,
-    codebook: jax.Array | AffineWeight,
-    *,
-    commitment_weight: float = 0.25,
-    adaptive_threshold: float | None = None,
-    diversity_temperature: float = 1.0,
-    implementation: str = "reference",
-    **static,
-) -> VQResult:
-    """Quantize ``x`` against ``codebook`` with the named variant; see the module doc."""
-    return VARIANTS[implementation](
-        x, codebook, commitment_weight=commitment_weight, adaptive_threshold=adaptive_threshold,
-        diversity_temperature=diversity_temperature, **static)
+def __getattr__(name: str) -> Any:
+    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
+    if name in __all__:
+        from capibara.kernels.vq import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
