@@ -46,7 +46,8 @@ def test_contract_arguments_are_the_variants_array_arguments(family: str) -> Non
         assert positional == list(CONTRACTS[family].arguments), (family, variant.name)
 
 
-def test_checking_a_plan_imports_no_kernel_family() -> None:
+def test_checking_a_plan_imports_no_kernel_code() -> None:
+    # The families' JAX-free spec modules may load; their variants and JAX may not.
     import subprocess
     import sys
 
@@ -54,4 +55,9 @@ def test_checking_a_plan_imports_no_kernel_family() -> None:
               "from capibara.testing.plans import small_plan\nvalidate_plan(small_plan())\n"
               "print(sorted(m for m in sys.modules if m.startswith(('jax', 'capibara.kernels.'))))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "['capibara.kernels.contracts']", done.stdout
+    loaded = eval(done.stdout)
+    assert "capibara.kernels.contracts" in loaded, done.stdout
+    heavy = [m for m in loaded if m == "jax" or m.startswith("jax.")
+             or m.rsplit(".", 1)[-1] not in ("contracts", "specs", "selection", "spec", "cost")
+             and m.count(".") > 2]
+    assert not heavy, heavy
