@@ -392,7 +392,7 @@ def model_shape(config: Any) -> ModelShape:
     Rookies, each layer's router (``d·E``). Rookies are small experts: the
     ``E`` experts split the MLP's width between them (``4d // E`` each), so
     routing adds no MLP parameters and a token runs ``top_k / E`` of the
-    MLP (the 0.75 expert sparsity of 2-of-8 routing, A27). This keeps the
+    MLP (the 0.75 expert sparsity of 2-of-8 routing). This keeps the
     seed's parameter counts (≈109.5 M for the 768 × 12 tier, PARAMS.md §d.5).
     """
     d, layers, heads = config.hidden_size, config.num_layers, config.num_heads
@@ -455,7 +455,7 @@ def _mixer_parameters(d: int, counts: Mapping[str, int], facts: Mapping[str, Any
 
 
 def requested_precision(config: Any) -> Precision:
-    """The precision the config asks for, before the target has a say (A28).
+    """The precision the config asks for, before the target has a say.
 
     ``mixed_precision``: float32 master weights, low-precision compute
     (bfloat16 with ``use_bfloat16``, else float16 with loss scaling), float32
@@ -478,7 +478,7 @@ LOSS_CHUNK = 1024
 
 
 def memory_policy(config: Any) -> MemoryPolicy:
-    """The memory policy the config asks for (``memory_optimization_level``, A29).
+    """The memory policy the config asks for (``memory_optimization_level``).
 
     Explicit flags always win; the level controls only what no flag covers:
 
@@ -507,7 +507,7 @@ def memory_limit_bytes(config: Any, target: Target) -> int | None:
 
     TPU: ``min(HBM, tpu_memory_limit_gb, memory_limit_gb)``; GPU:
     ``min(gpu_memory_fraction × HBM, memory_limit_gb)``; CPU: the host memory
-    split over the host's devices, capped by ``memory_limit_gb`` (A10).
+    split over the host's devices, capped by ``memory_limit_gb``.
     ``None`` when nothing is known (a catalog CPU without a limit).
     """
     caps: list[float] = []
@@ -772,7 +772,7 @@ def lower(config: Any, target: Target | str | None = None) -> tuple[Lowered, lis
             "lower", "vector_quantization.enterprise_mode", True, False,
             f"`{device_target.name}` is not a TPU v6: vq_fallback_strategy = "
             f"\"{config.vq_fallback_strategy}\" keeps the {config.vq_codes} codes and turns the "
-            "adaptive ML and cost management off (A38)",
+            "adaptive ML and cost management off",
             effective={**lowered.effective, "vq_enterprise_mode": False, "vq_cost_management": False})
     return lowered, diagnostics
 
@@ -825,7 +825,7 @@ def _rookie_width(config: Any) -> list[Diagnostic]:
 
 
 def _enterprise_vq(config: Any, target: Target) -> list[Diagnostic]:
-    """The enterprise VQ path needs TPU v6; ``vq_fallback_strategy = "none"`` forbids the fallback (A38)."""
+    """The enterprise VQ path needs TPU v6; ``vq_fallback_strategy = "none"`` forbids the fallback."""
     if not (config.use_vq and config.vq_enterprise_mode) or target.seed_device == "tpu_v6":
         return []
     if config.vq_fallback_strategy != "none":

@@ -29,7 +29,7 @@ __all__ = [
 #: (the plan loader's code for plans from an incompatible compiler).
 INCOMPATIBLE_PLAN = "R104"
 
-#: ``bitnet_precision`` values that mean BitNet b1.58 ternary weights (S8, A23).
+#: ``bitnet_precision`` values that mean BitNet b1.58 ternary weights (S8).
 _TERNARY_PRECISIONS = ("1.58bit", "1.58b")
 
 
@@ -420,7 +420,7 @@ class RunPolicy:
 
 # --------------------------------------------------------------------------- live updates
 
-#: ``use_vq`` turned on for a model built without codebooks (A34).
+#: ``use_vq`` turned on for a model built without codebooks.
 VQ_WITHOUT_CODEBOOK = "R212"
 #: A field that is not runtime-mutable changed (the schema's code for it).
 NOT_RUNTIME_MUTABLE = "S501"
@@ -452,6 +452,6 @@ def live_update_diagnostics(built: Any, updated: Any, *, built_with_vq: bool | N
     if updated.use_vq and not has_codebook:
         diagnostics.append(Diagnostic.error(
             VQ_WITHOUT_CODEBOOK, "`use_vq` cannot be turned on for a model built without VQ codebooks",
-            notes=("at run time `use_vq` only bypasses an existing bottleneck (A34)",),
+            notes=("at run time `use_vq` only bypasses an existing bottleneck",),
             help="build the model with `use_vq = true`; set it to false at run time to bypass it"))
     return diagnostics
