@@ -155,6 +155,19 @@ def _bound_call(kernel: Any, **fixed: Any) -> Callable[..., Any]:
     return call
 
 
+def _masked_falls_back(bound: Callable[..., Any], variant: Callable[..., Any]) -> Callable[..., Any]:
+    """The plan's attention kernel, bound without a key mask, and the same family's
+    variant for a call that brings one (left-padded prompts batched for serving)."""
+    def call(q, k, v, *, causal, mask=None):
+        if mask is None:
+            return bound(q, k, v, causal=causal, mask=None)
+        return variant(q, k, v, causal=causal, mask=mask)
+
+    call.__name__ = bound.__name__
+    call.kernel = bound.kernel  # type: ignore[attr-defined]
+    return call
+
+
 def _variant(variants: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> Callable[..., Any]:
     """``variants[name]`` bound to ``params``, falling back to ``variants["reference"]``
     (with the call's own keywords only) when it raises ``Unsupported``."""
@@ -183,8 +196,9 @@ def _from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
     fields: dict[str, Any] = {}
     if "attention" in by_family:
         attention = by_family["attention"]
-        fields["attention"] = _bound_call(attention, causal=bool(attention.spec.attrs.get("causal")),
-                                          mask=None)
+        fields["attention"] = _masked_falls_back(
+            _bound_call(attention, causal=bool(attention.spec.attrs.get("causal")), mask=None),
+            base.attention)
     if "linalg" in by_family:
         fields["matmul"] = _bound_call(by_family["linalg"])
     for family, field_name in (("scan", "scan"), ("conv", "conv"), ("fft", "long_conv")):

@@ -357,10 +357,14 @@ class HybridNetwork(Network):
         a = self.kernels.attention_decode(q, keys, values, causal=False, mask=visible)
         return self.dense(a.reshape(b, 1, -1), layer, "wo").astype(jnp.float32), (keys, values)
 
-    def generate(self, params, prompt, key, temperature, *, use_vq: bool,
+    def generate(self, params, prompt, key, temperature, prompt_mask=None, *, use_vq: bool,
                  threshold: float | None, max_new_tokens: int):
         """``prompt`` and ``max_new_tokens`` more: a prefill, then one step per token
-        carrying each block's state (see the module docstring)."""
+        carrying each block's state (see the module docstring). Left-padded batches
+        (``prompt_mask``) are refused: ssm and hyena blocks would carry the padding."""
+        if prompt_mask is not None:
+            raise ValueError("prompt_mask needs an attention-only model: ssm and hyena blocks "
+                             "would carry the left padding in their state")
         params = _matmul_weights_in(self.inference_params(params), self.compute)
         prompt_len = prompt.shape[1]
         h, states, _, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold,

@@ -336,7 +336,7 @@ def _kernels(plan: Plan) -> Iterator[Problem]:
         for i, site in enumerate(spec.uses):
             if not _SITE_NAME.fullmatch(site):
                 yield OUT_OF_DOMAIN, f"{where}.uses[{i}]", f"is {_shown(site)}; expected a call site name"
-        if (p := _count_problem(f"{where}.calls_per_step", spec.calls_per_step, high=1 << 20)):
+        if (p := _count_problem(f"{where}.calls_per_step", spec.calls_per_step, high=1 << 31)):
             yield p
 
 

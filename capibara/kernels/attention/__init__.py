@@ -12,6 +12,7 @@ Layout and semantics follow ``jax.nn.dot_product_attention`` (see
 - ``pallas_tpu``: JAX's Pallas TPU flash-attention kernel.
 
 >>> import jax.numpy as jnp
+>>> from capibara.kernels.attention import attention
 >>> q = k = v = jnp.ones((1, 8, 2, 4))
 >>> attention(q, k, v, causal=True, implementation="cpu_blocked", block_q=4, block_kv=4).shape
 (1, 8, 2, 4)

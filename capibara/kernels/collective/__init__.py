@@ -20,6 +20,7 @@ Variants: ``reference`` (one JAX primitive per op) and ``decomposed``
 (two-phase all-reduce, ``ppermute``-ring collective matmul).
 
 >>> import jax, numpy as np
+>>> from capibara.kernels.collective import all_reduce
 >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
 >>> all_reduce(np.ones((2, 3), np.float32), mesh, "data").shape
 (2, 3)

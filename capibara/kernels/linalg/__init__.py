@@ -10,6 +10,7 @@ are that kernel with the weight spelled out. Variants:
   f32 on AMX / MXU), and int8 x int8 -> int32 for int8-stored weights.
 
 >>> import jax.numpy as jnp
+>>> from capibara.kernels.linalg import int8_matmul, matmul, quantize_affine
 >>> x, w = jnp.ones((4, 8)), jnp.ones((8, 2))
 >>> matmul(x, w, compute_dtype="bfloat16", implementation="xla").dtype
 dtype('float32')

@@ -15,6 +15,7 @@ Variants:
   slots and compute only those (``capacity_factor=None``: never drop).
 
 >>> import jax.numpy as jnp
+>>> from capibara.kernels.moe import Experts, mor
 >>> ex = Experts(jnp.ones((4, 8, 16)), jnp.ones((4, 16, 8)))
 >>> r = mor(jnp.ones((3, 8)), jnp.zeros((8, 4)), ex, top_k=2, implementation="dispatch")
 >>> r.output.shape, float(r.load_balancing_loss)

@@ -22,6 +22,7 @@ Variants (all accept a float codebook or an int8 one from
 - ``int8``: the same, with the lookup in int8 x int8 -> int32.
 
 >>> import jax.numpy as jnp
+>>> from capibara.kernels.vq import vq
 >>> r = vq(jnp.array([[0.9, 0.1], [0.0, 2.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0]]))
 >>> r.indices.tolist(), r.quantized.tolist()
 ([0, 1], [[1.0, 0.0], [0.0, 1.0]])
