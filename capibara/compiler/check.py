@@ -136,5 +136,5 @@ def _runtime_update_errors(config, arguments: Sequence[str]) -> list[Diagnostic]
         config.update_runtime_settings({name: a.value for name, a in decoded.assignments.items()})
     except ConfigError as refused:
         return list(refused.diagnostics)
-    # what a model built from the config refuses beyond the config's own rules (A34)
+    # what a model built from the config refuses beyond the config's own rules (a model without codebooks cannot turn VQ on)
     return list(decoded.diagnostics) + live_update_diagnostics(built, config)

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from capibara.diagnostics import ConfigError, Diagnostic
-from capibara.compiler.lower import Lowered, lower
+from capibara.compiler.ir import Lowered
+from capibara.compiler.lower import lower
 from capibara.compiler.passes.base import PassContext, PassPipeline
 from capibara.compiler.passes.registry import DEFAULT_PIPELINE
 from capibara.plan import Plan
@@ -206,7 +207,7 @@ def recorded_only_note(config: Any) -> tuple[str, ...]:
 
 def sparsity_note(config: Any) -> tuple[str, ...]:
     """What feed-forward sparsity buys: zeros, not time (XLA's matmuls are dense everywhere)."""
-    from capibara.compiler.lower import sparsity_record
+    from capibara.compiler.kernel_uses import sparsity_record
 
     record = sparsity_record(config)
     if record is None:

@@ -91,7 +91,7 @@ class WeightFormat:
 @dataclass(frozen=True)
 class FeedForwardSparsity:
     """The dense feed-forward's sparsity (a linalg spec's ``attrs.sparsity``, see
-    :func:`capibara.compiler.lower.sparsity_record`).
+    :func:`capibara.compiler.kernel_uses.sparsity_record`).
 
     ``method``: ``magnitude`` (weight pruning of ``w_in`` and ``w_out``) or
     ``topk`` (activation sparsity between them); ``ratio``: the fraction of
@@ -269,7 +269,7 @@ class ModelSpec:
                    sparsity: FeedForwardSparsity | None = None) -> "ModelSpec":
         """The spec of a plan's ``ModelShape``, ``Precision`` and ``LossWeights``,
         with the block matmuls' ``weights`` formats and the feed-forward's ``sparsity``."""
-        from capibara.compiler.lower import mixer_facts_of
+        from capibara.compiler.model_shape import mixer_facts_of
 
         codebook = getattr(precision, "vq_codebook", None) if shape.vq_codes else None
         mixers = mixer_facts_of(shape) if hasattr(shape, "mixers") else {}
@@ -295,15 +295,15 @@ class ModelSpec:
                     compute_dtype: str = "float32") -> "ModelSpec":
         """The spec ``config`` describes, without compiling for a target.
 
-        Shapes come from :func:`capibara.compiler.lower.model_shape` (the one place the
+        Shapes come from :func:`capibara.compiler.model_shape.model_shape` (the one place the
         derived sizes are computed: 4×-wide MLP, Rookies splitting that width)
-        and weight formats from :func:`capibara.compiler.lower.kernel_uses` (the
+        and weight formats from :func:`capibara.compiler.kernel_uses.kernel_uses` (the
         compiler's table of matmul sites); the dtypes, which a plan would
         choose for its target, are given here. ``vq_precision = "auto"`` leaves
         the codebook as stored (the target would decide).
         """
-        from capibara.compiler.lower import (feature_enabled, kernel_uses, loss_weights,
-                                             model_shape, sparsity_record)
+        from capibara.compiler.kernel_uses import feature_enabled, kernel_uses, sparsity_record
+        from capibara.compiler.model_shape import loss_weights, model_shape
 
         weights = tuple(
             (use.site.split(".", 1)[1], WeightFormat.from_attrs(use.attrs, f"`{use.site}`"))
@@ -398,8 +398,8 @@ class RunPolicy:
     @classmethod
     def from_config(cls, config: Any) -> "RunPolicy":
         """The policy ``config`` asks for before a target has a say
-        (:func:`capibara.compiler.lower.memory_policy`, the one reading of the memory flags)."""
-        from capibara.compiler.lower import memory_policy, shards_optimizer_state
+        (:func:`capibara.compiler.policy.memory_policy`, the one reading of the memory flags)."""
+        from capibara.compiler.policy import memory_policy, shards_optimizer_state
 
         memory = memory_policy(config)
         return cls(remat=memory.remat, donate=memory.donate, loss_chunk=memory.loss_chunk,
@@ -429,10 +429,10 @@ NOT_RUNTIME_MUTABLE = "S501"
 def live_update_diagnostics(built: Any, updated: Any, *, built_with_vq: bool | None = None) -> list[Diagnostic]:
     """Why a model running with config ``built`` cannot adopt ``updated``.
 
-    Every field that differs must be runtime-mutable (PARAMS.md §c): one
+    Every field that differs must be runtime-mutable (marked so in the field table): one
     ``S501`` per field that is not, since only a rebuilt model can honour it.
     ``use_vq`` may turn on only if the model has codebooks (``built_with_vq``,
-    by default ``built.use_vq``): at run time it is a bypass (A34, ``R212``).
+    by default ``built.use_vq``): at run time it is a bypass (``R212``).
     An empty list means the update is allowed.
     """
     from capibara.config.fieldtypes import format_value

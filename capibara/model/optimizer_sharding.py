@@ -6,7 +6,7 @@ update, so it need not hold the whole optimizer state: with
 axis along its first dimension that is not split yet and divides evenly.
 Leaves with no such dimension (a norm scale on an odd mesh) stay laid out
 like their parameter. The memory estimate
-(:func:`capibara.compiler.lower.estimate_memory`) divides the state by the
+(:func:`capibara.compiler.memory.estimate_memory`) divides the state by the
 data axis on the same condition.
 """
 

@@ -2,7 +2,7 @@
 and a plan gives back the config it was compiled from.
 
 :func:`freeze` is the compiler's last stage (:mod:`capibara.compiler.driver`
-calls it); it reads the IR (:class:`capibara.compiler.lower.Lowered`) by its
+calls it); it reads the IR (:class:`capibara.compiler.ir.Lowered`) by its
 attributes, so the plan package needs nothing from the compiler.
 """
 

@@ -89,7 +89,7 @@ class ModelShape(_Frozen, kw_only=True):
     ``parameter_count`` is ``12·L·d² + V·d`` (attention
     4d² and a 4×-wide MLP 8d² per layer, tied embeddings) plus the RMSNorm
     scales, the VQ codebook ``K·d_vq`` and the Mixture-of-Rookies routers
-    ``L·d·E`` (see :func:`capibara.compiler.lower.model_shape`). With Mixture of
+    ``L·d·E`` (see :func:`capibara.compiler.model_shape.model_shape`). With Mixture of
     Rookies, ``num_experts`` experts of ``expert_ffn_dim`` each split the MLP
     width and ``experts_per_token`` of them run per token. ``mixers`` is the
     per-block pattern of sequence mixers (``model.mixers``) with the sizes its
@@ -166,7 +166,7 @@ class Mesh(_Frozen, kw_only=True):
 
 
 class Execution(_Frozen, kw_only=True):
-    """How the runtime runs the step (see :class:`capibara.compiler.lower.MemoryPolicy`).
+    """How the runtime runs the step (see :class:`capibara.compiler.policy.MemoryPolicy`).
 
     ``remat``: recompute each block in the backward pass, keeping its input;
     ``donate``: the update step reuses the old weight and optimizer buffers;

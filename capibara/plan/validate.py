@@ -161,7 +161,7 @@ def _fraction(value: Any) -> bool:
 
 
 def _sparsity_problem(path: str, value: Any) -> Problem | None:
-    """The feed-forward sparsity record (capibara.compiler.lower.sparsity_record)."""
+    """The feed-forward sparsity record (capibara.compiler.kernel_uses.sparsity_record)."""
     expected = ('expected {"method": "magnitude" or "topk", "ratio": 0 to 0.95[, "schedule": '
                 '{"kind", "start", "end", "steps"}]}')
     if not isinstance(value, dict) or set(value) - {"method", "ratio", "schedule"} \

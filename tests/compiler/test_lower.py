@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from capibara.compiler.lower import (estimate_memory, kernel_uses, lower, memory_limit_bytes, memory_policy,
-                            model_shape, requested_precision)
+from capibara.compiler.kernel_uses import kernel_uses
+from capibara.compiler.lower import lower
+from capibara.compiler.memory import estimate_memory
+from capibara.compiler.model_shape import model_shape
+from capibara.compiler.policy import memory_limit_bytes, memory_policy, requested_precision
 from capibara.config.model_config import ModularModelConfig
 from capibara.plan import Mesh
 from capibara.targets import CATALOG, GIB, get_target

@@ -70,7 +70,8 @@ CHECK_PATH_MODULES = {
     "capibara.config.validate.architecture", "capibara.config.validate.deployment",
     "capibara.config.validate.enterprise", "capibara.config.validate.parallelism",
     "capibara.config.validate.sparsity", "capibara.config.validate.training",
-    "capibara.config.validate.vq", "capibara.config.validate.typical", "capibara.files",
+    "capibara.config.validate.vq", "capibara.config.validate.typical",
+    "capibara.config.validate.hardware", "capibara.files",
     # the standard library beyond the anchor: argparse (with gettext and locale for its
     # messages), dataclasses for the diagnostics (with copy and weakref), bisect for lines
     "argparse", "gettext", "locale", "dataclasses", "copy", "weakref", "errno", "bisect",

@@ -12,7 +12,7 @@ import inspect
 import pytest
 
 from capibara.compiler.driver import compile_config
-from capibara.compiler.lower import kernel_uses
+from capibara.compiler.kernel_uses import kernel_uses
 from capibara.config.model_config import ModularModelConfig
 from capibara.compiler.passes.select_kernels import SELECTORS
 from capibara.targets import CATALOG

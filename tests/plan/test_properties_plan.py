@@ -25,7 +25,8 @@ from hypothesis import assume, given, strategies as st
 
 from capibara.compiler.driver import compile_config, compile_sources
 from capibara.diagnostics import ConfigError
-from capibara.compiler.lower import DTYPE_SYMBOLS, MESH_AXES, SYMBOLS, Lowered
+from capibara.compiler.ir import DTYPE_SYMBOLS, SYMBOLS, Lowered
+from capibara.plan import MESH_AXES
 from capibara.config.model_config import ModularModelConfig
 from capibara.compiler.passes.registry import DEFAULT_PIPELINE
 from capibara.compiler.passes.select_kernels import SELECTORS

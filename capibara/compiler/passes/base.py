@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from capibara.compiler.lower import Lowered
+from capibara.compiler.ir import Lowered
 from capibara.diagnostics import Diagnostic
 
 

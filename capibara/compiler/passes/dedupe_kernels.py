@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Mapping
 
-from capibara.compiler.lower import KernelUse, Lowered
+from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.passes.base import Pass, PassContext
 
 

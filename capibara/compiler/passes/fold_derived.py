@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar, Mapping
 
-from capibara.compiler.lower import (KernelUse, Lowered, local_parameters, loss_weights, model_shape,
-                                    split_dim)
+from capibara.compiler.ir import KernelUse, Lowered
+from capibara.compiler.model_shape import local_parameters, loss_weights, model_shape, split_dim
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.plan import Precision
 
@@ -15,7 +15,7 @@ from capibara.plan import Precision
 class FoldDerived(Pass):
     """Fold the derived sizes and the precision into every kernel's shapes, dtypes and params.
 
-    Binds every symbol of :data:`capibara.compiler.lower.SYMBOLS` except the batch
+    Binds every symbol of :data:`capibara.compiler.ir.SYMBOLS` except the batch
     (``B``, ``N``), which ``resolve-batch`` binds.
     """
 

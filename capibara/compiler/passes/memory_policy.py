@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from capibara.compiler.lower import Lowered
+from capibara.compiler.ir import Lowered
 from capibara.compiler.passes.base import Pass, PassContext
 
 
@@ -14,7 +14,7 @@ class ApplyMemoryPolicy(Pass):
     """``compile_mode = "aggressive"`` donates buffers whatever the memory level.
 
     The level's own effects (donation at ≥ 1, chunked loss at ≥ 2, compute-dtype
-    saved activations at 3) are set in lowering (:func:`capibara.compiler.lower.memory_policy`)
+    saved activations at 3) are set in lowering (:func:`capibara.compiler.policy.memory_policy`)
     and recorded here, so ``capibara explain`` shows why each is on.
     """
 

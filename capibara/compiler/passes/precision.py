@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
-from capibara.compiler.lower import Lowered
+from capibara.compiler.ir import Lowered
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.plan import Precision
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar
 
-from capibara.compiler.lower import (FEATURE_SWITCH, KernelUse, Lowered, feature_enabled,
-                                     field_diagnostic, path_of)
+from capibara.compiler.ir import KernelUse, Lowered
+from capibara.compiler.kernel_uses import FEATURE_SWITCH, feature_enabled
+from capibara.compiler.located import field_diagnostic, path_of
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.compiler.passes.resolve_mesh import CONSERVATIVE_IGNORES, INEFFECTIVE
 from capibara.diagnostics import Diagnostic

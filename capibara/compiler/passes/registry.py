@@ -2,7 +2,7 @@
 
 A pass is a small frozen dataclass with a ``name`` and one method,
 ``apply(ir, ctx) -> ir`` (xdsl's shape): it receives a
-:class:`~capibara.compiler.lower.Lowered` and returns a new one, appending any
+:class:`~capibara.compiler.ir.Lowered` and returns a new one, appending any
 diagnostics to ``ctx`` and recording every change it makes as a
 :class:`~capibara.plan.Decision`. :class:`PassPipeline` runs a tuple of
 passes with one callback between them, which is how ``--print-after STAGE``
@@ -29,7 +29,7 @@ Adding a pass is one module plus one line in :data:`PASSES`.
 
 from __future__ import annotations
 
-from capibara.compiler.lower import Lowered
+from capibara.compiler.ir import Lowered
 from capibara.compiler.passes.base import Callback, Pass, PassContext, PassPipeline
 from capibara.compiler.passes.dedupe_kernels import DedupeKernels
 from capibara.compiler.passes.fold_derived import FoldDerived

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from capibara.compiler.lower import KernelUse, Lowered, estimate_memory, field_diagnostic, path_of
+from capibara.compiler.ir import KernelUse, Lowered
+from capibara.compiler.located import field_diagnostic, path_of
+from capibara.compiler.memory import estimate_memory
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.diagnostics import Diagnostic
 from capibara.targets import GIB
@@ -43,7 +45,7 @@ class ResolveBatch(Pass):
 
     The batch is global: a multiple of the data-parallel degree, at
     most ``max_batch_size``, and for ``"auto"`` the largest whose estimated
-    peak (:func:`capibara.compiler.lower.estimate_memory`) stays within
+    peak (:func:`capibara.compiler.memory.estimate_memory`) stays within
     :data:`MEMORY_HEADROOM` of the memory limit. An explicit batch that does
     not fit is an error (``H204``), as is a model that does not fit even one
     sample per device.

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from capibara.compiler.lower import MESH_AXES, Lowered, field_diagnostic, path_of
+from capibara.compiler.ir import Lowered
+from capibara.compiler.located import field_diagnostic, path_of
+from capibara.plan import MESH_AXES
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.plan import Mesh
 

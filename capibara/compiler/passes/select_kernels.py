@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping
 
-from capibara.compiler.lower import KernelUse, Lowered
+from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.kernels.selection import Refusal
 from capibara.kernels.specs import selectors as family_selectors

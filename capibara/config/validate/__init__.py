@@ -37,11 +37,11 @@ alias conflicts, ``S301``): ``ModularModelConfig.update_runtime_settings`` and t
 """
 
 # Importing the rule modules registers their rules in RULES.
-from capibara.config.validate import (architecture, deployment, enterprise,  # noqa: F401
+from capibara.config.validate import (architecture, deployment, enterprise, hardware,  # noqa: F401
                                        parallelism, sparsity, training, vq)
 from capibara.config.validate.engine import Finding, Rule, RULES, ENFORCED_ELSEWHERE, RuleContext
 from capibara.config.validate.parallelism import suggest_mesh
-from capibara.config.validate.deployment import resolve_device
+from capibara.config.validate.hardware import resolve_device
 from capibara.config.validate.report import FieldDiagnostic, get_validation_errors, check_config
 from capibara.config.validate.front import ValidationResult, HardwareCheck, ConfigValidator, check_hardware_compatibility
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from capibara.config.validate.deployment import resolve_device
+from capibara.config.validate.hardware import resolve_device
 from capibara.config.validate.engine import RULES, RuleContext
 from capibara.config.validate.report import (FieldDiagnostic, explicit_device,
                                              get_validation_errors, run_rules)

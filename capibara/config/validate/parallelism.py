@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from capibara.config.fieldtypes import format_value
 from capibara.config.validate.architecture import divisors
@@ -12,7 +12,8 @@ from capibara.config.validate.engine import (ERROR, TPU_DEVICES, WARNING, Findin
                                              fields_in, rule, verb_are)
 
 
-def _mesh(ctx: RuleContext) -> list[int] | None:
+def mesh_of(ctx: RuleContext) -> list[int] | None:
+    """The explicit ``tpu_mesh_shape``, or ``None`` while "auto"."""
     mesh = ctx.tpu_mesh_shape
     return list(mesh) if isinstance(mesh, list) else None
 
@@ -36,7 +37,7 @@ def suggest_mesh(devices: int, like: Sequence[int], *, heads: int | None = None,
                  hidden: int | None = None) -> list[int]:
     """A mesh of ``len(like)`` axes (at most two) whose product is ``devices``, closest to ``like``.
 
-    The last axis is the model axis (T2's ``[data, model]``); shapes whose
+    The last axis is the model axis (meshes are ``[data, model]``); shapes whose
     model axis divides ``heads`` and ``hidden`` are preferred, then the
     one nearest to ``like`` in log scale.  For 16 devices like ``[4, 8]`` with
     12 heads this is ``[4, 4]``: ``[2, 8]`` is as near but 8 does not divide 12.
@@ -56,35 +57,10 @@ def suggest_mesh(devices: int, like: Sequence[int], *, heads: int | None = None,
     return min(shapes, key=lambda s: (not fits(s), distance(s), s))
 
 
-@rule(17, "H017", ERROR, ("tpu_mesh_shape", "device"), scope="hardware")
-def mesh_matches_device_count(ctx: RuleContext) -> Iterator[Finding]:
-    """An explicit TPU mesh must cover exactly the devices present."""
-    mesh = _mesh(ctx)
-    if mesh is None or ctx.device not in TPU_DEVICES:
-        return
-    devices = ctx.target.device_count
-    if math.prod(mesh) == devices:
-        return
-    better = suggest_mesh(devices, mesh, heads=ctx.num_heads, hidden=ctx.hidden_size)
-    yield Finding(
-        f"`tpu_mesh_shape` {format_value(mesh)} needs {math.prod(mesh)} devices, but "
-        f"`{ctx.target.name}` has {devices}",
-        ("tpu_mesh_shape",), {"tpu_mesh_shape": f"{math.prod(mesh)} devices"},
-        help=f"set {assignment_text('tpu_mesh_shape', better)}, or \"auto\" to derive it",
-        notes=_slice_note(ctx.target))
-
-
-def _slice_note(target: Any) -> tuple[str, ...]:
-    if getattr(target, "cores_per_device", 1) > 1:
-        return (f"`{target.name}` counts TensorCores; JAX sees its {target.device_count} chips "
-                f"({target.cores_per_device} cores each) as {target.device_count} devices",)
-    return ()
-
-
 @rule(18, "V018", ERROR, ("sharding_strategy", "tpu_mesh_shape"))
 def manual_sharding_needs_mesh(ctx: RuleContext) -> Iterator[Finding]:
     """Manual sharding needs an explicit mesh."""
-    if ctx.sharding_strategy == "manual" and _mesh(ctx) is None:
+    if ctx.sharding_strategy == "manual" and mesh_of(ctx) is None:
         yield Finding(
             "`sharding_strategy` \"manual\" needs an explicit `tpu_mesh_shape`, not \"auto\"",
             ("sharding_strategy", "tpu_mesh_shape"),
@@ -113,7 +89,7 @@ def disabled_sharding_excludes_sharded_features(ctx: RuleContext) -> Iterator[Fi
                           "model_parallel"))
 def model_axis_divides_model(ctx: RuleContext) -> Iterator[Finding]:
     """With model parallelism the model axis must divide heads and hidden size."""
-    mesh = _mesh(ctx)
+    mesh = mesh_of(ctx)
     if not ctx.model_parallel or mesh is None or len(mesh) < 2 or mesh[-1] == 1:
         return
     axis = mesh[-1]
@@ -141,35 +117,6 @@ def model_axis_divides_model(ctx: RuleContext) -> Iterator[Finding]:
             ("tpu_mesh_shape", "vocab_size"),
             {"tpu_mesh_shape": f"model axis {axis}", "vocab_size": f"not divisible by {axis}"},
             help=f"use a vocabulary size that is a multiple of {axis}", severity=WARNING)
-
-
-def _data_parallel_degree(ctx: RuleContext) -> int | None:
-    if not ctx.data_parallel:
-        return 1
-    mesh = _mesh(ctx)
-    if mesh is not None:
-        return mesh[0]
-    if ctx.model_parallel:
-        return None  # "auto" with a model axis: the lowering picks the split
-    return ctx.target.device_count
-
-
-@rule(21, "H021", ERROR, ("batch_size", "tpu_mesh_shape", "data_parallel"), scope="hardware")
-def batch_splits_across_replicas(ctx: RuleContext) -> Iterator[Finding]:
-    """An int batch must give every data-parallel replica a whole, non-empty share."""
-    batch = ctx.batch_size
-    degree = _data_parallel_degree(ctx)
-    if not isinstance(batch, int) or degree is None or degree <= 1:
-        return
-    if batch % degree == 0 and batch >= degree:
-        return
-    fixed = max(degree, (batch // degree) * degree)
-    via = "the data axis of `tpu_mesh_shape`" if _mesh(ctx) else f"the devices of `{ctx.target.name}`"
-    yield Finding(
-        f"`batch_size` {batch} does not split across {degree} data-parallel replicas "
-        f"({via})",
-        ("batch_size", "tpu_mesh_shape"), {"batch_size": f"not a multiple of {degree}"},
-        help=f"set {assignment_text('batch_size', fixed)} (a multiple of {degree}), or \"auto\"")
 
 
 @rule(22, "V022", WARNING, ("optimizer_sharding", "async_collective", "distributed_training"),
@@ -226,27 +173,6 @@ def tpu_v4_flag_matches_device(ctx: RuleContext) -> Iterator[Finding]:
             {"use_tpu_v4_optimizations": "used only on fallback to TPU v4"},
             help=f"remove `{field_path('use_tpu_v4_optimizations')}`, or set "
                  f"{assignment_text('hardware_fallback', True)}")
-
-
-@rule(25, "H025", WARNING, ("tpu_memory_limit_gb", "memory_limit_gb", "device"), scope="hardware")
-def memory_limits_within_physical(ctx: RuleContext) -> Iterator[Finding]:
-    """Memory limits above the physical memory have no effect."""
-    physical = ctx.target.memory_per_device_gib
-    if physical is None:
-        return
-    limits = []
-    if ctx.device in TPU_DEVICES and ctx.explicit("tpu_memory_limit_gb"):
-        limits.append("tpu_memory_limit_gb")
-    if ctx.memory_limit_gb is not None and ctx.explicit("memory_limit_gb"):
-        limits.append("memory_limit_gb")
-    for name in limits:
-        value = getattr(ctx.config, name)
-        if value > physical:
-            yield Finding(
-                f"`{name}` {format_value(value)} GiB exceeds the {physical:g} GiB per device of "
-                f"`{ctx.target.name}`: the limit has no effect",
-                (name,), {name: f"more than {physical:g} GiB"},
-                help=f"set {assignment_text(name, float(physical))} or less, or remove it")
 
 
 @rule(26, "V026", WARNING, ("mixed_precision", "use_bfloat16", "device"), scope="device")
