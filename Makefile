@@ -37,8 +37,10 @@ train-demo: $(STAMP)
 	  --data demo-data --run-dir demo-run --steps $(TRAIN_STEPS) --log-every 10
 	$(BIN)/capibara report demo-run
 
+# One worker per core; a file's tests stay on one worker, so its module fixtures (compiled
+# plans, trained runs) are built once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The JAX-free stages only (parse, config, compile, plan, CLI): seconds, for the edit loop.
 # `make test` stays the whole suite, and CI's command.
