@@ -23,6 +23,11 @@ TOO_FEW_TOKENS = "D105"
 RUN_DIR_UNUSABLE = "R204"
 OTHER_PLAN = "R205"
 
+#: Plan facts about the host that do not change what is trained: a preempted job restarted on
+#: a machine whose CPU has other flags, or other memory, resumes its run (a batch or dtype the
+#: new host changes is a difference of its own).
+HOST_FACTS = frozenset({"target.cpu_features", "target.memory_per_device_gib", "memory.limit"})
+
 #: The run directory's layout.
 RUN_PLAN = "train.plan.json"
 RUN_LOG = "log.jsonl"
@@ -119,8 +124,10 @@ def _run_dir_problems(plan: Any, run_dir: Path) -> list[Diagnostic]:
     changes = diff_plans(previous, plan)
     # A config field the plan also carries resolved is listed once, under the plan's path.
     plan_paths = {c.path for c in changes}
-    changes = [c for c in changes if not (c.path.startswith("config.")
-                                          and c.path.removeprefix("config.") in plan_paths)]
+    changes = [c for c in changes if c.path not in HOST_FACTS
+               and not (c.path.startswith("config.") and c.path.removeprefix("config.") in plan_paths)]
+    if not changes:
+        return []
     return [Diagnostic.error(
         OTHER_PLAN, f"run directory `{run_dir}` holds a run of another plan",
         notes=[f"this run's plan {plan.digest[:19]}…, the directory's {previous.digest[:19]}…"]

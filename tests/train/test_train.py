@@ -146,3 +146,38 @@ def test_run_generates_from_the_runs_checkpoint_with_its_tokenizer(uninterrupted
     status = cli.main(["run", str(run_dir / "train.plan.json"), "--generate", "8",
                        "--prompt-ids", ",".join(["1"] * 12)], out=io.StringIO())
     assert status == 2 and "exceed the model's max_seq_length 16" in capsys.readouterr().err
+
+
+def test_a_run_moved_to_a_host_with_other_cpu_flags_resumes(config, uninterrupted, tmp_path) -> None:
+    """A preempted job restarted elsewhere: only the host's CPU flags and memory differ."""
+    import shutil
+    from dataclasses import replace
+
+    from capibara.compiler import compile_sources
+    from capibara.plan import write_plan_file
+    from capibara.targets import get_target
+
+    run_dir, done = uninterrupted
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    here = get_target("cpu")
+    elsewhere = replace(here, cpu_features=here.cpu_features ^ {"avx_vnni"},
+                        memory_per_device_gib=(here.memory_per_device_gib or 8.0) * 2)
+    recorded = compile_sources([config], target=elsewhere, env=None).plan
+    assert recorded.digest != done.model.plan.digest
+    (moved / "train.plan.json").unlink()
+    write_plan_file(recorded, moved / "train.plan.json")
+
+    resumed = train(config, moved, steps=7)
+    assert (resumed.start_step, resumed.step) == (6, 7)
+
+    other = compile_sources([config], target=elsewhere, env=None,
+                            overrides=["training.learning_rate=0.02"]).plan
+    (moved / "train.plan.json").unlink()
+    write_plan_file(other, moved / "train.plan.json")
+    with pytest.raises(capibara.ConfigError) as refused:
+        train(config, moved, steps=8)
+    errors = [d for d in refused.value.diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["R205"]
+    assert [n for n in errors[0].notes if "`training.learning_rate`" in n]
+    assert not [n for n in errors[0].notes if "cpu_features" in n or "memory" in n]
