@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["FileProblem", "read_regular_file", "describe_kind", "is_writable",
+__all__ = ["FileProblem", "read_regular_file", "describe_kind", "is_writable", "os_reason",
            "remove_stale_temporaries", "STALE_AFTER_SECONDS", "TEMPORARY"]
 
 
@@ -113,8 +113,13 @@ def _problem(name: str, error: OSError) -> FileProblem:
         return FileProblem("missing", name, "no such file")
     if error.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing with no reader
         return FileProblem("not-regular", name, "it is not a regular file")
+    return FileProblem("unreadable", name, os_reason(error))
+
+
+def os_reason(error: OSError) -> str:
+    """The operating system's reason for ``error``, lower case to follow a colon."""
     reason = error.strerror or str(error)
-    return FileProblem("unreadable", name, reason[:1].lower() + reason[1:])
+    return reason[:1].lower() + reason[1:]
 
 
 #: A temporary older than this is a leftover of a killed write: no live write of a

@@ -46,6 +46,7 @@ __all__ = [
     "toml_string",
     "describe_kind",
     "closest",
+    "join_words",
 ]
 
 #: Codes (see capibara/codes.py) of the single-field problems.
@@ -140,6 +141,13 @@ def closest(word: str, candidates: Sequence[str], cutoff: float = 0.6) -> str | 
 
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
     return lowered[match[0]] if match else None
+
+
+def join_words(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: a list as a sentence says it."""
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _wrong_type(name: str, expected: str, value: Any, help: str | None = None) -> ValueProblem:

@@ -150,7 +150,7 @@ def read_file(path: str | os.PathLike[str], text: str | None = None, *,
 
 def _decode(doc: Any) -> DecodedSource:
     """Legacy-rewrite and decode one parsed file."""
-    from capibara.config.legacy import rewrite_document
+    from capibara.config.legacy.rewrite import rewrite_document
 
     rewrite = rewrite_document(doc)
     decoded = decode_document(doc, rewrite.value, rewrite.origin)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from capibara.config import legacy
+from capibara.config.legacy import inplace
 from capibara.config.legacy import migrate_toml
 
 V2 = 'model_size = "600m"  # the old size\nuse_quantum = true\n'
@@ -35,13 +35,13 @@ def test_an_edit_made_while_migrate_runs_is_kept(tmp_path: Path, run, monkeypatc
     path = tmp_path / "c.toml"
     path.write_text(V2)
     edited = V2 + "# the user's edit\n"
-    original = legacy.migrate_document
+    original = inplace.migrate_document
 
     def another_editor_saves_meanwhile(doc):
         path.write_text(edited)  # in place, as editors that keep the inode do
         return original(doc)
 
-    monkeypatch.setattr(legacy, "migrate_document", another_editor_saves_meanwhile)
+    monkeypatch.setattr(inplace, "migrate_document", another_editor_saves_meanwhile)
     status, out = run("migrate", "--write", path)
     assert status == 1
     assert "error[P004]" in out and "changed while it was being migrated" in out
@@ -52,14 +52,14 @@ def test_an_edit_made_while_migrate_runs_is_kept(tmp_path: Path, run, monkeypatc
 def test_a_file_replaced_while_migrate_runs_is_kept(tmp_path: Path, run, monkeypatch) -> None:
     path = tmp_path / "c.toml"
     path.write_text(V2)
-    original = legacy.migrate_document
+    original = inplace.migrate_document
 
     def another_editor_renames_over_it(doc):
         (tmp_path / "new").write_text(V2)  # same bytes, a new file (an atomic save)
         os.replace(tmp_path / "new", path)
         return original(doc)
 
-    monkeypatch.setattr(legacy, "migrate_document", another_editor_renames_over_it)
+    monkeypatch.setattr(inplace, "migrate_document", another_editor_renames_over_it)
     assert run("migrate", "--write", path)[0] == 1
     assert path.read_text() == V2
 
@@ -128,7 +128,7 @@ def test_a_folder_that_cannot_take_the_new_file_is_a_diagnostic(tmp_path: Path, 
     folder.mkdir()
     path = folder / "c.toml"
     path.write_text(V2)
-    original = legacy.migrate_document
+    original = inplace.migrate_document
 
     def folder_removed_meanwhile(doc):
         result = original(doc)
@@ -136,7 +136,7 @@ def test_a_folder_that_cannot_take_the_new_file_is_a_diagnostic(tmp_path: Path, 
         folder.rmdir()
         return result
 
-    monkeypatch.setattr(legacy, "migrate_document", folder_removed_meanwhile)
+    monkeypatch.setattr(inplace, "migrate_document", folder_removed_meanwhile)
     status, out = run("migrate", "--write", path)
     assert status == 1 and "error[P004]" in out and "its folder cannot be written" in out
 
