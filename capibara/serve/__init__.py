@@ -24,15 +24,11 @@ import sys
 import types
 from typing import Any, Mapping, Sequence
 
+from capibara.lazy import lazy_exports
+
 __all__ = ["serve", "ServeOptions"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "ServeOptions":
-        from capibara.serve.service import ServeOptions
-
-        return ServeOptions
-    raise AttributeError(f"module 'capibara.serve' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), {"ServeOptions": "capibara.serve.service"})
 
 
 def serve(plan_or_config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000,

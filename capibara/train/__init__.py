@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
+from capibara.lazy import lazy_exports
+
 __all__ = ["train", "TrainResult", "set_up", "summary"]
 
 
@@ -35,20 +37,11 @@ def train(plan_or_config: str | os.PathLike | Sequence[str | os.PathLike], *,
     return run(setup, steps=steps, **options)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "TrainResult":
-        from capibara.train.loop import TrainResult
-
-        return TrainResult
-    if name == "set_up":
-        from capibara.train.setup import set_up
-
-        return set_up
-    if name == "summary":
-        from capibara.train.report import summary
-
-        return summary
-    raise AttributeError(f"module 'capibara.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), {
+    "TrainResult": "capibara.train.loop",
+    "set_up": "capibara.train.setup",
+    "summary": "capibara.train.report",
+})
 
 
 class _CallableModule(__import__("types").ModuleType):

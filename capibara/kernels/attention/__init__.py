@@ -23,19 +23,12 @@ so the exports below load from :mod:`.api` on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from capibara.lazy import lazy_exports
 
-__all__ = [
-    "BlockSizes",
-    "VARIANTS",
-    "attention",
-]
+# The JAX half loads on first use, not when spec.py is imported.
+_EXPORTS = {name: "capibara.kernels.attention.api"
+            for name in ("BlockSizes", "VARIANTS", "attention")}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
-    if name in __all__:
-        from capibara.kernels.attention import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -31,23 +31,14 @@ so the exports below load from :mod:`.api` on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from capibara.lazy import lazy_exports
 
-__all__ = [
-    "OPS",
-    "VARIANTS",
-    "all_gather",
-    "all_gather_matmul",
-    "all_reduce",
-    "collective",
+# The JAX half loads on first use, not when spec.py is imported.
+_EXPORTS = {name: "capibara.kernels.collective.api" for name in (
+    "OPS", "VARIANTS", "all_gather", "all_gather_matmul", "all_reduce", "collective",
     "reduce_scatter",
-]
+)}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
-    if name in __all__:
-        from capibara.kernels.collective import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -18,15 +18,11 @@ so this package imports JAX only when ``VARIANTS`` or ``causal_conv1d`` is first
 
 from __future__ import annotations
 
-from typing import Any
+from capibara.lazy import lazy_exports
 
-__all__ = ["VARIANTS", "causal_conv1d"]
+# The JAX half loads on first use, not when spec.py is imported.
+_EXPORTS = {name: "capibara.kernels.conv.api" for name in ("VARIANTS", "causal_conv1d")}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
-    if name in ("VARIANTS", "causal_conv1d"):
-        from capibara.kernels.conv import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

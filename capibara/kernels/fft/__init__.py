@@ -20,17 +20,12 @@ Array([[1., 2., 2., 2.]], dtype=float32)
 
 from __future__ import annotations
 
-from typing import Any
-
+from capibara.lazy import lazy_exports
 from capibara.kernels.fft.cost import choose_long_conv, fast_fft_length
+
+# The JAX half loads on first use, not when cost.py is imported.
+_EXPORTS = {name: "capibara.kernels.fft.api" for name in ("VARIANTS", "long_conv")}
 
 __all__ = ["VARIANTS", "choose_long_conv", "fast_fft_length", "long_conv"]
 
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when cost.py is imported.
-    if name in ("VARIANTS", "long_conv"):
-        from capibara.kernels.fft import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -23,31 +23,15 @@ so the exports below load from :mod:`.api` on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from capibara.lazy import lazy_exports
 
-__all__ = [
-    "AFFINE_BITS",
-    "AffineWeight",
-    "MAX_INT8_CONTRACTION",
-    "Policy",
-    "TernaryWeight",
-    "VARIANTS",
-    "dense",
-    "dequantize",
-    "int8_matmul",
-    "matmul",
-    "quantize_affine",
-    "quantize_rows",
-    "quantize_weight",
-    "ternarize",
-    "ternary_matmul",
-]
+# The JAX half loads on first use, not when spec.py is imported.
+_EXPORTS = {name: "capibara.kernels.linalg.api" for name in (
+    "AFFINE_BITS", "AffineWeight", "MAX_INT8_CONTRACTION", "Policy", "TernaryWeight",
+    "VARIANTS", "dense", "dequantize", "int8_matmul", "matmul", "quantize_affine",
+    "quantize_rows", "quantize_weight", "ternarize", "ternary_matmul",
+)}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
-    if name in __all__:
-        from capibara.kernels.linalg import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -23,15 +23,11 @@ so this package imports JAX only when ``VARIANTS`` or ``scan`` is first used
 
 from __future__ import annotations
 
-from typing import Any
+from capibara.lazy import lazy_exports
 
-__all__ = ["VARIANTS", "scan"]
+# The JAX half loads on first use, not when spec.py is imported.
+_EXPORTS = {name: "capibara.kernels.scan.api" for name in ("VARIANTS", "scan")}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
-    if name in ("VARIANTS", "scan"):
-        from capibara.kernels.scan import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -33,20 +33,13 @@ so the exports below load from :mod:`.api` on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from capibara.lazy import lazy_exports
 
-__all__ = [
-    "VARIANTS",
-    "VQResult",
-    "quantize_codebook",
-    "vq",
-]
+# The JAX half loads on first use, not when spec.py is imported.
+_EXPORTS = {name: "capibara.kernels.vq.api" for name in (
+    "VARIANTS", "VQResult", "quantize_codebook", "vq",
+)}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the JAX half loads on first use, not when spec.py is imported.
-    if name in __all__:
-        from capibara.kernels.vq import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)
