@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.files import FileProblem, read_regular_file
 
 __all__ = ["DataManifest", "Split", "Source", "MANIFEST", "FORMAT", "read_manifest",
            "write_manifest", "file_sha256", "data_error"]
@@ -72,23 +73,6 @@ def data_error(directory: str | os.PathLike, reason: str, *, help: str | None = 
         help=help or "prepare it again with `capibara data prepare TEXT... -o DIR`")])
 
 
-def _read_regular(path: Path, limit: int) -> bytes:
-    """Up to ``limit`` bytes of a regular file (never a FIFO or device); ``OSError`` otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        import stat
-
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"`{path.name}` is not a regular file")
-        if info.st_size > limit:
-            raise OSError(f"`{path.name}` is {info.st_size} bytes, more than a manifest can be")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read(limit + 1)
-    finally:
-        os.close(fd)
-
-
 def read_manifest(directory: str | os.PathLike, *, verify: bool = True) -> DataManifest:
     """The manifest of ``directory``, its files checked (sizes always, digests if ``verify``).
 
@@ -96,10 +80,10 @@ def read_manifest(directory: str | os.PathLike, *, verify: bool = True) -> DataM
     """
     root = Path(directory)
     try:
-        raw = _read_regular(root / MANIFEST, MAX_MANIFEST_BYTES)
-    except OSError as error:
-        reason = (f"`{MANIFEST}` is missing" if isinstance(error, FileNotFoundError)
-                  else f"`{MANIFEST}` is unreadable ({error.strerror or error})")
+        raw = read_regular_file(root / MANIFEST, MAX_MANIFEST_BYTES)
+    except FileProblem as problem:
+        reason = (f"`{MANIFEST}` is missing" if problem.kind == "missing"
+                  else f"`{MANIFEST}` is unreadable ({problem.reason})")
         raise data_error(root, reason) from None
     try:
         manifest = msgspec.json.decode(raw, type=DataManifest)

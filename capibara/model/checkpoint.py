@@ -45,12 +45,12 @@ import os
 import re
 import shutil
 import socket
-import stat
 import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
 from capibara.diagnostics import ConfigError, Diagnostic
+from capibara.files import read_regular_file
 
 __all__ = ["CheckpointManager", "check_checkpoint", "is_checkpoint_dir", "resolve_checkpoint",
            "read_manifest", "UNVERIFIED"]
@@ -93,17 +93,7 @@ def _mismatch(path: Path, problems: list[str]) -> ConfigError:
 
 def _read_json(path: Path) -> Any:
     """A small JSON file, read bounded and only if it is a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"`{path.name}` is not a regular file")
-        if info.st_size > _MAX_JSON_BYTES:
-            raise OSError(f"`{path.name}` is {info.st_size} bytes, larger than any manifest")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return json.loads(handle.read(_MAX_JSON_BYTES + 1))
-    finally:
-        os.close(fd)
+    return json.loads(read_regular_file(path, _MAX_JSON_BYTES))
 
 
 def _entries(path: Path) -> list[Path]:
