@@ -35,7 +35,7 @@ from jax.sharding import PartitionSpec as P
 from capibara.compiler.mixers import (HYENA_FILTER_FEATURES, STACKS, mixer_parameter_shapes,
                                       ssm_dt_rank)
 from capibara.compiler.model_spec import ModelSpec
-from capibara.model.network import Network, _matmul_weights_in, _pick, _rms_norm
+from capibara.model.network import Network, _matmul_weights_in, _rms_norm
 
 __all__ = ["HybridNetwork", "init_mixer_stacks", "mixer_partition_specs"]
 
@@ -366,26 +366,17 @@ class HybridNetwork(Network):
             raise ValueError("prompt_mask needs an attention-only model: ssm and hyena blocks "
                              "would carry the left padding in their state")
         params = _matmul_weights_in(self.inference_params(params), self.compute)
-        prompt_len = prompt.shape[1]
         h, states, _, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold,
                                          keep_kv=True)
         states = [self._grown(kind, state, max_new_tokens)
                   for (kind, _, _), state in zip(self.layers(params), states)]
-        key, sub = jax.random.split(key)
-        first = _pick(self.logits(params, h[:, -1]), sub, temperature)
 
-        def step(carry, _):
-            token, position, states, key = carry
-            logits, states = self.decode_step(params, token, position, states, use_vq=use_vq,
-                                              threshold=threshold)
-            key, sub = jax.random.split(key)
-            token = _pick(logits, sub, temperature)
-            return (token, position + 1, states, key), token
+        def decode(token, position, states):
+            return self.decode_step(params, token, position, states, use_vq=use_vq,
+                                    threshold=threshold)
 
-        carry = (first, jnp.asarray(prompt_len, jnp.int32), states, key)
-        _, rest = lax.scan(step, carry, None, length=max_new_tokens - 1)
-        generated = jnp.concatenate([first[:, None], rest.T.astype(first.dtype)], 1)
-        return jnp.concatenate([prompt, generated.astype(prompt.dtype)], 1)
+        return self.sample(params, prompt, h[:, -1], states, decode, key, temperature,
+                           max_new_tokens)
 
     @staticmethod
     def _grown(kind: str, state: Any, extra: int) -> Any:

@@ -316,25 +316,36 @@ class Network:
         # once and read the float ones in the compute dtype (cast once here)
         # rather than in float32 every step.
         params = _matmul_weights_in(self.inference_params(params), self.compute)
-        prompt_len = prompt.shape[1]
         h, keys, values, _, _ = self.hidden(params, prompt, use_vq=use_vq, threshold=threshold,
                                             keep_kv=True, mask=prompt_mask)
         valid = (None if prompt_mask is None else
                  jnp.pad(prompt_mask, [(0, 0), (0, max_new_tokens)], constant_values=True))
         pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
         cache = (jnp.pad(keys, pad), jnp.pad(values, pad))
+
+        def decode(token, position, cache):
+            return self.decode(params, token, position, cache, use_vq=use_vq,
+                               threshold=threshold, valid=valid)
+
+        return self.sample(params, prompt, h[:, -1], cache, decode, key, temperature,
+                           max_new_tokens)
+
+    def sample(self, params, prompt, last_hidden, state, decode, key, temperature,
+               max_new_tokens: int):
+        """``prompt`` followed by ``max_new_tokens`` sampled tokens: the first from the
+        prefill's ``last_hidden``, each next one scan step of ``decode(token, position,
+        state) -> (logits, state)`` from the prefill's ``state``."""
         key, sub = jax.random.split(key)
-        first = _pick(self.logits(params, h[:, -1]), sub, temperature)
+        first = _pick(self.logits(params, last_hidden), sub, temperature)
 
         def step(carry, _):
-            token, position, cache, key = carry
-            logits, cache = self.decode(params, token, position, cache, use_vq=use_vq,
-                                        threshold=threshold, valid=valid)
+            token, position, state, key = carry
+            logits, state = decode(token, position, state)
             key, sub = jax.random.split(key)
             token = _pick(logits, sub, temperature)
-            return (token, position + 1, cache, key), token
+            return (token, position + 1, state, key), token
 
-        carry = (first, jnp.asarray(prompt_len, jnp.int32), cache, key)
+        carry = (first, jnp.asarray(prompt.shape[1], jnp.int32), state, key)
         _, rest = lax.scan(step, carry, None, length=max_new_tokens - 1)
         generated = jnp.concatenate([first[:, None], rest.T.astype(first.dtype)], 1)
         return jnp.concatenate([prompt, generated.astype(prompt.dtype)], 1)
