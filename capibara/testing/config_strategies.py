@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from capibara.config.fieldtypes import (AutoOr, Bool, Choice, FieldType, Float, Int, IntChoice, IntList,
                                  Optional, Pattern, Subset, Text)
-from capibara.config.fields import FIELD_BY_NAME, FIELDS, SECTIONS, Field
+from capibara.config.fields import FIELD_BY_NAME, FIELDS, Field
+from capibara.config.writer import write_values
 
 __all__ = ["ConfigSources", "config_files", "configs", "env_text", "field_values", "values_of"]
 
@@ -138,18 +139,6 @@ class ConfigSources:
     expected: dict[str, Any] = dataclass_field(default_factory=dict)
 
 
-def _file_text(values: dict[str, Any]) -> str:
-    from capibara.config.writer import toml_value
-
-    blocks = []
-    for section in SECTIONS:
-        lines = [f"{f.key} = {toml_value(f.type.to_toml(values[f.name]))}"
-                 for f in FIELDS if f.section == section and f.name in values]
-        if lines:
-            blocks.append(f"[{section}]\n" + "\n".join(lines) + "\n")
-    return "\n".join(blocks)
-
-
 @st.composite
 def config_files(draw: st.DrawFn, max_files: int = 3,
                  fields: tuple[Field, ...] = FIELDS) -> ConfigSources:
@@ -207,5 +196,5 @@ def config_files(draw: st.DrawFn, max_files: int = 3,
                         f"{field.path}={toml_value(field.type.to_toml(shadow))}")
             sets.append(argument)
     # every shadowing --set comes before all the winning ones: later arguments win
-    return ConfigSources(tuple(_file_text(f) for f in files), env, tuple(set_shadows + sets),
+    return ConfigSources(tuple(write_values(f) for f in files), env, tuple(set_shadows + sets),
                          kwargs)
