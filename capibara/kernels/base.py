@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-__all__ = ["Unsupported", "Variant", "lookup"]
+__all__ = ["Unsupported", "Variant", "lookup", "EVERYWHERE"]
+
+#: The platforms of a variant written in plain JAX, which XLA compiles for each.
+EVERYWHERE = ("cpu", "gpu", "tpu")
 
 
 class Unsupported(NotImplementedError):

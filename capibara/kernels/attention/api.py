@@ -10,22 +10,21 @@ from capibara.kernels.attention.cpu import BlockSizes, attention_cpu_blocked
 from capibara.kernels.attention.gpu import attention_cudnn
 from capibara.kernels.attention.reference import attention_reference
 from capibara.kernels.attention.tpu import attention_pallas_tpu
-from capibara.kernels.base import Variant, lookup
+from capibara.kernels.base import EVERYWHERE, Variant, lookup
 
 __all__ = ["BlockSizes", "VARIANTS", "attention"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
 _BLOCKS = dataclasses.asdict(BlockSizes())
 
 VARIANTS: dict[str, Variant] = {
     "reference": Variant(
-        "attention", "reference", attention_reference, _EVERYWHERE, {},
+        "attention", "reference", attention_reference, EVERYWHERE, {},
         "full score matrix, f32 softmax; the oracle and the fallback"),
     "cpu_blocked": Variant(
-        "attention", "cpu_blocked", attention_cpu_blocked, _EVERYWHERE, {**_BLOCKS, "compute_dtype": None},
+        "attention", "cpu_blocked", attention_cpu_blocked, EVERYWHERE, {**_BLOCKS, "compute_dtype": None},
         "online-softmax tiles with causal block skipping; matmul operands in compute_dtype"),
     "cpu_bf16": Variant(
-        "attention", "cpu_bf16", attention_cpu_blocked, _EVERYWHERE, {**_BLOCKS, "compute_dtype": "bfloat16"},
+        "attention", "cpu_bf16", attention_cpu_blocked, EVERYWHERE, {**_BLOCKS, "compute_dtype": "bfloat16"},
         "cpu_blocked with bf16 matmul operands and f32 accumulation (AMX / AVX512-BF16)"),
     "cudnn": Variant(
         "attention", "cudnn", attention_cudnn, ("gpu",), {},

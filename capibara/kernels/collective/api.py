@@ -9,7 +9,7 @@ import jax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import EVERYWHERE, Variant
 from capibara.kernels.collective.decomposed import collective_decomposed
 from capibara.kernels.collective.reference import OPS, collective_reference
 
@@ -23,12 +23,10 @@ __all__ = [
     "reduce_scatter",
 ]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
 VARIANTS: dict[str, Variant] = {
-    "reference": Variant("collective", "reference", collective_reference, _EVERYWHERE, {},
+    "reference": Variant("collective", "reference", collective_reference, EVERYWHERE, {},
                          "one JAX collective primitive per op"),
-    "decomposed": Variant("collective", "decomposed", collective_decomposed, _EVERYWHERE, {},
+    "decomposed": Variant("collective", "decomposed", collective_decomposed, EVERYWHERE, {},
                           "reduce-scatter + all-gather all-reduce; ppermute-ring collective matmul"),
 }
 

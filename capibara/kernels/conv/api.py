@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant, lookup
+from capibara.kernels.base import EVERYWHERE, Variant, lookup
 from capibara.kernels.conv.reference import causal_conv1d_reference
 from capibara.kernels.conv.shift_add import causal_conv1d_shift_add
 
 __all__ = ["VARIANTS", "causal_conv1d"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
 VARIANTS: dict[str, Variant] = {
-    "reference": Variant("conv", "reference", causal_conv1d_reference, _EVERYWHERE, {},
+    "reference": Variant("conv", "reference", causal_conv1d_reference, EVERYWHERE, {},
                          "lax.conv_general_dilated, one group per channel; the oracle and the fallback"),
-    "shift_add": Variant("conv", "shift_add", causal_conv1d_shift_add, _EVERYWHERE, {},
+    "shift_add": Variant("conv", "shift_add", causal_conv1d_shift_add, EVERYWHERE, {},
                          "width shifted multiply-adds fused into one pass"),
 }
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant, lookup
+from capibara.kernels.base import EVERYWHERE, Variant, lookup
 from capibara.kernels.fft.direct import TAPS_PER_STEP, long_conv_direct
 from capibara.kernels.fft.reference import long_conv_reference
 from capibara.kernels.fft.spectral import long_conv_fft
 
 __all__ = ["VARIANTS", "long_conv"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
 VARIANTS: dict[str, Variant] = {
-    "reference": Variant("fft", "reference", long_conv_reference, _EVERYWHERE, {},
+    "reference": Variant("fft", "reference", long_conv_reference, EVERYWHERE, {},
                          "XLA grouped convolution; the oracle and the fallback"),
-    "fft": Variant("fft", "fft", long_conv_fft, _EVERYWHERE, {},
+    "fft": Variant("fft", "fft", long_conv_fft, EVERYWHERE, {},
                    "zero-padded rfft * rfft -> irfft at a 5-smooth length"),
-    "direct": Variant("fft", "direct", long_conv_direct, _EVERYWHERE, {"taps_per_step": TAPS_PER_STEP},
+    "direct": Variant("fft", "direct", long_conv_direct, EVERYWHERE, {"taps_per_step": TAPS_PER_STEP},
                       "fused shift-and-add over tap blocks"),
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import EVERYWHERE, Variant
 from capibara.kernels.linalg.policy import Policy
 from capibara.kernels.linalg.quant import (
     AFFINE_BITS,
@@ -46,11 +46,11 @@ _POLICY_DEFAULTS = {
 
 VARIANTS: dict[str, Variant] = {
     "reference": Variant(
-        "linalg", "reference", dense_reference, ("cpu", "gpu", "tpu"), _POLICY_DEFAULTS,
+        "linalg", "reference", dense_reference, EVERYWHERE, _POLICY_DEFAULTS,
         "exact float32 math on rounded operands; the oracle and the fallback",
     ),
     "xla": Variant(
-        "linalg", "xla", dense_xla, ("cpu", "gpu", "tpu"), _POLICY_DEFAULTS,
+        "linalg", "xla", dense_xla, EVERYWHERE, _POLICY_DEFAULTS,
         "one dot_general: preferred_element_type accumulation, int8 x int8 -> int32 for int8 weights",
     ),
 }

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import EVERYWHERE, Variant
 from capibara.kernels.moe.dispatch import capacity_of, mor_dispatch
 from capibara.kernels.moe.reference import mor_reference
 from capibara.kernels.moe.router import Experts, MoRResult, route
 
 __all__ = ["Experts", "MoRResult", "VARIANTS", "capacity_of", "mor", "route"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
 VARIANTS: dict[str, Variant] = {
-    "reference": Variant("moe", "reference", mor_reference, _EVERYWHERE,
+    "reference": Variant("moe", "reference", mor_reference, EVERYWHERE,
                          {"top_k": 2, "activation": "gelu"},
                          "all experts on all tokens, masked by the gates; the oracle and the anchor"),
-    "dispatch": Variant("moe", "dispatch", mor_dispatch, _EVERYWHERE,
+    "dispatch": Variant("moe", "dispatch", mor_dispatch, EVERYWHERE,
                         {"top_k": 2, "activation": "gelu", "capacity_factor": 1.25},
                         "sorted per-expert buffers with a capacity; computes only routed tokens"),
 }

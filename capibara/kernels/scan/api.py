@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant, lookup
+from capibara.kernels.base import EVERYWHERE, Variant, lookup
 from capibara.kernels.scan.associative import scan_associative
 from capibara.kernels.scan.chunked import CHUNK, scan_chunked
 from capibara.kernels.scan.reference import scan_reference
@@ -12,16 +12,14 @@ from capibara.kernels.scan.sequential import scan_sequential
 
 __all__ = ["VARIANTS", "scan"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
 VARIANTS: dict[str, Variant] = {
-    "reference": Variant("scan", "reference", scan_reference, _EVERYWHERE, {},
+    "reference": Variant("scan", "reference", scan_reference, EVERYWHERE, {},
                          "textbook time-major lax.scan in f32; the oracle and the fallback"),
-    "sequential": Variant("scan", "sequential", scan_sequential, _EVERYWHERE, {},
+    "sequential": Variant("scan", "sequential", scan_sequential, EVERYWHERE, {},
                           "time-step lax.scan updating its output in place; fastest on CPU"),
-    "chunked": Variant("scan", "chunked", scan_chunked, _EVERYWHERE, {"chunk": CHUNK},
+    "chunked": Variant("scan", "chunked", scan_chunked, EVERYWHERE, {"chunk": CHUNK},
                        "chunk summaries, carries between chunks, in-place rescan"),
-    "associative": Variant("scan", "associative", scan_associative, _EVERYWHERE, {},
+    "associative": Variant("scan", "associative", scan_associative, EVERYWHERE, {},
                            "lax.associative_scan over affine maps; log depth"),
 }
 

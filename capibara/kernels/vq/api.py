@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from capibara.kernels.base import Variant
+from capibara.kernels.base import EVERYWHERE, Variant
 from capibara.kernels.linalg import AffineWeight
 from capibara.kernels.vq.blocked import BLOCK_ROWS, vq_int8, vq_xla
 from capibara.kernels.vq.inputs import quantize_codebook
@@ -13,15 +13,13 @@ from capibara.kernels.vq.result import VQResult
 
 __all__ = ["VARIANTS", "VQResult", "quantize_codebook", "vq"]
 
-_EVERYWHERE = ("cpu", "gpu", "tpu")
-
 VARIANTS: dict[str, Variant] = {
-    "reference": Variant("vq", "reference", vq_reference, _EVERYWHERE, {},
+    "reference": Variant("vq", "reference", vq_reference, EVERYWHERE, {},
                          "full float32 distance matrix; the oracle and the fallback"),
-    "xla": Variant("vq", "xla", vq_xla, _EVERYWHERE,
+    "xla": Variant("vq", "xla", vq_xla, EVERYWHERE,
                    {"block_rows": BLOCK_ROWS, "compute_dtype": "float32"},
                    "row blocks for the lookup and losses (bf16 score operands optional), one gather for the output"),
-    "int8": Variant("vq", "int8", vq_int8, _EVERYWHERE, {"block_rows": BLOCK_ROWS},
+    "int8": Variant("vq", "int8", vq_int8, EVERYWHERE, {"block_rows": BLOCK_ROWS},
                     "row blocks, int8 x int8 -> int32 lookup, one gather for the output"),
 }
 
