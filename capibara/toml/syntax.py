@@ -490,12 +490,7 @@ class _Explainer:
 
     def after_inline_value(self, position: int) -> None:
         self.adjacent_value(position)
-        index = self.skip_spaces(position)
-        char = self.char(index)
-        if not char:
-            self.expect_close(self.opened[-1], "inline table")
-        if char in "\r\n#":
-            self.line_break_in_inline_table(index)
+        index = self.inline_table_next(position)
         found, end = self.found(index)
         self.fail("P101", f"expected `,` or `}}` after a value in an inline table, found {found}",
                   index, end, label="unexpected",
@@ -503,19 +498,25 @@ class _Explainer:
                   labels=self.opener_label(index, "inline table starts here"))
 
     def inline_key(self, position: int) -> None:
-        index = self.skip_spaces(position)
-        char = self.char(index)
-        if not char:
-            self.expect_close(self.opened[-1], "inline table")
-        if char in "\r\n#":
-            self.line_break_in_inline_table(index)
-        if char == "}":
+        index = self.inline_table_next(position)
+        if self.char(index) == "}":
             comma = self.text.rfind(",", 0, index)
             self.fail("P101", "trailing comma in an inline table", comma, comma + 1,
                       label="remove this comma",
                       help="TOML 1.0 allows no comma after the last entry of an inline table")
         end = self.key(index, context="a key")
         self.equals(end, self.text[index:end].strip())
+
+    def inline_table_next(self, position: int) -> int:
+        """Where the next token inside an inline table starts: neither the end of the
+        file (an unclosed table) nor that of the line (inline tables are one line)."""
+        index = self.skip_spaces(position)
+        char = self.char(index)
+        if not char:
+            self.expect_close(self.opened[-1], "inline table")
+        if char in "\r\n#":
+            self.line_break_in_inline_table(index)
+        return index
 
     def line_break_in_inline_table(self, index: int) -> None:
         what = "comment" if self.char(index) == "#" else "line break"
