@@ -98,7 +98,7 @@ def _base_targets() -> dict[str, Target]:
                seed_device="cpu", doc="x86-64 host CPU"),
         # Sapphire Rapids and later Xeons: AMX tiles for bf16 and int8 (amx_bf16, amx_int8)
         # and AVX512-BF16/VNNI (Intel® 64 and IA-32 Architectures Optimization Reference
-        # Manual, ch. 20 "Intel® AMX"). This is the machine DESIGN.md §3 measured.
+        # Manual, ch. 20 "Intel® AMX"). This is the machine DESIGN.md's measurements used.
         Target("cpu-amx", "cpu", "cpu", 1, None, ("float32", "bfloat16", "int8"), (16, 64),
                _CPU_KERNELS, cpu_features=frozenset({
                    "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
@@ -157,7 +157,8 @@ for _chips in _TPU_V6E_SLICES:
 # The seed's `device` values and the catalog entry each one means by default.
 _SEED_DEVICE_DEFAULT = {"tpu_v4": "tpu_v4-8", "tpu_v6": "tpu_v6e-8", "gpu": "gpu", "cpu": "cpu"}
 
-# PARAMS.md C35: tpu_v6 → tpu_v4 → gpu → cpu (cpu only if `fallback_cpu`).
+# The hardware fallback chain, fastest first: tpu_v6 → tpu_v4 → gpu → cpu (cpu only if
+# `fallback_cpu`).
 FALLBACK_CHAIN: tuple[str, ...] = ("tpu_v6", "tpu_v4", "gpu", "cpu")
 
 

@@ -29,7 +29,7 @@ __all__ = [
 #: (the plan loader's code for plans from an incompatible compiler).
 INCOMPATIBLE_PLAN = "R104"
 
-#: ``bitnet_precision`` values that mean BitNet b1.58 ternary weights (S8).
+#: ``bitnet_precision`` values that mean BitNet b1.58 ternary weights.
 _TERNARY_PRECISIONS = ("1.58bit", "1.58b")
 
 

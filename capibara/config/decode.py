@@ -3,8 +3,8 @@
 The document's nested dict is walked against the field table: every
 ``[section] key`` must spell a field (canonically or as an alias), every value
 must pass its field's check, and two spellings of one field must agree
-(PARAMS.md §0.3.5).  Every problem becomes a diagnostic at the span of the key
-or value as the user wrote it, and all of them are returned together.
+(neither silently wins).  Every problem becomes a diagnostic at the span of
+the key or value as the user wrote it, and all of them are returned together.
 
 Paths are located in exactly one function, :func:`locate`: a path in the
 rewritten layout is mapped back through the legacy rewrite's ``origin`` to the
@@ -232,7 +232,7 @@ def _conflict(field: Field, spellings: list[tuple[Assignment, Span | None, str]]
         help = (f"keep one spelling of `{field.name}`; `[{field.section}] {field.key}` is the "
                 "canonical one")
         if field.name == "vq_enterprise_mode":
-            # A5: the two tpu_v6 keys are one switch; 128 codes alone is the research setup.
+            # The two tpu_v6 keys are one switch; 128 codes alone is the research setup.
             help = ("`enabled` and `adaptive_ml` are one switch (`vq_enterprise_mode`); for 128 "
                     "codes without adaptive ML, set `[vector_quantization] codes = 128` with "
                     "enterprise mode off")

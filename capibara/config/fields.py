@@ -1,10 +1,10 @@
-"""The field table: every configuration field, once (PARAMS.md §1).
+"""The field table: every configuration field, once.
 
 :data:`FIELDS` is the single source of facts about the 127 fields of
 ``ModularModelConfig``: the flat (keyword) name, the canonical TOML
 ``[section] key``, the accepted alias spellings, the environment variables,
 the value type with its range or enum, the default (or how it is derived),
-whether it may change at run time (§c), and a one-line doc.  Decoding,
+whether it may change at run time, and a one-line doc.  Decoding,
 environment parsing, ``--set``, the msgspec struct, the JSON Schema export and
 ``capibara explain FIELD`` all read this table; nothing restates it.
 
@@ -47,9 +47,10 @@ class Field(msgspec.Struct, frozen=True):
 
     ``default`` is the value used when nothing sets the field; ``derived``
     (when not ``None``) says in words how the value is computed from other
-    fields when it is not set explicitly (PARAMS.md §0.3.8).  ``aliases`` are
-    other ``(section, key)`` spellings accepted in TOML (§1.11); ``env`` are
-    the environment variables that set it, the seed's name first (§1.12).
+    fields when it is not set explicitly.  ``aliases`` are other ``(section,
+    key)`` spellings accepted in TOML (the seed's files spell some fields two
+    ways); ``env`` are the environment variables that set it, the seed's name
+    first.
     """
 
     id: str
@@ -595,7 +596,8 @@ _BY_SPELLING: dict[tuple[str, str], Field] = {
 #: ``CAPIBARA_*`` variable → field.
 ENV_VARS: dict[str, Field] = {var: f for f in FIELDS for var in f.env}
 
-#: Names of the fields ``update_runtime_settings`` may change (§c).
+#: Names of the fields ``update_runtime_settings`` may change (none that shapes or places
+#: the model).
 RUNTIME_MUTABLE: frozenset[str] = frozenset(f.name for f in FIELDS if f.runtime)
 
 #: The switches `security_level = "high"` turns on (and may not be turned off under it).

@@ -13,7 +13,7 @@ knows everything about one value in isolation, so no other module restates it:
   as the string ``"none"`` where the type accepts that word);
 - :attr:`annotation` is the Python type of the attribute on the msgspec struct.
 
-Type strictness follows PARAMS.md §0.3.7: a bool field takes only ``bool``, an
+Types are strict, so a value means one thing: a bool field takes only ``bool``, an
 int field rejects ``bool`` (a subclass of ``int`` in Python) and floats, a
 float field takes ints and converts them, enum strings match
 case-insensitively and are stored in canonical case.  NaN and infinities are
@@ -197,7 +197,7 @@ class FieldType:
 
 
 class Bool(msgspec.Struct, FieldType, frozen=True):
-    """``true`` or ``false``; 0/1 and strings are refused (§0.3.7)."""
+    """``true`` or ``false``; 0/1 and strings are refused (``1`` is no answer to yes or no)."""
 
     annotation = bool
     _ENV_WORDS = {"true": True, "1": True, "yes": True, "on": True,
@@ -278,7 +278,7 @@ class Int(msgspec.Struct, FieldType, frozen=True):
 
 
 class Float(msgspec.Struct, FieldType, frozen=True):
-    """A finite number; ints are converted (§0.3.7).  Bounds may be exclusive."""
+    """A finite number; ints are converted (``1`` is exactly ``1.0``).  Bounds may be exclusive."""
 
     minimum: float | None = None
     maximum: float | None = None
@@ -381,8 +381,9 @@ class Choice(msgspec.Struct, FieldType, frozen=True):
     """One string of ``values``, matched case-insensitively, stored in canonical case.
 
     ``aliases`` maps other accepted spellings to a canonical value (e.g.
-    ``mixture_of_rookies`` → ``mor``, A1).  ``upper`` stores upper-case
-    (``log_level``, A53); otherwise values are lower-case.
+    ``mixture_of_rookies`` → ``mor``: the seed uses both).  ``upper`` stores
+    upper-case (``log_level``, as the seed writes ``"INFO"``); otherwise values
+    are lower-case.
     """
 
     values: tuple[str, ...]
@@ -470,7 +471,7 @@ class IntChoice(msgspec.Struct, FieldType, frozen=True):
 class Optional(msgspec.Struct, FieldType, frozen=True):
     """``inner`` or ``None``.  TOML has no null: omitting the key gives the
     default, and ``none_word`` (``"none"``) says ``None`` explicitly where the
-    default is not already ``None`` or for clarity (A46)."""
+    default is not already ``None`` or for clarity."""
 
     inner: FieldType
     none_word: str | None = "none"
@@ -511,7 +512,7 @@ class Optional(msgspec.Struct, FieldType, frozen=True):
 
 
 class AutoOr(msgspec.Struct, FieldType, frozen=True):
-    """The string ``"auto"`` (detected at run time, §0.3.6) or a value of ``inner``."""
+    """The string ``"auto"`` (detected at run time, the seed's idiom) or a value of ``inner``."""
 
     inner: FieldType
 
@@ -573,7 +574,7 @@ class IntList(msgspec.Struct, FieldType, frozen=True):
         return list(value)
 
     def parse_env(self, text: str, name: str) -> list[int]:
-        # The seed writes CAPIBARA_TPU_MESH="4,8"; "4x8" and "[4, 8]" are accepted too (§1.12).
+        # The seed writes CAPIBARA_TPU_MESH="4,8"; "4x8" and "[4, 8]" are accepted too.
         body = text.strip()
         if body.startswith("[") and body.endswith("]"):
             body = body[1:-1]
@@ -592,7 +593,8 @@ class IntList(msgspec.Struct, FieldType, frozen=True):
 
 
 class Subset(msgspec.Struct, FieldType, frozen=True):
-    """A list of distinct strings taken from a closed set (``kernel_categories``, A42)."""
+    """A list of distinct strings taken from a closed set (``kernel_categories``: a
+    misspelt category would otherwise select nothing, silently)."""
 
     values: tuple[str, ...]
     annotation = list[str]

@@ -14,18 +14,18 @@ Construction is the seed's API, keyword arguments only::
     config.provenance("num_heads")      # Provenance(kind='derived', ...)
     config.explicit_fields              # frozenset({'hidden_size', 'num_layers', 'vq_codes'})
 
-Every value is checked on its own (type, range, enum: PARAMS.md §0.3.7 and
-§b's single-field list) and all problems are reported at once as a
-:class:`~capibara.diagnostics.ConfigError`; an unknown keyword raises
-:class:`UnknownFieldError`, which is also a ``TypeError`` (Python's convention
-for an unexpected keyword) and a ``KeyError`` (what §c specifies for an
-unknown runtime-update key).  Cross-field rules are not checked here: they are
-``capibara.config.validate``'s job (§0.3.9's second tier).
+Every value is checked on its own (type, range, enum) and all problems are
+reported at once as a :class:`~capibara.diagnostics.ConfigError`; an unknown
+keyword raises :class:`UnknownFieldError`, which is also a ``TypeError``
+(Python's convention for an unexpected keyword) and a ``KeyError`` (what a
+runtime update raises for an unknown key, as dict updates do).  Cross-field
+rules are not checked here: they are ``capibara.config.validate``'s job, as
+in the seed's flow (build the config, then ``validate_full_config``).
 
-Unlike PARAMS.md §c, the constructor does **not** read ``CAPIBARA_*``
-variables: a constructor that depends on the shell makes every config built
-in Python (by the migrator, the validator's tests, ``replace``) differ between
-processes.  The environment applies where configuration is *loaded*:
+The constructor does **not** read ``CAPIBARA_*`` variables: a constructor
+that depends on the shell makes every config built in Python (by the
+migrator, the validator's tests, ``replace``) differ between processes.  The
+environment applies where configuration is *loaded*:
 :meth:`ModularModelConfig.from_toml` and :func:`capibara.config.sources.resolve_config`.
 """
 
@@ -63,7 +63,7 @@ from capibara.config.values import (NOT_RUNTIME_MUTABLE, UNDERIVABLE, Assignment
 # --------------------------------------------------------------------------- derivation
 
 def _derive(values: dict[str, Any], provenance: dict[str, Provenance]) -> list[Diagnostic]:
-    """Fill the derived defaults of fields not set explicitly (PARAMS.md §0.3.8).
+    """Fill the derived defaults of the fields the user did not set.
 
     Each rule only touches a field whose provenance is still ``default``, so an
     explicit value always wins; contradictions between explicit values are the
@@ -94,20 +94,21 @@ def _derive(values: dict[str, Any], provenance: dict[str, Provenance]) -> list[D
         put("vq_embedding_dim", hidden, "equal to hidden_size")
     if unset("auto_device_selection"):
         put("auto_device_selection", values["device"] == "auto", 'device == "auto"')
-    # A2: use_jax_native and jax_backend say the same thing; one explicit side decides the other.
+    # use_jax_native and jax_backend say the same thing; one explicit side decides the other.
     if not unset("use_jax_native") and unset("jax_backend") and values["use_jax_native"] is False:
         put("jax_backend", "standard", "use_jax_native = false")
     if not unset("jax_backend") and unset("use_jax_native") and values["jax_backend"] == "standard":
         put("use_jax_native", False, 'jax_backend = "standard"')
-    # C31: an explicit BitNet switch turns off the affine quantizer the user never asked for.
+    # An explicit BitNet switch turns off the affine quantizer the user never asked for
+    # (the two quantize the same weights).
     if values["use_bitnet"] and not unset("use_bitnet") and unset("use_affine_quantization"):
         put("use_affine_quantization", False, "use_bitnet = true")
-    # A22: the "high" preset fills every security switch the user left unset.
+    # The "high" preset fills every security switch the user left unset.
     if values["security_level"] == "high":
         for name in SECURITY_SWITCHES:
             if unset(name):
                 put(name, True, 'security_level = "high"')
-    # C12: enterprise mode means 128 codes.
+    # Enterprise mode means 128 codes (the seed's "128 codes + adaptive ML").
     if values["vq_enterprise_mode"] and unset("vq_codes"):
         put("vq_codes", 128, "vq_enterprise_mode = true")
     return diagnostics
@@ -250,7 +251,7 @@ class ModularModelConfig(msgspec.Struct, frozen=True, kw_only=True, dict=True,
     # ----------------------------------------------------------------- runtime updates
 
     def update_runtime_settings(self, updates: Mapping[str, Any]) -> None:
-        """Change runtime-mutable fields in place, all or nothing (PARAMS.md §c).
+        """Change runtime-mutable fields in place, all or nothing (the seed's runtime update).
 
         Keys are flat field names, values Python-typed.  Every key must name a
         runtime-mutable field and every value must pass its field's checks;

@@ -1,8 +1,8 @@
 """Where configuration comes from, and who wins: files, environment, keywords, ``--set``.
 
 :func:`resolve_config` is the one entry point the CLI, ``capibara.compile``
-and ``ModularModelConfig.from_toml`` share.  Precedence, lowest first
-(PARAMS.md §0.3.1)::
+and ``ModularModelConfig.from_toml`` share.  Precedence, lowest first (the
+usual twelve-factor order: what is set closer to the run wins)::
 
     defaults < files (in order, later files win key by key) < CAPIBARA_* environment
              < Python keywords < --set overrides        (< update_runtime_settings later)
@@ -12,8 +12,8 @@ checked in full and every problem is reported with its own place, all in one
 ``ConfigError``.  Each field of the result records where its value came from
 (``config.provenance(name)``).
 
-Environment variables (PARAMS.md §1.12) are exactly the names in the field
-table: the seed's 20 plus the systematic spellings ``CAPIBARA_USE_SPARSE``,
+Environment variables are exactly the names in the field table: the seed's
+20 plus the systematic spellings ``CAPIBARA_USE_SPARSE``,
 ``CAPIBARA_JAX_DEBUG_MODE``, ``CAPIBARA_USE_ARM_OPTIMIZATIONS`` and
 ``CAPIBARA_TPU_MESH_SHAPE``.  Values are parsed by the field's type:
 booleans are ``true/false/1/0/yes/no/on/off`` in any case, numbers in decimal
@@ -52,7 +52,7 @@ UNKNOWN_ENV = "S104"
 TOOL_ENV: frozenset[str] = frozenset({"CAPIBARA_TRACEBACK", "CAPIBARA_HOST_TARGET",
                                       "CAPIBARA_API_KEYS"})
 
-#: The seed's own prefix for the bundled presets (A47).
+#: The seed's own prefix for the bundled presets (its examples load them by that path).
 _SEED_PREFIX = ("capibara", "config", "configs_toml")
 
 
@@ -67,7 +67,7 @@ class Resolved(msgspec.Struct, frozen=True):
 
 
 def resolve_path(path: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]:
-    """Find a config file: as given, then among the bundled presets (A47).
+    """Find a config file: as given, then among the bundled presets.
 
     Returns ``(found, tried)``.  A relative path missing from the working
     directory is looked up in ``capibara.resources.configs_dir()``, also with
@@ -185,7 +185,7 @@ def read_env(env: Mapping[str, str]) -> DecodedSource:
             continue
         source = _env_source(name, text)
         if not text.strip():
-            continue  # `export CAPIBARA_X=` means unset (§1.12)
+            continue  # `export CAPIBARA_X=` clears a setting; no field takes an empty value
         span = source.span(len(name) + 1, len(source.text))
         try:
             value = field.type.check(field.type.parse_env(text, field.name), field.name)

@@ -21,7 +21,7 @@ __all__ = ["Provenance", "Assignment", "UnknownFieldError", "ConfigWarning", "ch
 
 ProvenanceKind = Literal["default", "file", "env", "set", "keyword", "legacy", "derived", "runtime"]
 
-#: Kinds that count as "set explicitly" (PARAMS.md §0.3.8).
+#: Kinds that count as "set explicitly": a value the user gave wins over any derivation.
 EXPLICIT_KINDS = frozenset({"file", "env", "set", "keyword", "legacy", "runtime"})
 
 UNKNOWN_FIELD = "S103"
@@ -88,8 +88,8 @@ def unknown_field(name: str, span: Span | None = None, *, what: str = "field") -
     near = closest(name, list(FIELD_BY_NAME), cutoff=0.7)
     return Diagnostic.error(
         UNKNOWN_FIELD, f"unknown {what} `{name}`", span, label="no such field",
-        help=f"did you mean `{near}`?" if near else "`capibara explain FIELD` lists a field; "
-             "the fields are listed in PARAMS.md §1")
+        help=f"did you mean `{near}`?" if near else "`capibara explain FIELD` describes a "
+             "field; `capibara schema` lists them all")
 
 
 def check_value(name: str, value: Any, provenance: Provenance,

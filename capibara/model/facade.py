@@ -130,10 +130,11 @@ def _pruning(spec: ModelSpec) -> Callable[[Any, Any], Any] | None:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """The runtime-mutable fields the compiled functions read (PARAMS.md §c).
+    """The runtime-mutable fields the compiled functions read.
 
     ``temperature`` is passed as a traced value (changing it compiles
-    nothing); ``use_vq`` (a bypass of the bottleneck, A34) and
+    nothing); ``use_vq`` (a bypass of the bottleneck: a model built without a
+    codebook has none to turn on) and
     ``vq_adaptive_threshold`` change the traced program and are static
     arguments, so changing them compiles each function once more on its next
     call. The other runtime fields (logging, monitoring, batch size) live in
@@ -475,14 +476,14 @@ class Model:
         return copy.copy(self._config)
 
     def apply_config_updates(self, config: Any) -> None:
-        """Adopt ``config``'s runtime-mutable fields, all or nothing (PARAMS.md §c).
+        """Adopt ``config``'s runtime-mutable fields, all or nothing.
 
-        ``config`` is validated first (cross-field rules, C1–C58) and refused
+        ``config`` is validated first (every cross-field rule) and refused
         if it has errors. Every field that differs from the model's current
         config must be runtime-mutable: a changed shape, device or training
         field is refused with an error naming each, since only a rebuilt model
         can honour it. Turning ``use_vq`` on for a model built without a
-        codebook is refused too (A34). Only what the change touches is
+        codebook is refused too (the bypass cannot create one). Only what the change touches is
         compiled again: a new ``temperature`` compiles nothing.
         """
         from capibara.config.validate import check_config

@@ -1,15 +1,16 @@
 """Training: the optimizer and schedule a config's ``[training]`` section asks for, and the step.
 
-PARAMS.md §1.8 maps onto optax like this:
+The ``[training]`` fields map onto optax like this:
 
 - ``optimizer``: ``adamw`` (``beta1``, ``beta2``, ``epsilon``, decoupled
   ``weight_decay``), ``sgd`` or ``rmsprop`` (``beta2`` is the decay ρ,
-  ``epsilon`` its ε; C53), both with ``weight_decay`` added to the gradient.
+  ``epsilon`` its ε; ``beta1`` is unused, and a check warns when it is set), both
+  with ``weight_decay`` added to the gradient.
 - ``lr_scheduler``: a linear warmup from 0 to ``learning_rate`` over
   ``warmup_steps``, then ``cosine``, ``linear`` or ``polynomial`` decay to 0 at
-  ``decay_steps``, the total length including warmup (C50). ``polynomial``
-  uses power 1 (the HF/PyTorch default; A36), so it equals ``linear`` until a
-  power field exists.
+  ``decay_steps``, the total length including warmup (so warmup must end
+  before it). ``polynomial`` uses power 1 (the HF/PyTorch default; no field
+  sets a power), so it equals ``linear`` until a power field exists.
 - ``gradient_clip_norm``: clip by global norm first; ``None`` turns it off.
 
 Weight decay skips the RMSNorm scales: shrinking a normalization gain toward
@@ -36,7 +37,7 @@ def learning_rate_schedule(config: Any) -> optax.Schedule:
     decay = max(config.decay_steps - warmup, 1)
     if config.lr_scheduler == "cosine":
         after = optax.cosine_decay_schedule(peak, decay, alpha=0.0)
-    else:  # "linear", and "polynomial" with power 1 (A36)
+    else:  # "linear", and "polynomial" with power 1 (no field sets a power)
         after = optax.polynomial_schedule(peak, 0.0, power=1.0, transition_steps=decay)
     if warmup == 0:
         return after

@@ -1,12 +1,11 @@
 """Transparent huge pages for the buffers XLA allocates on the CPU.
 
 XLA:CPU allocates every large output fresh through glibc's ``malloc``, which
-maps it from the kernel, and the kernel faults it in 4 KiB at a time. On the
-development box a fresh 200 MB output cost ~52 ms that way and ~11–15 ms when
-glibc asks for transparent huge pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
-glibc 2.35 or later; DESIGN.md §5 measured allocation-heavy kernels at
-0.5–0.75× of their time). numpy already asks for huge pages for its large
-arrays; XLA's allocator does not.
+maps it from the kernel, and the kernel faults it in 4 KiB at a time: a
+fresh large output costs several times more that way than when glibc asks
+for transparent huge pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, glibc
+2.35 or later; benchmarks/RESULTS.md has the numbers). numpy already asks
+for huge pages for its large arrays; XLA's allocator does not.
 
 glibc reads tunables once, when the process starts, so :func:`reexec_with_huge_pages`
 starts the process again with the tunable set (``capibara run`` and the kernel

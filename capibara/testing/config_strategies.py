@@ -50,7 +50,7 @@ def values_of(kind: FieldType) -> st.SearchStrategy[Any]:
         hi = kind.maximum if kind.maximum is not None else max(lo, 0.0) + _FLOAT_CAP
         floats = st.floats(lo, hi, exclude_min=kind.exclusive_minimum,
                            exclude_max=kind.exclusive_maximum, allow_nan=False, allow_infinity=False)
-        # float fields take integers too (§0.3.7)
+        # float fields take integers too
         return floats | st.integers(math.ceil(lo), math.floor(hi)).filter(kind.contains)
     if isinstance(kind, Text):
         if kind.pattern is None or kind.pattern == r"[\s\S]+":
@@ -103,8 +103,8 @@ def configs(draw: st.DrawFn, fields: tuple[Field, ...] = FIELDS) -> dict[str, An
 def env_text(field: Field, value: Any) -> str | None:
     """How ``CAPIBARA_*`` spells a checked ``value`` of ``field``; ``None`` where it cannot.
 
-    An environment value is stripped and an empty one means unset (PARAMS.md
-    §1.12), so text that is blank or has outer white space has no spelling;
+    An environment value is stripped and an empty one means unset, so text
+    that is blank or has outer white space has no spelling;
     nor does a NUL, which no real environment can hold.
     """
     written = field.type.to_toml(value)
@@ -145,8 +145,9 @@ def config_files(draw: st.DrawFn, max_files: int = 3,
     """A :func:`configs` config split over 1..``max_files`` files, env vars and ``--set``.
 
     Precedence, lowest first: the files in order, the environment, ``--set``
-    (PARAMS.md §0.3.1). Each field of the config gets one layer that sets its
-    value; any lower layer may set it to another value, which must lose.
+    (as :mod:`capibara.config.sources` resolves them). Each field of the config
+    gets one layer that sets its value; any lower layer may set it to another
+    value, which must lose.
 
         @given(config_files())
         def test_layering(sources): ...  # write sources.files, resolve, compare

@@ -21,7 +21,8 @@ Selector = Callable[[KernelUse, Lowered], "dict[str, Any] | Refusal"]
 SELECTORS: dict[tuple[str, str], Selector] = family_selectors()
 
 #: Kernel families a TPU runs custom kernels for only when the config lists
-#: them (T13/T14); the others (vq, moe) are always chosen by cost.
+#: them (``use_custom_kernels``, ``kernel_categories``); the others (vq, moe) are
+#: always chosen by cost.
 CUSTOM_CATEGORIES = frozenset({"linalg", "attention", "scan", "collective", "conv", "fft"})
 
 

@@ -1,7 +1,7 @@
 """The causal conv1d as XLA's grouped convolution: the oracle and the fallback.
 
 One group per channel (``feature_group_count``) and ``width - 1`` zeros on the
-left of time. Depthwise convolutions run at 1-2 GFLOP/s on XLA:CPU (DESIGN.md §5).
+left of time. Depthwise convolutions are slow on XLA:CPU (``benchmarks/kernels_conv.py``).
 """
 
 from __future__ import annotations

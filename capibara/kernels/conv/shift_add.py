@@ -3,7 +3,8 @@
 For the short filters of SSM blocks (width ~4) the output is
 ``sum_i w[i] * (x shifted right by width - 1 - i)``: XLA fuses the pad, the
 slices and the adds into a single pass that reads x from cache ``width``
-times and writes y once, where the grouped convolution runs at 1-2 GFLOP/s.
+times and writes y once, where the grouped convolution is slow on CPU
+(``benchmarks/kernels_conv.py``).
 The taps are unrolled at trace time, so widths above :data:`MAX_WIDTH` are
 refused: long filters belong to the ``fft`` family's ``long_conv``.
 """

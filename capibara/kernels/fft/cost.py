@@ -9,19 +9,10 @@ kernel length ``K`` only:
 - ``fft`` does three real FFTs of the padded length ``n = fast_fft_length(L + K - 1)``:
   ``FFT_NS_PER_POINT * n * log2(n)`` per channel.
 
-Constants measured on the 2-core dev box (AMD EPYC with AVX-512; JAX 0.10.2,
-XLA:CPU) by ``benchmarks/kernels_fft.py`` at L = 8192 and 64 channels, medians
-of 7-9 interleaved runs. Idle machine: direct 0.018-0.027 ns per tap-output
-for K >= 128 (0.03-0.05 below 64 taps, where fixed costs show), the FFT
-0.37-0.65 ns per point·log2(point), typically ~0.42; measured crossover
-between 192 and 384 taps (K = 256: direct 2.8-3.5 ms, FFT 2.9-4.0 ms). The
-same box loaded by other jobs: direct 0.044, FFT 0.46, crossover ~145 taps
-(direct loses its second core, the FFT barely cares). The constants below
-put the crossover at ~195 taps for L = 8192, between the two regimes: at
-every benchmarked length the choice was within 12% of the faster variant on
-the idle box and within 10% on the loaded one. DESIGN.md's "~300 taps" was
-against power-of-two FFT lengths, up to 2x longer than the 5-smooth lengths
-:func:`fast_fft_length` picks.
+The constants come from ``benchmarks/kernels_fft.py`` on the 2-core CPU box
+(its runs, idle and loaded, are in benchmarks/RESULTS.md): they put the
+crossover at ~195 taps for L = 8192, between the idle box's and the loaded
+one's, so the choice stays near the faster variant on both.
 
 Accelerators were not measured here; they use the same model, which is the
 honest default until a GPU/TPU run says otherwise.

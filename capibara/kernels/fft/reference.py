@@ -2,7 +2,7 @@
 
 ``lax.conv_general_dilated`` with one group per channel, the filter flipped
 (XLA convolutions correlate) and ``kernel_len - 1`` zeros on the left (causal).
-Correct everywhere and slow on CPU (1-2 GFLOP/s depthwise): the oracle and
+Correct everywhere and slow on CPU (``benchmarks/kernels_fft.py``): the oracle and
 the fallback.
 """
 

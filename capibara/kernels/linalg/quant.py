@@ -32,7 +32,7 @@ __all__ = [
     "ternarize",
 ]
 
-#: The bit widths ``affine_bits`` accepts (PARAMS.md S10). 4 and 8 are stored
+#: The bit widths ``affine_bits`` accepts (the seed's 4, 8, 16). 4 and 8 are stored
 #: in int8 (4-bit values simply use 16 of the 256 levels); 16 needs int16.
 AFFINE_BITS = (4, 8, 16)
 

@@ -3,8 +3,8 @@
 Float weights: the operands are cast to the compute dtype and the sum is
 accumulated in the accumulate dtype through ``preferred_element_type``. That
 keyword is the whole trick on CPU: a bf16 ``dot`` with a bf16 result is
-converted to f32 first (~220 GFLOP/s on the AMX machine of DESIGN.md §5),
-while bf16 operands with an f32 result run on AMX (~1000 GFLOP/s).
+converted to f32 first, while bf16 operands with an f32 result run on AMX,
+several times faster (``benchmarks/kernels_linalg.py``).
 
 Quantized weights stored in int8 (4/8-bit affine, ternary): the activations
 are quantized per row to int8 and the product is int8 x int8 -> int32, then

@@ -14,10 +14,8 @@ a's, ``H`` its output from a zero state). Three passes:
 No cumulative products are divided or exponentiated, so zeros and negative
 ``a`` are exact. Traffic is ~5 full-size passes against the sequential scan's
 3, in ``2 * chunk + seq / chunk`` loop steps instead of ``seq``: it wins where
-a loop step is expensive (accelerators), not on 2 CPU cores: at B16 T4096
-D256 f32 it takes 47-53 ms (24-27 ms with ``b`` donated) against the
-sequential in-place scan's 37-43 (15) and ``lax.scan``'s 70-80 (88)
-(``benchmarks/kernels_scan.py``).
+a loop step is expensive (accelerators), not on 2 CPU cores, where the
+sequential in-place scan beats it (``benchmarks/kernels_scan.py``).
 """
 
 from __future__ import annotations

@@ -6,10 +6,9 @@ back: four full-size temporaries, each page-faulted on every call. Here the
 scan carries the output itself, starts it from ``b`` (step t reads ``b_t``
 from the slot it then overwrites with ``h_t``) and indexes time on axis 1
 directly, so the only full-size buffer is the output, which becomes ``b``'s
-own storage when the caller donates ``b``. Measured at B16 T4096 D256 f32 on
-the idle 2-core box (``benchmarks/kernels_scan.py``): 32-43 ms against 70-80
-ms for the textbook scan, and 15 ms against 88 ms with ``b`` donated (the
-memory floor, one fused pass, is 8.4 ms).
+own storage when the caller donates ``b``: about twice as fast as the
+textbook scan on CPU, several times with ``b`` donated
+(``benchmarks/kernels_scan.py``).
 """
 
 from __future__ import annotations

@@ -71,9 +71,9 @@ def _first_index(hit: jax.Array) -> jax.Array:
     """The first True along axis 1 of a bool ``[rows, K]`` (each row has one).
 
     ``argmin`` as a min, a compare and this: XLA:CPU lowers ``jnp.argmin``'s
-    (value, index) pair reduction to a slow scalar loop (8.9 ms on an
-    ``[65536, 64]`` f32 matrix, 4.5 ms this way; an int32 iota, 7.6 ms), and
-    the row minimum is needed anyway to shift the softmax. Indices up to
+    (value, index) pair reduction to a slow scalar loop (about twice this
+    way's time; benchmarks/RESULTS.md, vq), and the row minimum is needed
+    anyway to shift the softmax. Indices up to
     2^24 are exact in float32.
     """
     iota = lax.broadcasted_iota(jnp.float32, hit.shape, 1)
