@@ -114,3 +114,10 @@ def test_check_runtime_updates() -> None:
     status, text = run("check", "--no-env", "--runtime", "hidden_size=1024", config)
     assert status == 1
     assert "error[S501]: `hidden_size` cannot change at run time" in text
+
+
+def test_check_of_an_integer_past_pythons_digit_limit_is_a_diagnostic(tmp_path, capsys) -> None:
+    config = tmp_path / "huge.toml"
+    config.write_text("[model]\nhidden_size = " + "9" * 5000 + "\n")
+    assert cli.main(["check", "--no-env", str(config)]) == 1
+    assert "error[P106]" in capsys.readouterr().out
