@@ -17,13 +17,10 @@ import os
 import re
 import stat
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = ["FileProblem", "read_regular_file", "describe_kind", "is_writable", "os_reason",
-           "remove_stale_temporaries", "STALE_AFTER_SECONDS", "TEMPORARY"]
+           "folder_and_name", "replace_atomically", "remove_stale_temporaries",
+           "STALE_AFTER_SECONDS", "TEMPORARY"]
 
 
 class FileProblem(OSError):
@@ -127,11 +124,66 @@ def os_reason(error: OSError) -> str:
 STALE_AFTER_SECONDS = 600
 
 #: The names of the temporaries capibara's atomic writes make beside a file NAME:
-#: ``tempfile.mkstemp(prefix=f".{NAME}.", suffix=".tmp")`` (8 random characters).
+#: ``tempfile.mkstemp(prefix=f".{NAME}.", suffix=".tmp")`` (8 random characters), as
+#: :func:`replace_atomically` names its own.
 TEMPORARY = r"\.{name}\.[a-z0-9_]{8}\.tmp"
 
+# the characters tempfile.mkstemp draws a name's random part from
+_RANDOM_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
-def remove_stale_temporaries(target: str | os.PathLike[str], pattern: str) -> list[Path]:
+
+def folder_and_name(target: str | os.PathLike[str]) -> tuple[str, str]:
+    """The folder ``target`` is in and its name, as pathlib's ``parent`` and ``name``
+    give them; pathlib is imported only for a name ending in ``/`` or ``/.`` (which
+    it reads as the folder itself): a cold ``capibara compile -o FILE`` would pay ~2 ms
+    for it otherwise (benchmarks/cold_start.py)."""
+    folder, name = os.path.split(os.fspath(target))
+    if name in ("", "."):
+        from pathlib import Path
+
+        path = Path(target)
+        return str(path.parent), path.name
+    return folder or ".", name
+
+
+def replace_atomically(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically: into a new temporary beside it (named as
+    :data:`TEMPORARY` says), flushed to the disk, then moved over ``target``.
+
+    A reader never sees a half-written file, and a crash leaves the previous one (if
+    any) intact; the temporary is removed when the write fails. The file gets the
+    mode a plain ``open()`` would give it. What :func:`tempfile.mkstemp` does, whose
+    import (with :mod:`random` and :mod:`shutil`) costs ~2 ms of a cold compile.
+    """
+    folder, name = folder_and_name(target)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        random = "".join(_RANDOM_CHARACTERS[byte % len(_RANDOM_CHARACTERS)]
+                         for byte in os.urandom(8))
+        temporary = os.path.join(folder, f".{name}.{random}.tmp")
+        try:
+            fd = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name beside {os.fspath(target)!r}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, os.path.join(folder, name))
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str], pattern: str) -> list[str]:
     """Delete leftovers of killed atomic writes of ``target``; returns those removed.
 
     ``pattern`` is a regular expression for the temporaries' names beside
@@ -140,12 +192,9 @@ def remove_stale_temporaries(target: str | os.PathLike[str], pattern: str) -> li
     :data:`STALE_AFTER_SECONDS` are removed: a fresh one may be another
     process's write in progress.
     """
-    from pathlib import Path  # only writers need it; reading stays lean for the check path
-
-    target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    matcher = re.compile(pattern.replace("{name}", re.escape(target.name)))
-    removed: list[Path] = []
+    folder, target_name = folder_and_name(target)
+    matcher = re.compile(pattern.replace("{name}", re.escape(target_name)))
+    removed: list[str] = []
     now = time.time()
     try:
         names = os.listdir(folder)
@@ -154,12 +203,12 @@ def remove_stale_temporaries(target: str | os.PathLike[str], pattern: str) -> li
     for name in names:
         if not matcher.fullmatch(name):
             continue
-        candidate = folder / name
+        candidate = os.path.join(folder, name)
         try:
-            info = candidate.lstat()
+            info = os.lstat(candidate)
             if (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
                     and now - info.st_mtime > STALE_AFTER_SECONDS):
-                candidate.unlink()
+                os.unlink(candidate)
                 removed.append(candidate)
         except OSError:
             continue  # gone already, or not ours to remove

@@ -73,14 +73,28 @@ def _add_message_format(parser: argparse.ArgumentParser) -> None:
                         help="how diagnostics are printed (json: one object per line)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: with every verb, or only with ``verb`` (and a verb
+    registered with it) when it names one, which is all a run of that verb parses.
+
+    A run builds only its own verb: the other verbs' parsers and modules cost a cold
+    ``capibara check`` ~3 ms (benchmarks/cold_start.py). ``--help`` and a word that
+    names no verb get every verb, in the order :data:`_VERBS` lists them.
+    """
     from capibara import __version__
 
     parser = _Parser(prog="capibara", description="Compile model configurations (TOML) into "
                                                   "frozen plans, and run them.")
     parser.add_argument("--version", action="version", version=f"capibara {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    only = verb if any(verb in names for names, _ in _VERBS) else None
+    for names, add in _VERBS:
+        if only is None or only in names:
+            add(verbs)
+    return parser
 
+
+def _add_check(verbs: Any) -> None:
     check = verbs.add_parser(
         "check", help="parse and check configs; print diagnostics",
         description="Parse and check configs, layered in order. A plan file among them is "
@@ -99,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(e.g. training settings that inference ignores)")
     check.set_defaults(run=_run_check)
 
+
+def _add_explain(verbs: Any) -> None:
     explain = verbs.add_parser("explain", help="explain a diagnostic code (e.g. P101), a config "
                                                 "field (e.g. vq_codes or model.hidden_size), or a "
                                                 "plan and one of its paths (PLAN [PATH])")
@@ -109,9 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(e.g. model.hidden_size, mesh.shape)")
     explain.set_defaults(run=_run_explain)
 
+
+def _add_schema(verbs: Any) -> None:
     schema = verbs.add_parser("schema", help="print the JSON Schema (draft 2020-12) of config files")
     schema.set_defaults(run=_run_schema)
 
+
+def _add_migrate(verbs: Any) -> None:
     migrate = verbs.add_parser("migrate", help="rewrite a legacy (v2) config as v3 TOML")
     migrate.add_argument("file", metavar="OLD.toml")
     migrate.add_argument("--write", action="store_true",
@@ -119,31 +139,62 @@ def build_parser() -> argparse.ArgumentParser:
     _add_message_format(migrate)
     migrate.set_defaults(run=_run_migrate)
 
+
+def _add_targets(verbs: Any) -> None:
     targets = verbs.add_parser("targets", help="list the target catalog; mark the detected host")
     targets.set_defaults(run=_run_targets)
 
+
+def _add_plan_verbs(verbs: Any) -> None:
     from capibara.cli.plan import add_verbs
 
     add_verbs(verbs, _add_config_inputs, _add_message_format)
 
-    from capibara.cli.run import add_verb as add_run
 
-    add_run(verbs, _add_message_format)
+def _add_run(verbs: Any) -> None:
+    from capibara.cli.run import add_verb
 
-    from capibara.cli.lsp import add_verb as add_lsp
+    add_verb(verbs, _add_message_format)
 
-    add_lsp(verbs)
 
-    from capibara.cli.serve import add_verb as add_serve
+def _add_lsp(verbs: Any) -> None:
+    from capibara.cli.lsp import add_verb
 
-    add_serve(verbs, _add_message_format)
+    add_verb(verbs)
 
-    from capibara.cli import data as data_verb, report as report_verb, train as train_verb
 
-    data_verb.add_verb(verbs, _add_message_format)
-    train_verb.add_verb(verbs, _add_config_inputs, _add_message_format)
-    report_verb.add_verb(verbs, _add_message_format)
-    return parser
+def _add_serve(verbs: Any) -> None:
+    from capibara.cli.serve import add_verb
+
+    add_verb(verbs, _add_message_format)
+
+
+def _add_data(verbs: Any) -> None:
+    from capibara.cli.data import add_verb
+
+    add_verb(verbs, _add_message_format)
+
+
+def _add_train(verbs: Any) -> None:
+    from capibara.cli.train import add_verb
+
+    add_verb(verbs, _add_config_inputs, _add_message_format)
+
+
+def _add_report(verbs: Any) -> None:
+    from capibara.cli.report import add_verb
+
+    add_verb(verbs, _add_message_format)
+
+
+#: Every verb, in the order ``capibara --help`` lists them: the names one function
+#: registers, and that function.
+_VERBS: tuple[tuple[tuple[str, ...], Callable[[Any], None]], ...] = (
+    (("check",), _add_check), (("explain",), _add_explain), (("schema",), _add_schema),
+    (("migrate",), _add_migrate), (("targets",), _add_targets),
+    (("compile", "diff"), _add_plan_verbs), (("run",), _add_run), (("lsp",), _add_lsp),
+    (("serve",), _add_serve), (("data",), _add_data), (("train",), _add_train),
+    (("report",), _add_report))
 
 
 # --------------------------------------------------------------------------- verbs
@@ -283,9 +334,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, *,
             if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
                 stream.reconfigure(errors="backslashreplace")
     out = CheckedOutput(out or sys.stdout)
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words[0] if words else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
         if as_program and getattr(args, "huge_pages", False):
             from capibara.runtime.hugepages import reexec_with_huge_pages
 

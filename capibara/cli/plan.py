@@ -95,7 +95,7 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
     from capibara.compiler import check as pipeline
     from capibara.compiler.driver import STAGES, compile_sources
     from capibara.compiler.passes.registry import describe
-    from capibara.plan import encode_plan, plan_format_for, summary, write_plan_file
+    from capibara.plan import encode_plan, plan_format_for, summary
 
     if args.print_after is not None and args.print_after not in STAGES:
         # Checked here, not by argparse, so other verbs never import the compiler.
@@ -149,13 +149,14 @@ def run_compile(args: argparse.Namespace, out: TextIO) -> int:
         if refusal is not None:
             print_diagnostics([refusal], args.message_format, text)
             return EXIT_ERRORS
-        from capibara.files import TEMPORARY, remove_stale_temporaries
+        from capibara.files import TEMPORARY, remove_stale_temporaries, replace_atomically
 
         target = os.path.realpath(path) if os.path.islink(path) else path
-        # write_plan_file names its temporaries as every atomic write here does
+        # replace_atomically names its temporaries as every atomic write here does
         remove_stale_temporaries(target, TEMPORARY)
         try:
-            write_plan_file(plan, target, plan_format_for(path, args.format))
+            # as write_plan_file writes it, without the pathlib import its Path result costs
+            replace_atomically(target, encode_plan(plan, plan_format_for(path, args.format)))
         except OSError as error:
             text.write(f"error: cannot write the plan to `{escape(path)}`: "
                        f"{error.strerror or error}\n")
@@ -180,7 +181,7 @@ def output_refusal(path: str, inputs: Sequence[str]) -> Diagnostic | None:
     a read-only file is left alone (``cp`` fails there rather than forcing);
     and no input of the same run is overwritten.
     """
-    from capibara.config.sources import resolve_path
+    from capibara.config.sources import config_path
     from capibara.files import describe_kind, is_writable
 
     def refuse(reason: str, help: str) -> Diagnostic:
@@ -201,7 +202,7 @@ def output_refusal(path: str, inputs: Sequence[str]) -> Diagnostic | None:
     if not stat.S_ISREG(info.st_mode):
         return refuse(f"it is {describe_kind(info.st_mode)}, not a regular file", elsewhere)
     for given in inputs:
-        found, _ = resolve_path(given)
+        found = config_path(given)
         try:
             same = found is not None and os.path.samefile(found, target)
         except OSError:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+
+import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.compiler.ir import Lowered
@@ -44,14 +45,13 @@ __all__ = ["compile", "compile_config", "compile_sources", "CompileResult", "fre
 STAGES: tuple[str, ...] = ("lower", *(p.name for p in DEFAULT_PIPELINE))
 
 
-@dataclass
-class CompileResult:
+class CompileResult(msgspec.Struct):
     """What one compile produced: the plan (``None`` after an error), every
     diagnostic in stage order, and ``(stage, seconds)`` per stage."""
 
     plan: Plan | None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    timings: list[tuple[str, float]] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = msgspec.field(default_factory=list)
+    timings: list[tuple[str, float]] = msgspec.field(default_factory=list)
 
     @property
     def has_errors(self) -> bool:

@@ -17,8 +17,9 @@ Imports no JAX.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from capibara.compiler.located import field_diagnostic, path_of
 from capibara.diagnostics import Diagnostic
@@ -84,8 +85,7 @@ def _named(target: Target | str | None) -> bool:
     return not (isinstance(target, Target) and target is detect_host())
 
 
-@dataclass(frozen=True, slots=True)
-class Hardware:
+class Hardware(msgspec.Struct, frozen=True):
     """What the hardware check found: the machine compiled for, the device on it the model
     runs on (the host CPU after a fallback, which ``fell_from`` names), the config's
     explicit mesh (``None`` while "auto" or when it has too many axes), and the diagnostics."""

@@ -10,8 +10,10 @@ Imports no JAX.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
+
+import msgspec
+from msgspec.structs import replace
 
 from capibara.compiler.policy import MemoryPolicy
 from capibara.plan import Decision, LossWeights, MemoryEstimate, Mesh, ModelShape, Precision
@@ -47,8 +49,7 @@ SYMBOLS = {
 DTYPE_SYMBOLS = ("$params", "$compute", "$accumulation", "$vq_codebook")
 
 
-@dataclass(frozen=True, slots=True)
-class KernelUse:
+class KernelUse(msgspec.Struct, frozen=True):
     """One place the model calls a kernel, before and during optimization.
 
     ``site`` names the call site (``blocks.wq``); ``feature`` the entry of
@@ -68,13 +69,12 @@ class KernelUse:
     dtypes: Mapping[str, str]
     calls_per_step: int = 1
     implementation: str = "reference"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = msgspec.field(default_factory=dict)
+    attrs: Mapping[str, Any] = msgspec.field(default_factory=dict)
     uses: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Lowered:
+class Lowered(msgspec.Struct, frozen=True):
     """The compiler's value between lowering and the plan (see the module docstring).
 
     ``mesh`` and ``batch`` are ``None`` while ``"auto"``; ``model`` is
@@ -101,7 +101,7 @@ class Lowered:
     memory: MemoryEstimate | None = None
     loss: LossWeights | None = None
     decisions: tuple[Decision, ...] = ()
-    effective: Mapping[str, Any] = field(default_factory=dict)
+    effective: Mapping[str, Any] = msgspec.field(default_factory=dict)
     explicit: frozenset[str] = frozenset()
 
     def decide(self, pass_: str, path: str, before: Any, after: Any, reason: str,

@@ -9,8 +9,9 @@ Imports no JAX.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from capibara.plan import Precision
 from capibara.targets import GIB, Target
@@ -19,8 +20,7 @@ __all__ = ["MemoryPolicy", "LOSS_CHUNK", "requested_precision", "memory_policy",
            "memory_limit_bytes", "shards_optimizer_state"]
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryPolicy:
+class MemoryPolicy(msgspec.Struct, frozen=True):
     """How the step trades memory for time (``memory_optimization_level``, flags, ``compile_mode``).
 
     - ``remat``: recompute each block's insides in the backward pass, keeping

@@ -22,17 +22,27 @@ No pickle anywhere; this module imports no JAX.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import tempfile
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic
 from capibara.plan.types import FORMAT, FORMAT_FAMILY, Plan
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# CPython's own sha256, as hashlib's fallback is: hashlib loads OpenSSL first, ~1.7 ms of a
+# cold `capibara compile` (benchmarks/cold_start.py); the digest is the same.
+try:
+    from _sha256 import sha256 as _sha256  # Python 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256 as _sha256  # Python 3.12 and later
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 __all__ = [
     "MAX_PLAN_BYTES",
@@ -104,7 +114,7 @@ def canonical_bytes(plan: Plan) -> bytes:
 
 def compute_digest(plan: Plan) -> str:
     """``sha256:<hex>`` of :func:`canonical_bytes`."""
-    return _DIGEST_PREFIX + hashlib.sha256(canonical_bytes(plan)).hexdigest()
+    return _DIGEST_PREFIX + _sha256(canonical_bytes(plan)).hexdigest()
 
 
 def seal(plan: Plan) -> Plan:
@@ -130,28 +140,18 @@ def encode_plan(plan: Plan, fmt: str = "json") -> bytes:
 
 
 def write_plan_file(plan: Plan, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
-    """Write ``plan`` atomically: a temp file in the same folder, then ``os.replace``.
+    """Write ``plan`` atomically (:func:`capibara.files.replace_atomically`: a temp
+    file in the same folder, then ``os.replace``).
 
     A reader never sees a half-written plan, and a crash leaves the previous
     file (if any) intact. Returns the path written.
     """
+    from pathlib import Path
+
+    from capibara.files import replace_atomically
+
     target = Path(path)
-    data = encode_plan(plan, plan_format_for(target, fmt))
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; give the plan the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    replace_atomically(target, encode_plan(plan, plan_format_for(target, fmt)))
     return target
 
 
@@ -298,7 +298,7 @@ def decode_plan(data: bytes, name: str = "<plan>", fmt: str | None = None) -> Pl
     claimed = raw.get("digest")
     raw["digest"] = ""
     try:
-        actual = _DIGEST_PREFIX + hashlib.sha256(_JSON.encode(raw)).hexdigest()
+        actual = _DIGEST_PREFIX + _sha256(_JSON.encode(raw)).hexdigest()
     except (TypeError, ValueError, OverflowError) as error:
         raise _refuse(CORRUPT, f"plan `{name}` is corrupt", notes=[str(error)],
                       help=recompile) from None

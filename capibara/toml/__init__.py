@@ -3,13 +3,15 @@
 :func:`loads` returns exactly what :func:`tomllib.loads` returns; :func:`parse`
 also keeps where each key, value and table header was written (a
 :class:`Document`). Modules: :mod:`~capibara.toml.document` (the API),
-:mod:`~capibara.toml.builder` (values from the parse), :mod:`~capibara.toml.scalars`
-(strings, numbers, dates), :mod:`~capibara.toml.syntax` (syntax errors explained),
-:mod:`~capibara.toml.keypath` (printing key paths), :mod:`~capibara.toml.reading`
-(reading files), :mod:`~capibara.toml.limits`, and :mod:`~capibara.toml.plain`
-(values without places, for a clean check that need not load the parser).
-Names are imported on first use, so a module of this package that needs no
-parser never loads lark.
+:mod:`~capibara.toml.locate` (the places in a text tomllib accepted, found
+without a parser), :mod:`~capibara.toml.positions` (how places are recorded),
+:mod:`~capibara.toml.builder` (the full parser's values and places),
+:mod:`~capibara.toml.scalars` (strings, numbers, dates), :mod:`~capibara.toml.syntax`
+(syntax errors explained), :mod:`~capibara.toml.keypath` (printing key paths),
+:mod:`~capibara.toml.reading` (reading files), :mod:`~capibara.toml.limits`, and
+:mod:`~capibara.toml.plain` (values without places, for a clean check). Names
+are imported on first use, and lark (the full parser) is loaded only for a
+text tomllib refuses.
 """
 
 from capibara.lazy import lazy_exports

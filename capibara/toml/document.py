@@ -13,6 +13,12 @@ can point their diagnostics at the source::
 Invalid input raises :class:`~capibara.diagnostics.ConfigError` (never another
 exception), whose diagnostics carry the ``P`` codes of :mod:`capibara.codes`.
 
+Two readers share the work. A text :mod:`tomllib` accepts (most are valid)
+takes its values from tomllib and its places from :mod:`capibara.toml.locate`,
+which loads no parser; any other text goes to the full parser (lark, the
+grammar ``grammar/toml.lark`` and :mod:`capibara.toml.builder`), which finds
+the same values and places, and for an invalid text the problem and where.
+
 Besides TOML itself, two limits apply: integers must fit in 64 bits (TOML
 requires parsers to refuse what they cannot represent losslessly; tomllib does
 not check), and arrays, inline tables and keys may nest at most
@@ -21,21 +27,23 @@ not check), and arrays, inline tables and keys may nest at most
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from lark import Lark
-from lark.exceptions import UnexpectedInput, VisitError
-
-from capibara.toml.builder import DocumentBuilder, Positions
 from capibara.toml.limits import MAX_NESTING
+from capibara.toml.locate import locate
+from capibara.toml.plain import plain_value
+from capibara.toml.positions import Positions
 from capibara.toml.reading import decode, read_bytes, shown_name
 from capibara.toml.keypath import format_path
-from capibara.toml.scalars import TomlProblem
-from capibara.toml.syntax import explain_syntax_error
 from capibara.diagnostics import ConfigError, Diagnostic, Label, Source, Span
-from capibara.resources import lark_parser
+
+if TYPE_CHECKING:
+    from lark import Lark
+
+    from capibara.toml.builder import DocumentBuilder
+    from capibara.toml.scalars import TomlProblem
 
 __all__ = [
     "Document",
@@ -115,11 +123,13 @@ class Document:
 
 # ---------------------------------------------------------------------- parsing
 
-_lock = threading.Lock()
-_parser: tuple[Lark, DocumentBuilder] | None = None
+# threading.Lock() is this lock; threading itself is not imported by a process that
+# never needs the full parser
+_lock = _thread.allocate_lock()
+_parser: "tuple[Lark, DocumentBuilder] | None" = None
 
 
-def _get_parser() -> tuple[Lark, DocumentBuilder]:
+def _get_parser() -> "tuple[Lark, DocumentBuilder]":
     """The process's parser, built on first use (about 80 ms of CPU: lark
     checks each coarse terminal's regular expression; ~3 ms from the per-user
     cache of :func:`capibara.resources.lark_parser`).
@@ -129,6 +139,9 @@ def _get_parser() -> tuple[Lark, DocumentBuilder]:
     """
     global _parser
     if _parser is None:
+        from capibara.resources import lark_parser
+        from capibara.toml.builder import DocumentBuilder
+
         builder = DocumentBuilder()
         lark = lark_parser("toml.lark", builder)
         builder.read_terminals(lark.terminals)
@@ -142,6 +155,23 @@ def parse(text: str, source: str = "<string>") -> Document:
     if not isinstance(text, str):
         raise TypeError(f"expected TOML text as str, got {type(text).__name__}")
     src = Source(source, text)
+    value = plain_value(text)
+    if value is not None:
+        positions = locate(text)
+        if positions is not None:
+            return Document(src, value, positions)
+    return _parse_fully(src)
+
+
+def _parse_fully(src: Source) -> Document:
+    """The full parser: the values, their places, and for an invalid text the
+    diagnostic that explains it."""
+    from lark.exceptions import UnexpectedInput, VisitError
+
+    from capibara.toml.scalars import TomlProblem
+    from capibara.toml.syntax import explain_syntax_error
+
+    text = src.text
     with _lock:
         lark, builder = _get_parser()
         builder.begin()

@@ -114,3 +114,28 @@ def test_check_runtime_updates() -> None:
     status, text = run("check", "--no-env", "--runtime", "hidden_size=1024", config)
     assert status == 1
     assert "error[S501]: `hidden_size` cannot change at run time" in text
+
+
+def _verbs_of(parser) -> dict:
+    (action,) = [a for a in parser._actions if a.dest == "verb"]
+    return action.choices
+
+
+def test_a_run_parses_with_its_own_verb_alone_and_help_lists_every_verb() -> None:
+    every = _verbs_of(cli.build_parser())
+    assert list(every) == [name for names, _ in cli._VERBS for name in names]
+    for names, _ in cli._VERBS:
+        for name in names:
+            alone = _verbs_of(cli.build_parser(name))
+            assert list(alone) == list(names)
+            # the verb's own parser is the one the full parser holds: same help, same options
+            assert alone[name].format_help() == every[name].format_help()
+    assert list(_verbs_of(cli.build_parser("nonsense"))) == list(every)
+    assert list(_verbs_of(cli.build_parser("--help"))) == list(every)
+
+
+def test_check_of_an_integer_past_pythons_digit_limit_is_a_diagnostic(tmp_path, capsys) -> None:
+    config = tmp_path / "huge.toml"
+    config.write_text("[model]\nhidden_size = " + "9" * 5000 + "\n")
+    assert cli.main(["check", "--no-env", str(config)]) == 1
+    assert "error[P106]" in capsys.readouterr().out

@@ -97,7 +97,7 @@ def test_memory_limit_is_the_smallest_cap() -> None:
 
 def _estimate(config, batch=4, *, scores=False, mesh=Mesh(shape=(1, 1), axes=("data", "model")),
               model_axis=1, **policy):
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     return estimate_memory(config, model_shape(config), mesh=mesh, model_axis=model_axis,
                            per_device_batch=batch, precision=requested_precision(config),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Mapping
+
+from msgspec.structs import replace
 
 from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.passes.base import Pass, PassContext
 
 
-@dataclass(frozen=True)
-class DedupeKernels(Pass):
+class DedupeKernels(Pass, frozen=True):
     """Merge kernel uses that are the same kernel (family, implementation, params,
     shapes, dtypes, attrs): the runtime compiles each once. The merged spec
     keeps the first site's name, lists every site in ``uses`` and sums the calls."""

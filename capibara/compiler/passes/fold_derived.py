@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import ClassVar, Mapping
+
+from msgspec.structs import replace
 
 from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.model_shape import local_parameters, loss_weights, model_shape, split_dim
@@ -11,8 +12,7 @@ from capibara.compiler.passes.base import Pass, PassContext
 from capibara.plan import Precision
 
 
-@dataclass(frozen=True)
-class FoldDerived(Pass):
+class FoldDerived(Pass, frozen=True):
     """Fold the derived sizes and the precision into every kernel's shapes, dtypes and params.
 
     Binds every symbol of :data:`capibara.compiler.ir.SYMBOLS` except the batch

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import ClassVar
+
+from msgspec.structs import replace
 
 from capibara.compiler.ir import Lowered
 from capibara.compiler.passes.base import Pass, PassContext
 
 
-@dataclass(frozen=True)
-class ApplyMemoryPolicy(Pass):
+class ApplyMemoryPolicy(Pass, frozen=True):
     """``compile_mode = "aggressive"`` donates buffers whatever the memory level.
 
     The level's own effects (donation at ≥ 1, chunked loss at ≥ 2, compute-dtype

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import msgspec
@@ -17,8 +16,7 @@ def _fast_bf16(ir: Lowered) -> bool:
     return ir.target.has_fast_bf16
 
 
-@dataclass(frozen=True)
-class PrecisionPolicy(Pass):
+class PrecisionPolicy(Pass, frozen=True):
     """The precision the target can run.
 
     - bf16 compute on a CPU without bf16 matrix units becomes float32: a bf16

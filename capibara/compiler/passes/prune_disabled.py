@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar
+
+from msgspec.structs import replace
 
 from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.kernel_uses import FEATURE_SWITCH, feature_enabled
@@ -30,8 +31,7 @@ _CUSTOM_KERNEL_SETTINGS = ("use_custom_kernels", "kernel_categories", "vq_use_tp
                            "vq_use_simd")
 
 
-@dataclass(frozen=True)
-class PruneDisabled(Pass):
+class PruneDisabled(Pass, frozen=True):
     """Drop the kernels of switched-off features; warn about settings without effect here.
 
     A feature that is off leaves no kernel (and, in the plan, no section).

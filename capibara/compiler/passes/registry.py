@@ -1,6 +1,6 @@
 """The optimization passes: one module each, one registry, one pipeline.
 
-A pass is a small frozen dataclass with a ``name`` and one method,
+A pass is a small frozen Struct with a ``name`` and one method,
 ``apply(ir, ctx) -> ir`` (xdsl's shape): it receives a
 :class:`~capibara.compiler.ir.Lowered` and returns a new one, appending any
 diagnostics to ``ctx`` and recording every change it makes as a

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import ClassVar
+
+from msgspec.structs import replace
 
 from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.located import field_diagnostic, path_of
@@ -39,8 +40,7 @@ def _workspace(ir: Lowered) -> tuple[int, bool]:
     return per_sample, scores
 
 
-@dataclass(frozen=True)
-class ResolveBatch(Pass):
+class ResolveBatch(Pass, frozen=True):
     """``batch_size = "auto"`` → the largest global batch that fits, and the memory check.
 
     The batch is global: a multiple of the data-parallel degree, at

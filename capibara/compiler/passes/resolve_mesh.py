@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from capibara.compiler.ir import Lowered
@@ -28,8 +27,7 @@ def _devices_available(ir: Lowered) -> int:
     return target.device_count
 
 
-@dataclass(frozen=True)
-class ResolveMesh(Pass):
+class ResolveMesh(Pass, frozen=True):
     """``tpu_mesh_shape = "auto"`` (or a non-TPU target) → a ``[data, model]`` mesh.
 
     The model axis is 1 unless ``model_parallel``; then it is the widest

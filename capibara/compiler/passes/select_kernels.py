@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping
+
+from msgspec.structs import replace
 
 from capibara.compiler.ir import KernelUse, Lowered
 from capibara.compiler.passes.base import Pass, PassContext
@@ -60,8 +61,7 @@ def _reference_params(use: KernelUse) -> dict[str, Any]:
     return dict(use.params) if use.family == "linalg" else {}
 
 
-@dataclass(frozen=True)
-class SelectKernels(Pass):
+class SelectKernels(Pass, frozen=True):
     """Pick each kernel's implementation and static parameters (tile sizes) by cost model.
 
     ``compile_mode``: ``conservative`` keeps every reference implementation;
