@@ -21,24 +21,6 @@ DOES_NOT_FIT = "H204"
 NO_BATCH = "H205"
 
 
-def _workspace(ir: Lowered) -> tuple[int, bool]:
-    """Per-sample kernel scratch bytes and whether attention materializes its scores."""
-    per_sample, scores = 0, False
-    for use in ir.kernels:
-        if use.family == "attention":
-            heads, seq = int(use.shapes["q"][2]), int(use.shapes["q"][1])
-            if use.implementation == "reference":
-                scores = True
-            elif "block_q" in use.params:
-                per_sample = max(per_sample, heads * use.params["block_q"] * use.params["block_kv"] * 4)
-            else:
-                per_sample = max(per_sample, heads * seq * 4)
-        elif use.family == "vq" and use.implementation == "reference":
-            seq = ir.model.max_seq_length if ir.model else 0
-            per_sample = max(per_sample, seq * int(use.shapes["codebook"][0]) * 4)
-    return per_sample, scores
-
-
 @dataclass(frozen=True)
 class ResolveBatch(Pass):
     """``batch_size = "auto"`` → the largest global batch that fits, and the memory check.
@@ -57,13 +39,12 @@ class ResolveBatch(Pass):
         config, mesh = ir.config, ir.mesh
         assert mesh is not None and ir.model is not None, "resolve-mesh and fold-derived run first"
         dp = mesh.size("data")
-        per_sample_ws, scores = _workspace(ir)
 
         def estimate(per_device: int):
             return estimate_memory(config, ir.model, mesh=mesh, model_axis=ir.model_axis,
                                    per_device_batch=per_device, precision=ir.precision,
-                                   policy=ir.policy, workspace_per_sample=per_sample_ws,
-                                   attention_materializes_scores=scores, limit=ir.memory_limit)
+                                   policy=ir.policy, kernels=ir.kernels,
+                                   platform=ir.target.platform, limit=ir.memory_limit)
 
         budget = None if ir.memory_limit is None else int(ir.memory_limit * MEMORY_HEADROOM)
         if ir.batch is not None:
@@ -88,15 +69,11 @@ class ResolveBatch(Pass):
                     {"max_batch_size": f"fewer than {dp}"},
                     help=f"set `{path_of('max_batch_size')} = {dp}` or more"))
                 return ir
-            one, two = estimate(1), estimate(2)
+            one = estimate(1)
             if budget is not None and one.total > budget:
                 ctx.diagnostics.append(_does_not_fit(ir, one, 1, estimate))
                 return replace(ir, memory=one)
-            per_device = cap
-            if budget is not None:
-                per_sample = two.total - one.total
-                fits = 1 + (budget - one.total) // per_sample if per_sample > 0 else cap
-                per_device = max(1, min(cap, fits))
+            per_device = cap if budget is None else _largest_fitting(estimate, cap, budget)
             global_size = per_device * dp
             why = [f"{per_device} per device × {dp} replica{'s' if dp > 1 else ''}"]
             if per_device == cap:
@@ -111,6 +88,19 @@ class ResolveBatch(Pass):
         ir = replace(ir, kernels=kernels, memory=memory)
         return ir.decide(self.name, "deployment.batch_size", config.batch_size, global_size, reason,
                          batch=global_size)
+
+
+def _largest_fitting(estimate, cap: int, budget: int) -> int:
+    """The largest per-device batch in ``1..cap`` whose estimate stays within ``budget``
+    (the estimate grows with the batch; one sample is known to fit)."""
+    low, high = 1, cap
+    while low < high:
+        middle = (low + high + 1) // 2
+        if estimate(middle).total <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _mesh_was_auto(ir: Lowered) -> bool:
