@@ -8,7 +8,8 @@
 3. MFU: the train step's FLOPs (XLA's cost analysis) per second against this machine's
    measured matmul roofline (the best of a few large float32 matmuls).
 
-The plan's memory estimate against XLA's account of the step is `benchmarks/memory.py`.
+The plan's memory estimate against XLA's account of the step is `benchmarks/memory.py`; a
+resumed run's cold and warm start, `benchmarks/warm_start.py`.
 
     python benchmarks/train.py [STEPS]
 """
@@ -16,6 +17,7 @@ The plan's memory estimate against XLA's account of the step is `benchmarks/memo
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +42,7 @@ STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 60
 
 
 def throughput(work: Path, plan) -> tuple[float, float]:
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # the job's caches stay in the work folder
     data = work / "data"
     prepare([ROOT / "data" / "tales.txt"], data, vocab_size=512)
     # The job: compile excluded by timing only the log windows after the first one.
