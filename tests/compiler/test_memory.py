@@ -171,3 +171,19 @@ def test_off_the_cpu_unrolled_blocks_hold_one_working_set_at_a_time() -> None:
     on_cpu = estimate(cpu, 1).activations
     # the CPU counts all four blocks; a TPU the largest (an ssm block) once
     assert estimate(tpu, 1).activations < on_cpu / 2
+
+
+def test_without_a_limit_the_batch_stays_within_what_a_plan_records() -> None:
+    """A catalog CPU knows no memory limit; the estimate must still fit the plan's domain."""
+    from capibara.compiler.driver import compile_config
+    from capibara.plan.validate import MAX_ELEMENTS
+
+    big = dict(hidden_size=768, num_layers=12, num_heads=12, max_seq_length=2048,
+               gradient_checkpointing=False)
+    plan = compile_config(ModularModelConfig(**big, max_batch_size=127462), "cpu-arm").plan
+    assert plan is not None and plan.memory.limit is None
+    assert plan.memory.total <= MAX_ELEMENTS < estimate(optimized("cpu-arm", **big),
+                                                        plan.batch.per_device + 1).total
+    explicit = compile_config(ModularModelConfig(**big, batch_size=127462, max_batch_size=127462),
+                              "cpu-arm")
+    assert [d.code for d in explicit.diagnostics if d.is_error] == ["H204"]
