@@ -7,8 +7,9 @@
    median of 5 saves of the model's full training state.
 3. MFU: the train step's FLOPs (XLA's cost analysis) per second against this machine's
    measured matmul roofline (the best of a few large float32 matmuls).
-4. Memory: the plan's estimate against XLA's `memory_analysis()` of the compiled step, for
-   each bundled config shrunk to the demo size (goal within ±15%).
+
+The plan's memory estimate against XLA's account of the step is `benchmarks/memory.py`; a
+resumed run's cold and warm start, `benchmarks/warm_start.py`.
 
     python benchmarks/train.py [STEPS]
 """
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -31,19 +33,16 @@ from capibara.model.checkpoint import CheckpointManager
 from capibara.data import prepare
 from capibara.model import Model
 from capibara.runtime import load_plan
-from capibara.train.loop import memory_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 SHRINK = ["model.hidden_size=256", "model.num_layers=2", "model.num_heads=4",
           "model.max_seq_length=256", "vector_quantization.embedding_dim=256",
           "deployment.batch_size=4", "model.vocab_size=512"]
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-CONFIGS = ["production/tpu_v4.toml", "development/development.toml", "examples/research.toml",
-           "examples/production_cost_effective.toml", "examples/enterprise_premium.toml",
-           "specialized/tpu_v6_vq_v33.toml", "specialized/arm_axion_inference.toml"]
 
 
 def throughput(work: Path, plan) -> tuple[float, float]:
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # the job's caches stay in the work folder
     data = work / "data"
     prepare([ROOT / "data" / "tales.txt"], data, vocab_size=512)
     # The job: compile excluded by timing only the log windows after the first one.
@@ -126,16 +125,6 @@ def main() -> None:
         print(f"mfu         {flops / 1e9:.2f} GFLOP per step at {bare / 1024:.2f} steps/s = "
               f"{flops * bare / 1024 / 1e9:.1f} GFLOP/s; matmul roofline {roof / 1e9:.1f} GFLOP/s: "
               f"MFU {flops * bare / 1024 / roof:.3f}")
-    for name in CONFIGS:
-        try:
-            shrunk = capibara.compile(ROOT / "configs" / name, target="auto", overrides=SHRINK, env=None)
-        except capibara.ConfigError as error:
-            print(f"memory      {name}: does not compile shrunk ({error.diagnostics[0].code})")
-            continue
-        model = Model.from_plan(load_plan(shrunk, cache=False))
-        batch = np.zeros((shrunk.batch.global_size, shrunk.model.max_seq_length), np.int32)
-        line = memory_comparison(shrunk, model.train_step_memory(batch))
-        print(f"memory      {name}: {line.split('memory', 1)[1].strip()}")
 
 
 if __name__ == "__main__":

@@ -1186,9 +1186,11 @@ Fix: compile for a TPU v6 (`--target tpu_v6e-8`), or allow a fallback:
 `fallback_strategy = "tpu_v4"`."""),
     Code("H204", "training step does not fit the device memory",
          """The compiler estimates the peak memory of one training step per device:
-weights, gradients and optimizer state (twice without buffer donation), the
-activations kept for the backward pass for the per-device batch, and the
-largest kernel temporary. The estimate must stay within 90% of the memory
+weights, gradients and optimizer state (the new weights and state need
+buffers of their own without buffer donation), the activations the backward
+pass keeps for the per-device batch with the largest working set of one
+block or of the loss, and the copies of block weights the step makes. The
+estimate must stay within 90% of the memory
 limit (the smallest of the device memory, `tpu_memory_limit_gb`,
 `gpu_memory_fraction` × memory and `memory_limit_gb`); the rest is XLA's own.
 An explicit `batch_size` that does not fit, or a model that does not fit

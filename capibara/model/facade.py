@@ -151,6 +151,14 @@ class RuntimeSettings:
                    float(config.vq_adaptive_threshold))
 
 
+def _same_structure(batch: Any, structs: Any) -> bool:
+    """Whether ``batch`` has the keys, shapes and dtypes of ``structs``."""
+    if jax.tree.structure(batch) != jax.tree.structure(structs):
+        return False
+    return all(a.shape == s.shape and a.dtype == s.dtype
+               for a, s in zip(jax.tree.leaves(batch), jax.tree.leaves(structs)))
+
+
 class Model:
     """A CapibaraGPT model: parameters on a device mesh plus compiled forward,
     loss, generation and training functions (see the module docstring).
@@ -286,6 +294,7 @@ class Model:
             static_argnames=("use_vq", "threshold", "remat", "train"),
             donate_argnums=(0, 1) if policy.donate else (),
             out_shardings=(self._param_shardings, self._state_shardings, None))
+        self._compiled_train: tuple[dict[str, Any], Any, Any] | None = None
         self._opt_state = None
         self._checkpoints = None
 
@@ -397,14 +406,43 @@ class Model:
         learning rate. With :meth:`checkpoint_to` set, saves every
         ``save_checkpoint_steps`` steps. ``gradient_checkpointing`` recomputes
         each block's activations in the backward pass instead of storing them."""
-        params, opt_state, metrics = self._train(
-            self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32),
-            remat=self._remat, train=True, **self._static())
+        args = (self.params, self.opt_state, self._batch(batch), jnp.asarray(self.step, jnp.int32))
+        static = self._train_static()
+        ahead = self._compiled_train
+        if ahead is not None and ahead[0] == static and _same_structure(args[2], ahead[1]):
+            params, opt_state, metrics = ahead[2](*args)
+        else:
+            params, opt_state, metrics = self._train(*args, **static)
         self.params, self._opt_state = params, opt_state
         self.step += 1
         if self._checkpoints is not None:
             self._checkpoints.maybe_save(self.step, self.training_state())
         return metrics
+
+    def _train_static(self) -> dict[str, Any]:
+        return {"remat": self._remat, "train": True, **self._static()}
+
+    def train_step_program(self, batch_shape: tuple[int, int]) -> tuple[Any, tuple, dict[str, Any]]:
+        """The train step ahead of time: its jitted function, the abstract arguments
+        (shapes, dtypes, shardings) it takes for token batches of ``batch_shape``
+        in the order :meth:`train_step` passes them, and its static arguments for
+        the current runtime settings."""
+        def abstract(x: Any) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+
+        data = self.mesh.shape["data"]
+        tokens = NamedSharding(self.mesh, P("data" if batch_shape[0] % data == 0 else None))
+        args = (jax.tree.map(abstract, self.params), jax.tree.map(abstract, self.opt_state),
+                {"tokens": jax.ShapeDtypeStruct(tuple(batch_shape), jnp.int32, sharding=tokens)},
+                jax.ShapeDtypeStruct((), jnp.int32))
+        return self._train, args, self._train_static()
+
+    def use_compiled_train_step(self, compiled: Any, args: tuple, static: dict[str, Any]) -> None:
+        """Run :meth:`train_step` through ``compiled``, an executable of
+        :meth:`train_step_program`'s ``args`` and ``static``, while the runtime
+        settings are those and the batch has that structure (otherwise the
+        jitted step runs, compiling what it needs)."""
+        self._compiled_train = (dict(static), args[2], compiled)
 
     def train_step_memory(self, batch: Any) -> Any:
         """XLA's memory analysis of the compiled train step for ``batch``'s shape

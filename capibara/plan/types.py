@@ -43,6 +43,9 @@ FORMAT_FAMILY = "capibara.plan/"
 
 #: The mesh axes a plan may name, in the order the compiler writes them.
 MESH_AXES = ("data", "model")
+
+#: The most elements one array (or one memory figure, in bytes) may hold: 2⁴⁸, far past any device.
+MAX_ELEMENTS = 2**48
 #: The dtypes a plan may name for an array, a precision or a kernel parameter.
 DTYPES = ("float32", "bfloat16", "float16", "float8_e4m3fn", "int8")
 
@@ -122,10 +125,17 @@ class MemoryEstimate(_Frozen, kw_only=True):
 
     ``weights`` + ``gradients`` + ``optimizer_state`` follow the mesh (model
     parallelism splits all three; optimizer sharding splits the state over
-    the data axis too); without buffer donation the update step holds the old
-    and new copies of weights and state at once (``update_copies`` = 2).
-    ``activations`` is what the backward pass keeps for the per-device batch;
-    ``workspace`` the largest kernel temporary. ``limit`` is the effective cap
+    the data axis too); the state is kept in the weights' dtype, gradients in
+    float32. ``activations`` is what the backward pass keeps for the
+    per-device batch plus the largest working set of one block (or of the
+    loss head); ``workspace`` the temporaries that do not grow with the
+    batch (block parameters the step copies, one block's float32 weight
+    gradients). Without buffer donation the update step writes new weights
+    and state beside the old ones (``update_copies`` = 2): ``total`` is
+    ``weights + optimizer_state + gradients`` plus the larger of
+    ``activations + workspace`` and the second copy (XLA reuses the new
+    buffers for temporaries until the update writes them); with donation,
+    plus ``activations + workspace``. ``limit`` is the effective cap
     (smallest of the physical memory and the config's limits), ``None`` when
     nothing is known.
     """

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping
 import msgspec
 
 from capibara.diagnostics import ConfigError, Diagnostic
-from capibara.plan.types import DTYPES, MESH_AXES, Plan
+from capibara.plan.types import DTYPES, MAX_ELEMENTS, MESH_AXES, Plan
 
 __all__ = ["validate_plan", "plan_problems", "MAX_DIM", "OUT_OF_DOMAIN", "UNKNOWN_KERNEL",
            "INCONSISTENT"]
@@ -34,8 +34,6 @@ INCONSISTENT = "R112"
 
 #: The longest axis a plan may give an array (XLA indexes with 32-bit signed ints).
 MAX_DIM = 2**31 - 1
-#: The most elements one array (or one memory figure, in bytes) may hold: 2⁴⁸, far past any device.
-MAX_ELEMENTS = 2**48
 #: The most devices a plan's target or mesh may name.
 MAX_DEVICES = 1 << 20
 #: Diagnostics shown for one plan; the rest are counted.

@@ -9,12 +9,16 @@ the same plan skips tracing; compiling the export is then a hit in JAX's own
 persistent cache beside it. (On a CPU, lowering a call of an export makes JAX
 set up LAPACK, importing scipy once per process: most of a warm start's cost.)
 
+Besides kernels it keeps other programs of a plan (:class:`Program`): the
+training job keeps its whole train step here (:mod:`capibara.train.compiled_step`).
+
 An entry is found only by a key that covers everything the program depends on
-and the plan digest does not: capibara's kernel and loader source, the JAX and
-jaxlib versions, the backend and its version, the XLA flags and the JAX
-settings that change lowering, and the devices the kernel runs on. A plan's
-digest already covers its shapes, dtypes and parameters (it names the
-directory).
+and the plan digest does not: the capibara source it is traced from (the
+kernels and their loader for a kernel, the whole package for a train step),
+the JAX and jaxlib versions, the backend and its version, the XLA flags and
+the JAX settings that change lowering, and the devices the program runs on.
+A plan's digest already covers its shapes, dtypes and parameters (it names
+the directory).
 
 An entry is trusted only when it is known to be what the kernel would trace
 to: its header names the key it was written for and a checksum of its body,
@@ -36,11 +40,11 @@ import os
 import stat
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["ExecutableCache", "Loaded", "source_fingerprint"]
+__all__ = ["ExecutableCache", "Loaded", "Program", "package_fingerprint", "source_fingerprint"]
 
 #: Bumped when the entry layout changes; part of every key.
 ENTRY_FORMAT = 3
@@ -63,11 +67,52 @@ def source_fingerprint() -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def package_fingerprint() -> str:
+    """A hash of every module of the capibara package: what a train step is traced
+    from reaches from the network through the kernels to the optimizer's setup."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class Program:
+    """A jitted function of arrays the cache can keep, besides a kernel.
+
+    ``fn`` is called with the array arguments and ``static`` (its static
+    keyword arguments); ``identity`` is what, beside the parts every key
+    has, decides what it compiles to (its name, the source it is traced
+    from, the static arguments). ``donate_argnums`` and ``mesh`` are how the
+    executable built from the saved export takes its arguments.
+    """
+
+    fn: Callable[..., Any]
+    identity: tuple
+    static: Mapping[str, Any] = field(default_factory=dict)
+    donate_argnums: tuple[int, ...] = ()
+    mesh: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _program(kernel: Any) -> Program:
+    """``kernel`` as a :class:`Program` (a bound kernel, or a program already)."""
+    if isinstance(kernel, Program):
+        return kernel
+    return Program(
+        fn=kernel.fn, notes=kernel.notes, donate_argnums=(0,) if kernel.donates else (),
+        mesh=getattr(kernel.sharding, "mesh", None),
+        identity=(source_fingerprint(), kernel.spec.name, kernel.spec.family,
+                  kernel.implementation, kernel.fallback_allowed, kernel.donates))
+
+
 @dataclass(frozen=True)
 class Loaded:
-    """A kernel compiled from its export: ``compiled`` takes and returns what
-    the kernel does; ``notes`` were made when it was traced; ``not_kept`` says
-    why the export could not be saved, if it could not."""
+    """A kernel (or :class:`Program`) compiled from its export: ``compiled``
+    takes and returns what the kernel does; ``notes`` were made when it was
+    traced; ``not_kept`` says why the export could not be saved, if it could not."""
 
     compiled: Any
     notes: list[str]
@@ -112,11 +157,16 @@ def _register(cls: type) -> None:
         _REGISTERED.add(name)
 
 
+#: Packages whose NamedTuples an entry may name: capibara's kernel results, and
+#: optax's optimizer states (a train step takes and returns them).
+_TUPLE_PACKAGES = ("capibara.", "optax.")
+
+
 def _resolve(name: str) -> type | None:
-    """A NamedTuple of capibara's named in an entry, from modules already
-    imported (reading an entry imports nothing); ``None`` if there is none."""
+    """A NamedTuple of capibara's or optax's named in an entry, from modules
+    already imported (reading an entry imports nothing); ``None`` if there is none."""
     module_name, _, qualname = name.partition(":")
-    if not module_name.startswith("capibara.") or module_name not in sys.modules:
+    if not module_name.startswith(_TUPLE_PACKAGES) or module_name not in sys.modules:
         return None
     target: Any = sys.modules[module_name]
     for part in qualname.split("."):
@@ -141,20 +191,19 @@ class ExecutableCache:
     devices: Sequence[Any]
 
     def key(self, kernel: Any) -> str:
-        """The entry name for a bound kernel (see the module docstring)."""
+        """The entry name for a bound kernel or a :class:`Program` (see the module docstring)."""
         import jax
         import jaxlib
 
         client = self.devices[0].client
         parts = (
-            ENTRY_FORMAT, source_fingerprint(), jax.__version__, jaxlib.__version__,
+            ENTRY_FORMAT, jax.__version__, jaxlib.__version__,
             client.platform, client.platform_version,
             # settings that change what the same code lowers or compiles to
             os.environ.get("XLA_FLAGS", ""), os.environ.get("LIBTPU_INIT_ARGS", ""),
             jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
             tuple((d.id, d.device_kind) for d in self.devices),
-            kernel.spec.name, kernel.spec.family, kernel.implementation,
-            kernel.fallback_allowed, kernel.donates,
+            *_program(kernel).identity,
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
@@ -162,10 +211,12 @@ class ExecutableCache:
         return self.directory / f"{self.key(kernel)}{SUFFIX}"
 
     def load(self, kernel: Any, structs: Any) -> Loaded | None:
-        """``kernel`` compiled from its saved export, or ``None`` when there is
-        no entry that matches it (the caller traces it and :meth:`store`\\ s it)."""
+        """``kernel`` (a bound kernel or a :class:`Program`) compiled from its saved
+        export, or ``None`` when there is no entry that matches it (the caller
+        traces it and :meth:`store`\\ s it)."""
         from jax import export
 
+        program = _program(kernel)
         body = self._read(self._path(kernel), self.key(kernel))
         if body is None:
             return None
@@ -179,23 +230,25 @@ class ExecutableCache:
             exported = export.deserialize(bytearray(payload))
             if not self._matches(exported, structs):
                 return None
-            compiled = self._compile(exported, kernel, structs)
+            compiled = self._compile(exported, program, structs)
         except Exception:  # whole but not usable here (another JAX's, say): trace again
             return None
         return Loaded(compiled, list(header["notes"]))
 
     def store(self, kernel: Any, structs: Any) -> Loaded | str:
-        """Trace ``kernel`` for ``structs`` (shapes and dtypes), save the export,
-        and compile it from the saved bytes. When the kernel cannot be kept,
-        why (some cannot be exported: host callbacks, custom calls without a
-        stable form); the caller then compiles it the ordinary way."""
+        """Trace ``kernel`` (a bound kernel or a :class:`Program`) for ``structs``
+        (shapes and dtypes), save the export, and compile it from the saved bytes.
+        When it cannot be kept, why (some cannot be exported: host callbacks,
+        custom calls without a stable form); the caller then compiles it the
+        ordinary way."""
         import jax
         from jax import export
 
-        before = len(kernel.notes)
+        program = _program(kernel)
+        before = len(program.notes)
         try:
-            exported = export.export(kernel.fn, platforms=(self.devices[0].platform,))(
-                *structs)
+            exported = export.export(program.fn, platforms=(self.devices[0].platform,))(
+                *structs, **program.static)
             types = _tuple_types(structs) + _tuple_types(
                 jax.tree.unflatten(exported.out_tree, exported.out_avals))
             for cls in types:
@@ -204,15 +257,15 @@ class ExecutableCache:
             # What this process runs is what a later one will read back.
             written = export.deserialize(bytearray(payload))
             if not self._matches(written, structs):
-                raise ValueError("the export does not take the kernel's arguments")
-            compiled = self._compile(written, kernel, structs)
+                raise ValueError("the export does not take the program's arguments")
+            compiled = self._compile(written, program, structs)
         except ImportError as missing:  # jax.export's serialization needs flatbuffers
-            del kernel.notes[before:]  # the ordinary compile traces (and notes) again
+            del program.notes[before:]  # the ordinary compile traces (and notes) again
             return f"{missing.name or missing} is not installed (pip install 'capibara[kernel-cache]')"
         except Exception as refused:
-            del kernel.notes[before:]
+            del program.notes[before:]
             return f"it cannot be exported: {type(refused).__name__}: {str(refused)[:200]}"
-        notes = kernel.notes[before:]  # made while tracing (a variant refused)
+        notes = program.notes[before:]  # made while tracing (a variant refused)
         if not self._write(self._path(kernel), self.key(kernel), payload,
                            {"notes": list(notes), "tree_types": [_type_name(c) for c in types]}):
             return Loaded(compiled, list(notes), f"{self.directory} cannot be written")
@@ -234,17 +287,17 @@ class ExecutableCache:
         return all(a.shape == tuple(s.shape) and a.dtype == s.dtype
                    for a, s in zip(exported.in_avals, leaves))
 
-    def _compile(self, exported: Any, kernel: Any, structs: Any) -> Any:
+    def _compile(self, exported: Any, program: Program, structs: Any) -> Any:
         import jax
 
-        donate = (0,) if kernel.donates else ()
+        donate = program.donate_argnums
         if exported.nr_devices == 1:
             return jax.jit(exported.call, donate_argnums=donate).lower(*structs).compile()
-        # Laid out over the kernel's devices, in mesh order, as when it was exported.
+        # Laid out over the program's devices, in mesh order, as when it was exported.
         import numpy as np
         from jax.sharding import Mesh
 
-        mesh = getattr(kernel.sharding, "mesh", None) or Mesh(np.array(self.devices), ("devices",))
+        mesh = program.mesh or Mesh(np.array(self.devices), ("devices",))
         args, _ = jax.tree.unflatten(exported.in_tree, exported.in_shardings_jax(mesh))
         outs = jax.tree.unflatten(exported.out_tree, exported.out_shardings_jax(mesh))
         return jax.jit(exported.call, in_shardings=args, out_shardings=outs,

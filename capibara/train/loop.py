@@ -2,7 +2,10 @@
 
 :func:`run` builds the plan's model (its mesh, remat, precision, donation
 and kernels), restores the newest checkpoint of the run directory with the
-data position saved beside it, and trains: every step is the plan's
+data position saved beside it, compiles the train step ahead of the first
+step or loads it from the plan's kernel cache, where an earlier job of the
+same plan left it (:mod:`capibara.train.compiled_step`; the job says which
+and logs a ``compile`` event), and trains: every step is the plan's
 ``train_step`` on this process's share of the global batch; every
 ``log_every`` steps a record; every ``eval_every`` steps the mean loss on
 the held-out split; every ``save_checkpoint_steps`` a checkpoint. SIGINT or
@@ -41,6 +44,9 @@ class TrainResult:
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
     stopped_by: str | None = None
     model: Any = None
+    #: How the train step was made ready: loaded from the kernel cache or compiled
+    #: (``None`` when the plan runs op by op).
+    step_compile: Any = None
 
 
 class _StopFlag:
@@ -119,6 +125,7 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
     from capibara.data.source import eval_batches as held_out_batches, training_batches
     from capibara.model import Model
     from capibara.runtime import load_plan
+    from capibara.train.compiled_step import prepare_train_step
 
     plan = setup.plan
     training = plan.training
@@ -126,7 +133,7 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
     eval_every = eval_every or int(training["save_checkpoint_steps"])
     if total < 1 or log_every < 1 or eval_every < 1 or eval_batches < 1:
         raise ValueError(f"{total=}, {log_every=}, {eval_every=} and {eval_batches=} must be positive")
-    compiled = load_plan(plan, cache=False)
+    compiled = load_plan(plan)  # the plan's compilation and kernel caches, unless it says not to
     model = Model.from_plan(compiled)
     processes, index = jax.process_count(), jax.process_index()
     primary = index == 0
@@ -167,6 +174,16 @@ def run(setup: TrainSetup, *, steps: int | None = None, log_every: int = 10,
     else:
         log.write(event="start", step=0, plan=plan.digest, data=setup.data.digest)
     result = TrainResult(start_step=model.step, step=model.step, model=model)
+    # Compiled before the first step (or loaded: a resumed run of the same plan skips
+    # tracing and compiling it), so the step's timing windows never include it.
+    result.step_compile = prepare_train_step(model, compiled.executables, (global_batch, seq))
+    if result.step_compile is not None and primary:
+        out.write(result.step_compile.describe() + "\n")
+        log.write(event="compile", step=model.step, program="train_step",
+                  from_cache=result.step_compile.from_cache,
+                  seconds=round(result.step_compile.seconds, 3),
+                  **({"not_kept": result.step_compile.not_kept}
+                     if result.step_compile.not_kept else {}))
 
     def evaluate() -> float:
         losses = [model.loss(place(batch)).cross_entropy for batch in held_out]

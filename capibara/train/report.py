@@ -65,7 +65,8 @@ def _sparkline(values: list[float], width: int = 40) -> str:
 
 
 def summary(run_dir: str | Path) -> str:
-    """A few lines: steps, first and last loss, the curve, eval losses, throughput, events."""
+    """A few lines: steps, first and last loss, the curve, eval losses, throughput, how the
+    train step was made ready at each start, events."""
     records = read_log(run_dir)
     losses = _last_per_step(records, "loss")
     evals = _last_per_step(records, "eval_loss")
@@ -89,6 +90,12 @@ def summary(run_dir: str | Path) -> str:
         lines.append("eval loss  " + ", ".join(f"{v:.4f} (step {s})" for s, v in evals[-6:]))
     if rates:
         lines.append(f"tokens/s   median {rates[len(rates) // 2]:,.0f}")
+    compiles = [r for r in events if r.get("event") == "compile"
+                and isinstance(r.get("seconds"), (int, float))]
+    if compiles:  # the last few starts: was the train step compiled or loaded?
+        lines.append("train step " + ", ".join(
+            f"{'cached' if r.get('from_cache') else 'compiled'} {r['seconds']:.1f} s "
+            f"(step {r.get('step')})" for r in compiles[-4:]))
     stops = [r for r in events if r.get("event") in ("stop", "finish", "resume")]
     for record in stops[-4:]:
         detail = f" on {record['signal']}" if record.get("signal") else ""

@@ -7,7 +7,6 @@ from hypothesis import given, strategies as st
 
 from capibara.compiler.kernel_uses import kernel_uses
 from capibara.compiler.lower import lower
-from capibara.compiler.memory import estimate_memory
 from capibara.compiler.model_shape import model_shape
 from capibara.compiler.policy import memory_limit_bytes, memory_policy, requested_precision
 from capibara.config.model_config import ModularModelConfig
@@ -93,55 +92,6 @@ def test_memory_limit_is_the_smallest_cap() -> None:
     assert memory_limit_bytes(ModularModelConfig(gpu_memory_fraction=0.5), h100) == 40 * GIB
     assert memory_limit_bytes(ModularModelConfig(), CATALOG["cpu"]) is None
     assert memory_limit_bytes(ModularModelConfig(memory_limit_gb=4.0), CATALOG["cpu"]) == 4 * GIB
-
-
-def _estimate(config, batch=4, *, scores=False, mesh=Mesh(shape=(1, 1), axes=("data", "model")),
-              model_axis=1, **policy):
-    from msgspec.structs import replace
-
-    return estimate_memory(config, model_shape(config), mesh=mesh, model_axis=model_axis,
-                           per_device_batch=batch, precision=requested_precision(config),
-                           policy=replace(memory_policy(config), **policy),
-                           workspace_per_sample=1000, attention_materializes_scores=scores,
-                           limit=None)
-
-
-def test_memory_grows_linearly_with_the_batch() -> None:
-    config = ModularModelConfig(hidden_size=256, num_layers=2)
-    one, two, five = (_estimate(config, b).total for b in (1, 2, 5))
-    assert two - one > 0 and five - one == 4 * (two - one)
-
-
-def test_donation_removes_the_second_copy_of_weights_and_state() -> None:
-    config = ModularModelConfig(hidden_size=256, num_layers=2)
-    kept, donated = _estimate(config, donate=False), _estimate(config, donate=True)
-    assert kept.total - donated.total == donated.weights + donated.optimizer_state
-
-
-def test_remat_chunking_and_offloading_reduce_activations() -> None:
-    config = ModularModelConfig(hidden_size=256, num_layers=8)
-    full = _estimate(config, remat=False, loss_chunk=None).activations
-    remat = _estimate(config, remat=True, loss_chunk=None).activations
-    chunked = _estimate(config, remat=True, loss_chunk=256).activations
-    offloaded = _estimate(config, remat=True, loss_chunk=256, offload_activations=True).activations
-    assert full > remat > chunked > offloaded
-    assert _estimate(config, scores=True).activations > _estimate(config, scores=False).activations
-
-
-def test_optimizer_state_follows_the_optimizer_and_sharding() -> None:
-    adam = _estimate(ModularModelConfig(optimizer="adamw"))
-    assert adam.optimizer_state == 2 * adam.weights
-    assert _estimate(ModularModelConfig(optimizer="sgd")).optimizer_state == 0
-    mesh = Mesh(shape=(4, 1), axes=("data", "model"))
-    sharded = _estimate(ModularModelConfig(optimizer_sharding=True), mesh=mesh)
-    assert sharded.optimizer_state * 4 == pytest.approx(adam.optimizer_state, rel=1e-6)
-
-
-def test_model_parallelism_splits_the_weights() -> None:
-    config = ModularModelConfig(hidden_size=512, model_parallel=True)
-    whole = _estimate(config)
-    split = _estimate(config, mesh=Mesh(shape=(1, 4), axes=("data", "model")), model_axis=4)
-    assert split.weights < whole.weights / 3
 
 
 # --------------------------------------------------------------------------- lower

@@ -11,6 +11,7 @@ from capibara.compiler.located import field_diagnostic, path_of
 from capibara.compiler.memory import estimate_memory
 from capibara.compiler.passes.base import Pass, PassContext
 from capibara.diagnostics import Diagnostic
+from capibara.plan.types import MAX_ELEMENTS
 from capibara.targets import GIB
 
 #: Fraction of the memory limit the estimate may fill: XLA keeps its own
@@ -20,24 +21,6 @@ MEMORY_HEADROOM = 0.9
 BATCH_SPLIT = "H021"
 DOES_NOT_FIT = "H204"
 NO_BATCH = "H205"
-
-
-def _workspace(ir: Lowered) -> tuple[int, bool]:
-    """Per-sample kernel scratch bytes and whether attention materializes its scores."""
-    per_sample, scores = 0, False
-    for use in ir.kernels:
-        if use.family == "attention":
-            heads, seq = int(use.shapes["q"][2]), int(use.shapes["q"][1])
-            if use.implementation == "reference":
-                scores = True
-            elif "block_q" in use.params:
-                per_sample = max(per_sample, heads * use.params["block_q"] * use.params["block_kv"] * 4)
-            else:
-                per_sample = max(per_sample, heads * seq * 4)
-        elif use.family == "vq" and use.implementation == "reference":
-            seq = ir.model.max_seq_length if ir.model else 0
-            per_sample = max(per_sample, seq * int(use.shapes["codebook"][0]) * 4)
-    return per_sample, scores
 
 
 class ResolveBatch(Pass, frozen=True):
@@ -57,15 +40,15 @@ class ResolveBatch(Pass, frozen=True):
         config, mesh = ir.config, ir.mesh
         assert mesh is not None and ir.model is not None, "resolve-mesh and fold-derived run first"
         dp = mesh.size("data")
-        per_sample_ws, scores = _workspace(ir)
 
         def estimate(per_device: int):
             return estimate_memory(config, ir.model, mesh=mesh, model_axis=ir.model_axis,
                                    per_device_batch=per_device, precision=ir.precision,
-                                   policy=ir.policy, workspace_per_sample=per_sample_ws,
-                                   attention_materializes_scores=scores, limit=ir.memory_limit)
+                                   policy=ir.policy, kernels=ir.kernels,
+                                   platform=ir.target.platform, limit=ir.memory_limit)
 
-        budget = None if ir.memory_limit is None else int(ir.memory_limit * MEMORY_HEADROOM)
+        # Without a known limit the batch still stays within what a plan records.
+        budget = MAX_ELEMENTS if ir.memory_limit is None else int(ir.memory_limit * MEMORY_HEADROOM)
         if ir.batch is not None:
             if ir.batch % dp or ir.batch < dp:
                 if _mesh_was_auto(ir):  # an explicit mesh was checked by the validator (H021)
@@ -73,8 +56,8 @@ class ResolveBatch(Pass, frozen=True):
                 return ir
             per_device = ir.batch // dp
             memory = estimate(per_device)
-            if budget is not None and memory.total > budget:
-                ctx.diagnostics.append(_does_not_fit(ir, memory, per_device, estimate))
+            if memory.total > budget:
+                ctx.diagnostics.append(_does_not_fit(ir, memory, per_device, estimate, budget))
                 return replace(ir, memory=memory)
             reason = f"batch_size {ir.batch} over {dp} data-parallel replica{'s' if dp > 1 else ''}"
             global_size = ir.batch
@@ -88,19 +71,17 @@ class ResolveBatch(Pass, frozen=True):
                     {"max_batch_size": f"fewer than {dp}"},
                     help=f"set `{path_of('max_batch_size')} = {dp}` or more"))
                 return ir
-            one, two = estimate(1), estimate(2)
-            if budget is not None and one.total > budget:
-                ctx.diagnostics.append(_does_not_fit(ir, one, 1, estimate))
+            one = estimate(1)
+            if one.total > budget:
+                ctx.diagnostics.append(_does_not_fit(ir, one, 1, estimate, budget))
                 return replace(ir, memory=one)
-            per_device = cap
-            if budget is not None:
-                per_sample = two.total - one.total
-                fits = 1 + (budget - one.total) // per_sample if per_sample > 0 else cap
-                per_device = max(1, min(cap, fits))
+            per_device = _largest_fitting(estimate, cap, budget)
             global_size = per_device * dp
             why = [f"{per_device} per device × {dp} replica{'s' if dp > 1 else ''}"]
             if per_device == cap:
                 why.append(f"capped by max_batch_size {config.max_batch_size}")
+            elif ir.memory_limit is None:
+                why.append(f"the largest within the {format_gib(budget)} a plan records")
             else:
                 why.append(f"the largest that fits {format_gib(budget)} "
                            f"({MEMORY_HEADROOM:.0%} of the {format_gib(ir.memory_limit)} limit)")
@@ -111,6 +92,19 @@ class ResolveBatch(Pass, frozen=True):
         ir = replace(ir, kernels=kernels, memory=memory)
         return ir.decide(self.name, "deployment.batch_size", config.batch_size, global_size, reason,
                          batch=global_size)
+
+
+def _largest_fitting(estimate, cap: int, budget: int) -> int:
+    """The largest per-device batch in ``1..cap`` whose estimate stays within ``budget``
+    (the estimate grows with the batch; one sample is known to fit)."""
+    low, high = 1, cap
+    while low < high:
+        middle = (low + high + 1) // 2
+        if estimate(middle).total <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _mesh_was_auto(ir: Lowered) -> bool:
@@ -139,18 +133,16 @@ def _batch_split(ir: Lowered, dp: int) -> Diagnostic:
         help=f"set `{path_of('batch_size')} = {fixed}` (a multiple of {dp}), or \"auto\"")
 
 
-def _does_not_fit(ir: Lowered, memory, per_device: int, estimate) -> Diagnostic:
+def _does_not_fit(ir: Lowered, memory, per_device: int, estimate, budget: int) -> Diagnostic:
     config = ir.config
     parts = (f"weights {format_gib(memory.weights)}, gradients {format_gib(memory.gradients)}, optimizer "
              f"state {format_gib(memory.optimizer_state)}"
              + (" (twice: no buffer donation)" if memory.update_copies == 2 else "")
              + f", activations {format_gib(memory.activations)}, workspace {format_gib(memory.workspace)}")
     fixes = []
-    if ir.batch is not None and per_device > 1:
-        fits = [b for b in range(per_device - 1, 0, -1)
-                if estimate(b).total <= int(ir.memory_limit * MEMORY_HEADROOM)]
-        if fits:
-            fixes.append(f"`{path_of('batch_size')} = {fits[0] * ir.data_parallel}`")
+    if ir.batch is not None and per_device > 1 and estimate(1).total <= budget:
+        fits = _largest_fitting(estimate, per_device - 1, budget)
+        fixes.append(f"`{path_of('batch_size')} = {fits * ir.data_parallel}`")
     if not ir.policy.remat:
         fixes.append(f"`{path_of('gradient_checkpointing')} = true`")
     if config.memory_optimization_level < 3:
@@ -161,12 +153,17 @@ def _does_not_fit(ir: Lowered, memory, per_device: int, estimate) -> Diagnostic:
     limits = ("memory_limit_gb", "tpu_memory_limit_gb") if ir.target.platform == "tpu" else \
         ("memory_limit_gb",)
     limit_fields = [n for n in limits if n in ir.explicit]
+    if ir.memory_limit is None:
+        beyond = f"the {format_gib(budget)} a plan records (more than any device holds)"
+        rule = "with no memory limit known the estimate must stay within what a plan records"
+    else:
+        beyond = f"the {format_gib(ir.memory_limit)} limit on `{ir.target.name}`"
+        rule = f"the estimate must stay within {MEMORY_HEADROOM:.0%} of the limit"
     return field_diagnostic(
         DOES_NOT_FIT,
         f"the training step needs about {format_gib(memory.total)} per device with {per_device} "
-        f"sample{'s' if per_device != 1 else ''} each, more than the {format_gib(ir.memory_limit)} "
-        f"limit on `{ir.target.name}`",
+        f"sample{'s' if per_device != 1 else ''} each, more than {beyond}",
         config, (*names, *limit_fields),
         {names[0]: "too large for the device memory", **{n: "the limit" for n in limit_fields}},
-        notes=(parts, f"the estimate must stay within {MEMORY_HEADROOM:.0%} of the limit"),
+        notes=(parts, rule),
         help=("try " + ", or ".join(fixes)) if fixes else "compile for a device with more memory")
