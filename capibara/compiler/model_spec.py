@@ -238,6 +238,26 @@ class ModelSpec:
     def use_moe(self) -> bool:
         return self.num_experts is not None
 
+    def tensor_parallel_refusal(self, ways: int) -> str | None:
+        """Why the explicit sharded train step cannot split this model ``ways`` ways
+        over the ``model`` axis (:mod:`capibara.model.tensor_parallel`), or ``None``."""
+        if ways == 1:
+            return None
+        if not self.attention_only:
+            return f"its {'/'.join(k for k in self.mixers if k != 'attention')} blocks are not split"
+        quantized = sorted(name for name, fmt in self.weights if fmt.kind != "float")
+        if quantized:
+            return f"its block weights {', '.join(quantized)} are quantized"
+        if self.ffn_sparsity is not None and self.ffn_sparsity.method == "topk":
+            return "top-k activation sparsity ranks the whole MLP width"
+        sizes = {"attention heads": self.num_heads, "key/value heads": self.num_kv_heads}
+        sizes.update({"expert MLP width": self.expert_ffn_dim or 0} if self.use_moe
+                     else {"MLP width": self.ffn_dim})
+        for what, size in sizes.items():
+            if size % ways:
+                return f"{size} {what} do not split {ways} ways"
+        return None
+
     @property
     def vq_after_layer(self) -> int:
         """Blocks before the VQ bottleneck: the first half (rounded up)."""
