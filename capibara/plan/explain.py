@@ -50,6 +50,7 @@ _RELATED = (
     ("target", "hardware.device"),
     ("precision.vq_codebook", "vector_quantization.precision"),
     ("execution", "deployment.memory_optimization_level"),
+    ("execution.sharded_step", "tpu_v4_optimizations.sharding_strategy"),
 )
 
 
