@@ -15,7 +15,10 @@ explicit one). Per device, inside ``shard_map``:
    weights the ``model`` axis does not split are summed over it as well.
 
 The optimizer update then runs on the global arrays under ``jax.jit`` as in
-the automatic step (so optimizer state sharding is XLA's either way).
+the automatic step (so optimizer state sharding is XLA's either way). The
+gradients leave ``shard_map`` whole; with the optimizer state split over the
+data axis XLA's own step reduce-scatters them instead, which is why the
+compiler leaves such plans to it on cpu (``benchmarks/sharded_step.py``).
 
 Each device differentiates its share of the global loss, ``loss / (data·model)``,
 with its own copy of every weight: the gradient of a weight is the sum of its
@@ -95,6 +98,8 @@ def make_explicit_train_step(net: Network, collectives: Collectives, mesh: Mesh,
                 raise ValueError(f"the explicit sharded step splits the batch over {data} data "
                                  f"replicas: `{name}` has {array.shape[0]} samples")
         batch_specs = {name: P(DATA) for name in batch}
+        # Unchecked: every reduction is one of the explicit ones above, so JAX adds
+        # none of its own to the gradient (checked, it would sum replicated weights').
         grads, parts = jax.shard_map(
             partial(local, static=static), mesh=mesh, in_specs=(specs, batch_specs),
             out_specs=(specs, P()), check_vma=False)(params, batch)
