@@ -301,6 +301,18 @@ def test_manual_sharding_asks_for_the_explicit_step() -> None:
     assert [d.code for d in refused.diagnostics if d.is_error] == ["O104"]
 
 
+def test_a_config_with_errors_reaches_the_sharded_step_and_is_reported(capsys) -> None:
+    # `capibara check` runs every stage; heads that do not divide the width are V001's
+    # to report, not a crash of the step's choice.
+    status, text = run("check", "--no-env", "--target", "cpux8", "--set", "model.hidden_size=2047",
+                       "--set", "model.num_heads=16", "--set",
+                       "tpu_v4_optimizations.model_parallel=true", "--set",
+                       "tpu_v4_optimizations.optimizer_sharding=false",
+                       "configs/development/development.toml")
+    assert status == 1, text
+    assert "error[V001]" in text + capsys.readouterr().err
+
+
 def test_collective_variants_by_size() -> None:
     cpu = plan_of("cpu-amxx8", **SPLITTABLE, optimizer_sharding=False, use_sparse=False)
     assert cpu.kernel("grads.all_reduce").implementation == "decomposed"  # megabytes of gradients

@@ -31,7 +31,7 @@ class ShardedStep(Pass):
     takes the faster one on the target's platform (the collective family's
     measured ``STEP`` table, by whether the optimizer state is split over the
     data axis). The explicit step splits the model over the ``model`` axis
-    only where it can (``ModelSpec.tensor_parallel_refusal``); otherwise
+    only where it can (``tensor_parallel_refusal``); otherwise
     ``auto`` trains automatically and ``manual`` is an ``O104`` error.
     """
 
@@ -64,11 +64,22 @@ class ShardedStep(Pass):
     @staticmethod
     def _choice(ir: Lowered) -> tuple[str | None, str]:
         """``(step, why)``; ``(None, why)`` when ``manual`` asks for what cannot be."""
-        from capibara.compiler.model_spec import ModelSpec
+        from capibara.compiler.model_shape import model_shape
+        from capibara.compiler.model_spec import tensor_parallel_refusal
         from capibara.kernels.collective.spec import STEP
 
         config = ir.config
-        refusal = ModelSpec.from_config(config).tensor_parallel_refusal(ir.model_axis)
+        # From the config's values, not a ModelSpec: a config with errors still reaches
+        # the passes (`capibara check` reports every stage), and a spec would refuse it.
+        shape = model_shape(config)
+        refusal = tensor_parallel_refusal(
+            ir.model_axis, mixers=tuple(config.mixers),
+            quantized=[u.site.split(".", 1)[1] for u in ir.kernels if u.family == "linalg"
+                       and u.site.startswith("blocks.") and u.attrs.get("weights") != "float"],
+            topk=bool(config.use_sparse and config.sparsity_method == "topk"),
+            heads=shape.num_heads, kv_heads=shape.num_heads,
+            mlp=(("expert MLP width", shape.expert_ffn_dim or 0) if shape.num_experts
+                 else ("MLP width", shape.ffn_dim)))
         if config.sharding_strategy == "manual":
             if refusal is not None:
                 return None, refusal
