@@ -27,11 +27,11 @@ _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
 STEP: dict[str, dict[bool, tuple[str, str]]] = {
     "cpu": {
         True: ("automatic", "XLA reduce-scatters the gradients onto the split optimizer "
-                            "state: the explicit step, which all-reduces them, ran at 0.94x "
-                            "(data-parallel) and 0.99x (data × model) of its speed "
+                            "state: the explicit step, which all-reduces them, ran at 0.89x "
+                            "(data-parallel) and 0.98x (data × model) of its speed "
                             "(benchmarks/sharded_step.py)"),
         False: ("explicit", "one bucketed gradient all-reduce: the explicit step ran 1.20x "
-                            "(data-parallel) and 1.13x (data × model) as fast as XLA's "
+                            "(data-parallel) and 1.11x (data × model) as fast as XLA's "
                             "partitioning (benchmarks/sharded_step.py)"),
     },
     # Not measured here (no multi-device GPU or TPU): XLA's partitioner overlaps its
