@@ -142,10 +142,11 @@ class Kernels:
         the named variant with its static parameters, as a plan's kernel specs give them.
 
         A family left out runs its ``reference``; ``linalg`` defaults to the
-        spec's precision policy. ``collective``, when given, selects the
-        explicit sharded train step with that variant (:class:`Collectives`). An input a variant refuses
+        spec's precision policy. An input a variant refuses
         (:class:`~capibara.kernels.base.Unsupported`, e.g. a decode step
         shorter than an attention tile) runs on the family's reference instead.
+        ``collective``, when given, selects the explicit sharded train step
+        with that variant (:class:`Collectives`).
         """
         from capibara.kernels import attention, conv, fft, linalg, moe, scan, vq
 

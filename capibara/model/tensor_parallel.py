@@ -169,7 +169,8 @@ class TensorParallelNetwork(Network):
         self._rows = (b, length)
         positions = jnp.arange(length)
         h = self._embedded_rows(params["embed"], tokens)
-        first, second = _split_layers(params["blocks"], s.vq_after_layer if s.use_vq else s.num_layers)
+        first, second = _split_layers(params["blocks"],
+                                      s.vq_after_layer if s.use_vq else s.num_layers)
         h, _, _, balance1 = self.blocks(h, first, positions, remat=remat, train=train)
         vq = None
         if use_vq:

@@ -1,4 +1,4 @@
-"""``sharded-step``: on a mesh of more than one device, the explicit ``shard_map`` train step with the plan's collective kernels, or XLA's automatic partitioning."""
+"""``sharded-step``: on several devices, the explicit ``shard_map`` train step with the plan's collective kernels, or XLA's partitioning."""
 
 from __future__ import annotations
 
