@@ -1285,6 +1285,25 @@ Example:
     kernel_categories = ["attention"]
 
 Fix: remove those settings, or `compile_mode = "default"`."""),
+    Code("O104", "manual sharding cannot split this model",
+         """`sharding_strategy = "manual"` asks for the explicit sharded train step:
+a `shard_map` over the mesh whose gradient reduction and tensor-parallel
+projections are the plan's collective kernels. With `model_parallel` it
+splits attention heads, the MLP width and the vocabulary over the model
+axis, and cannot split `ssm` or `hyena` mixers, quantized block weights,
+top-k activation sparsity, or sizes the model axis does not divide.
+(`sharding_strategy = "auto"` takes whichever step is faster on the
+target, and trains such a model with XLA's automatic partitioning.)
+
+Example (`--target tpu_v4-8`):
+    [model]
+    mixers = ["attention", "hyena"]
+    [tpu_v4_optimizations]
+    sharding_strategy = "manual"
+    mesh_shape = [2, 2]
+    model_parallel = true
+
+Fix: `sharding_strategy = "auto"`, or `model_parallel = false`."""),
     # ------------------------------------------------------------------ R1: plan files
     Code("R101", "plan file not found or unreadable",
          """`capibara explain`, `capibara diff`, `capibara check` or `load_plan_file`

@@ -31,6 +31,8 @@ SYMBOLS = {
     "B": "per-device batch",
     "S": "sequence length (max_seq_length)",
     "N": "tokens per device (B·S)",
+    "Nm": "tokens per device padded to a multiple of the model axis",
+    "Nl": "token rows per device of the model axis (Nm / model axis)",
     "d": "hidden size",
     "Hl": "attention heads per device",
     "Dh": "head dimension",

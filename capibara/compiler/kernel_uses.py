@@ -10,8 +10,10 @@ What runs (the network of :mod:`capibara.model.facade`)::
         then RMSNorm → dense MLP (linalg w_in, w_out) or Mixture of Rookies (moe)
     VQ bottleneck after the first half of the blocks (vq), when use_vq
     tied output projection onto the vocabulary (linalg)
-    gradient all-reduce over the data axis, activation all-reduces over the
-    model axis (collective), when the mesh has more than one device
+    when the mesh has more than one device, the explicit sharded train step's
+    collectives: the gradient all-reduce over the data axis and, split over
+    the model axis, each block's column projections through all_gather_matmul
+    (Rookies: all_gather) and its row projections' reduce_scatter
 
 Every use starts at its family's ``reference`` implementation; the
 ``prune-disabled`` pass drops the uses whose :data:`FEATURES` entry is off and
@@ -40,6 +42,8 @@ FEATURES: dict[str, Callable[[Any, Mesh | None, int], bool]] = {
     "dense_mlp": lambda c, mesh, m: not (c.use_sparse and c.sparsity_method == "mor"),
     "data_parallel": lambda c, mesh, m: mesh is not None and mesh.size("data") > 1,
     "model_parallel": lambda c, mesh, m: m > 1,
+    "model_parallel_mlp": lambda c, mesh, m: m > 1 and not _mor(c),
+    "model_parallel_mor": lambda c, mesh, m: m > 1 and _mor(c),
 }
 
 
@@ -50,7 +54,13 @@ FEATURE_SWITCH = {
     "dense_mlp": "sparsity_method",
     "data_parallel": "tpu_mesh_shape",
     "model_parallel": "model_parallel",
+    "model_parallel_mlp": "model_parallel",
+    "model_parallel_mor": "model_parallel",
 }
+
+
+def _mor(config: Any) -> bool:
+    return bool(config.use_sparse and config.sparsity_method == "mor")
 
 
 def feature_enabled(feature: str, config: Any, mesh: Mesh | None, model_axis: int) -> bool:
@@ -135,9 +145,35 @@ def kernel_uses(config: Any) -> tuple[KernelUse, ...]:
         linalg("logits", ("B", "S", "d"), ("d", "Vl"), 1, quantized=False),
         KernelUse("grads.all_reduce", "collective", "data_parallel", {"x": ("Pl",)},
                   {"x": "$params"}, 1, attrs={"op": "all_reduce", "axes": ["data"]}),
-        KernelUse("blocks.all_reduce", "collective", "model_parallel", {"x": ("B", "S", "d")},
-                  {"x": "float32"}, 2 * layers, attrs={"op": "all_reduce", "axes": ["model"]}),
-    )
+    ) + _tensor_parallel_uses(layers, attention)
+
+
+def _tensor_parallel_uses(layers: int, attention: int) -> tuple[KernelUse, ...]:
+    """The collectives of a block split over the model axis (the explicit step's
+    sequence-parallel layout, :mod:`capibara.model.tensor_parallel`): each device
+    holds ``Nl`` of the data shard's token rows (``Nm`` padded to the axis)."""
+    def collective(site: str, feature: str, op: str, shapes: Mapping[str, tuple[Dim, ...]],
+                   dtypes: Mapping[str, str], calls: int) -> KernelUse:
+        return KernelUse(site, "collective", feature, shapes, dtypes, calls,
+                         attrs={"op": op, "axes": ["model"]})
+
+    gathered = {"x": "$compute", "w": "$params"}
+    uses = [
+        collective("blocks.mlp_in", "model_parallel_mlp", "all_gather_matmul",
+                   {"x": ("Nl", "d"), "w": ("d", "Fl")}, gathered, layers),
+        collective("blocks.moe_in", "model_parallel_mor", "all_gather", {"x": ("Nl", "d")},
+                   {"x": "float32"}, layers),
+        collective("blocks.mlp_out", "model_parallel", "reduce_scatter", {"x": ("Nm", "d")},
+                   {"x": "float32"}, layers),
+    ]
+    if attention:
+        uses[:0] = [
+            collective("blocks.attention_in", "model_parallel", "all_gather_matmul",
+                       {"x": ("Nl", "d"), "w": ("d", "HDl")}, gathered, 3 * attention),
+            collective("blocks.attention_out", "model_parallel", "reduce_scatter",
+                       {"x": ("Nm", "d")}, {"x": "float32"}, attention),
+        ]
+    return tuple(uses)
 
 
 def _mixer_uses(config: Any, counts: Mapping[str, int], linalg: Callable[..., KernelUse]

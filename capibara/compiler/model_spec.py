@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from capibara.diagnostics import ConfigError, Diagnostic
 
@@ -20,6 +20,7 @@ __all__ = [
     "RunPolicy",
     "WeightFormat",
     "FeedForwardSparsity",
+    "tensor_parallel_refusal",
     "schedule_level",
     "VQ_WITHOUT_CODEBOOK",
     "live_update_diagnostics",
@@ -153,6 +154,28 @@ def _incompatible(message: str, note: str) -> ConfigError:
         help="recompile the config with this capibara (`capibara compile`)")])
 
 
+def tensor_parallel_refusal(ways: int, *, mixers: Sequence[str], quantized: Sequence[str],
+                            topk: bool, heads: int, kv_heads: int,
+                            mlp: tuple[str, int]) -> str | None:
+    """Why the explicit sharded step cannot split a model ``ways`` ways over the
+    ``model`` axis, or ``None``: from its mixers, the names of its quantized block
+    weights, top-k activation sparsity and the sizes the axis splits. The
+    compiler asks before a spec exists (a config with errors included), the
+    model with its :class:`ModelSpec`."""
+    if ways == 1:
+        return None
+    if set(mixers) != {"attention"}:
+        return f"its {'/'.join(k for k in mixers if k != 'attention')} blocks are not split"
+    if quantized:
+        return f"its block weights {', '.join(sorted(quantized))} are quantized"
+    if topk:
+        return "top-k activation sparsity ranks the whole MLP width"
+    for what, size in (("attention heads", heads), ("key/value heads", kv_heads), mlp):
+        if size % ways:
+            return f"{size} {what} do not split {ways} ways"
+    return None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything fixed about a model once it is built: shapes, dtypes, loss weights,
@@ -237,6 +260,17 @@ class ModelSpec:
     @property
     def use_moe(self) -> bool:
         return self.num_experts is not None
+
+    def tensor_parallel_refusal(self, ways: int) -> str | None:
+        """Why the explicit sharded train step cannot split this model ``ways`` ways
+        over the ``model`` axis (:mod:`capibara.model.tensor_parallel`), or ``None``."""
+        return tensor_parallel_refusal(
+            ways, mixers=self.mixers,
+            quantized=[name for name, fmt in self.weights if fmt.kind != "float"],
+            topk=self.ffn_sparsity is not None and self.ffn_sparsity.method == "topk",
+            heads=self.num_heads, kv_heads=self.num_kv_heads,
+            mlp=(("expert MLP width", self.expert_ffn_dim or 0) if self.use_moe
+                 else ("MLP width", self.ffn_dim)))
 
     @property
     def vq_after_layer(self) -> int:

@@ -488,8 +488,11 @@ _EFFECTS: dict[str, tuple[str, str]] = {
     "mixed_precision": ("plan", "precision"),
     "async_collective": (RECORDED_ONLY, "XLA schedules the collectives itself; no switch is "
                                         "passed to it"),
-    "sharding_strategy": ("compile", "\"disabled\" refuses the sharded settings; \"auto\" and "
-                                     "\"manual\" behave alike"),
+    "sharding_strategy": ("plan", "kernels: \"manual\" trains through the explicit shard_map "
+                                  "step with the plan's collective kernels, \"auto\" through "
+                                  "the faster of it and XLA's partitioning on the target (the "
+                                  "decision execution.sharded_step); \"disabled\" refuses the "
+                                  "sharded settings"),
     "data_parallel": ("plan", "mesh (the data axis)"),
     "model_parallel": ("plan", "mesh (the model axis) and the sharded kernels"),
     "gradient_checkpointing": ("plan", "execution.remat"),

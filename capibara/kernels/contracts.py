@@ -36,13 +36,15 @@ __all__ = ["Contract", "CONTRACTS", "contract", "families"]
 class Contract(msgspec.Struct, frozen=True, kw_only=True):
     """One family's plan contract: its implementations, each implementation's
     static parameters (name → domain), the array arguments (name → symbolic
-    shape), the call attributes (name → domain), and attribute bounds
-    (attribute → the shape symbol it may not exceed, e.g. ``top_k`` ≤ ``E``)."""
+    shape; those in ``optional`` only some calls take), the call attributes
+    (name → domain), and attribute bounds (attribute → the shape symbol it may
+    not exceed, e.g. ``top_k`` ≤ ``E``)."""
 
     variants: Mapping[str, Mapping[str, Any]]
     arguments: Mapping[str, tuple[str, ...]]
     attrs: Mapping[str, Any] = {}
     bounds: Mapping[str, str] = {}
+    optional: tuple[str, ...] = ()
 
 
 _ATTENTION_BLOCKS = {"block_q": "size", "block_kv": "size", "heads_per_step": "size?",
@@ -78,7 +80,8 @@ CONTRACTS: dict[str, Contract] = {
         attrs={"commitment_weight": "weight", "diversity_regularization": "bool"}),
     "collective": Contract(
         variants={"reference": {}, "decomposed": {}},
-        arguments={"x": ("...",)},
+        # ``w``: the local weight of an ``all_gather_matmul``.
+        arguments={"x": ("...",), "w": ("...",)}, optional=("w",),
         attrs={"op": ("all_reduce", "all_gather", "reduce_scatter", "all_gather_matmul"),
                "axes": "axes"}),
     "scan": Contract(

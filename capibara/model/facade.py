@@ -61,9 +61,16 @@ What a plan records and how the model honours it:
   op by op; ``cache_compiled`` has no off switch here (jax.jit keeps what it
   compiled). Where the platform or the policy makes a setting moot (no
   ``pinned_host`` memory, a saved dtype without remat), :attr:`Model.notes`
-  says so, as it does for records the model leaves to others: collective
-  kernel specs (the model's reductions are those XLA's sharding inserts) and
-  float16 loss scaling (not done). Nothing is dropped silently.
+  says so, as it does for records the model leaves to others (float16 loss
+  scaling, not done). Nothing is dropped silently.
+- collective kernel specs: on a mesh of more than one device a plan that
+  records them trains through the explicit sharded step
+  (:mod:`~capibara.model.sharded_step`: ``shard_map``, the gradient
+  all-reduce and, over the model axis, the tensor-parallel projections
+  through them); a plan without them through XLA's automatic partitioning of
+  the jitted step, which inserts its own reductions (the compiler's
+  ``sharded-step`` decision says which and why; :attr:`Model.sharded_step`).
+  Forward, loss and generation are XLA's partitioning either way.
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ from capibara.kernels.linalg import quantize_weight
 from capibara.model.kernels import Kernels
 from capibara.model.mixers import HybridNetwork
 from capibara.model.network import LossParts, Network
-from capibara.model.notes import execution_notes, host_offload_supported, plan_notes
+from capibara.model.notes import (execution_notes, host_offload_supported, plan_notes,
+                                  sharded_step_notes)
 from capibara.model.optimizer_sharding import optimizer_state_shardings
 from capibara.model.params import init_params, make_mesh, param_partition_specs, param_shardings
 from capibara.model.quantized import quantized_matmul
@@ -177,6 +185,10 @@ class Model:
     #: platform without host memory, ``jit = false``): one sentence each, for
     #: the caller to show.
     notes: list[str]
+    #: The train step on a mesh of more than one device: ``"explicit"`` (``shard_map``
+    #: with the kernel bundle's collectives), ``"automatic"`` (XLA partitions the
+    #: jitted global step); ``None`` on one device.
+    sharded_step: str | None
 
     def __init__(self, config: Any, *, target: Any = None, seed: int = 0) -> None:
         """Compile ``config`` for ``target`` (default: the detected host) and build
@@ -288,10 +300,20 @@ class Model:
         self._state_shardings = optimizer_state_shardings(
             self._optimizer, abstract, self._param_shardings, mesh,
             over_data=policy.shard_optimizer_state)
+        schedule = training.learning_rate_schedule(config)
+        self.sharded_step = None if mesh.devices.size == 1 else (
+            "automatic" if kernels.collectives is None else "explicit")
+        if self.sharded_step == "explicit":
+            from capibara.model.sharded_step import make_explicit_train_step
+
+            step = make_explicit_train_step(
+                net, kernels.collectives, mesh, self._param_shardings, self._optimizer, schedule,
+                prune)
+            self.notes.extend(sharded_step_notes(spec, mesh))
+        else:
+            step = training.make_train_step(net.loss, self._optimizer, schedule, prune)
         self._train = compiled(
-            training.make_train_step(net.loss, self._optimizer,
-                                     training.learning_rate_schedule(config), prune),
-            static_argnames=("use_vq", "threshold", "remat", "train"),
+            step, static_argnames=("use_vq", "threshold", "remat", "train"),
             donate_argnums=(0, 1) if policy.donate else (),
             out_shardings=(self._param_shardings, self._state_shardings, None))
         self._compiled_train: tuple[dict[str, Any], Any, Any] | None = None

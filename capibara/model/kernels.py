@@ -1,7 +1,9 @@
 """The kernel bundle the network computes with: a plan's bound kernels
 (:meth:`Kernels.from_bound`), capibara's variants chosen by hand
 (:meth:`Kernels.from_variants`), or the same network in plain JAX
-(:meth:`Kernels.plain`), the baseline the model benchmark compares against."""
+(:meth:`Kernels.plain`), the baseline the model benchmark compares against.
+A bundle with :class:`Collectives` trains through the explicit sharded step
+(:mod:`capibara.model.sharded_step`) on a mesh of more than one device."""
 
 from __future__ import annotations
 
@@ -20,6 +22,37 @@ from capibara.kernels.linalg import AffineWeight, TernaryWeight, dequantize
 from capibara.kernels.moe import MoRResult
 from capibara.kernels.vq import VQResult
 from capibara.model.quantized import float_quantized_product
+
+
+@dataclass(frozen=True)
+class Collectives:
+    """The collective kernels the explicit sharded train step calls inside ``shard_map``.
+
+    ``data`` and ``model`` are the collective family's per-shard variant
+    functions (``fn(*blocks, op=..., axis_name=...)``) for each mesh axis;
+    ``sites`` maps a recorded call site (``grads.all_reduce``,
+    ``blocks.attention_in``) to the plan's bound kernel for it, already bound
+    to its operation and axes. :meth:`at` gives a site's kernel, or for a
+    collective no spec records (the embedding's reduce-scatter, the loss's
+    vocabulary sums) the same axis's variant.
+    """
+
+    data: Callable[..., Any]
+    model: Callable[..., Any]
+    sites: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def variant(cls, name: str) -> "Collectives":
+        """Every collective through variant ``name`` (``reference``, ``decomposed``)."""
+        from capibara.kernels.collective import VARIANTS
+
+        return cls(VARIANTS[name].fn, VARIANTS[name].fn)
+
+    def at(self, site: str | None, op: str, axis: str) -> Callable[..., Any]:
+        """The kernel for ``site``, else ``op`` over ``axis`` by that axis's variant."""
+        if site is not None and site in self.sites:
+            return self.sites[site]
+        return partial(self.data if axis == "data" else self.model, op=op, axis_name=axis)
 
 
 @dataclass(frozen=True)
@@ -48,6 +81,8 @@ class Kernels:
       (the short conv of ``ssm`` and ``hyena`` blocks).
     - ``long_conv(u, k)``: causal long convolution, ``u [C, L]``, ``k [C, K]``
       (``hyena`` blocks).
+    - ``collectives``: the :class:`Collectives` of the explicit sharded train
+      step; ``None`` leaves a sharded step to XLA's automatic partitioning.
     """
 
     attention: Callable[..., jax.Array]
@@ -59,6 +94,7 @@ class Kernels:
     scan: Callable[..., jax.Array] | None = None
     conv: Callable[..., jax.Array] | None = None
     long_conv: Callable[..., jax.Array] | None = None
+    collectives: Collectives | None = None
     sites: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
     name: str = field(default="", compare=False)
 
@@ -93,7 +129,9 @@ class Kernels:
         runtime-mutable VQ threshold, the dropless inference routing), so they
         bind the same variant and parameters here; a generation step's
         attention (one query against the cache, with a mask) has no spec and
-        runs the reference.
+        runs the reference. Collective specs make the bundle's
+        :class:`Collectives`, each site through its bound kernel's per-shard
+        function (``shard_fn``), so a sharded train step is the explicit one.
         """
         return _from_bound(cls, spec, kernels)
 
@@ -107,6 +145,8 @@ class Kernels:
         spec's precision policy. An input a variant refuses
         (:class:`~capibara.kernels.base.Unsupported`, e.g. a decode step
         shorter than an attention tile) runs on the family's reference instead.
+        ``collective``, when given, selects the explicit sharded train step
+        with that variant (:class:`Collectives`).
         """
         from capibara.kernels import attention, conv, fft, linalg, moe, scan, vq
 
@@ -135,6 +175,8 @@ class Kernels:
             scan=_variant(scan.VARIANTS, *choices.get("scan", ("reference", {}))),
             conv=_variant(conv.VARIANTS, *choices.get("conv", ("reference", {}))),
             long_conv=_variant(fft.VARIANTS, *choices.get("fft", ("reference", {}))),
+            collectives=(Collectives.variant(choices["collective"][0])
+                         if "collective" in choices else None),
             name="capibara")
 
 
@@ -208,7 +250,39 @@ def _from_bound(cls, spec: ModelSpec, kernels: Any) -> "Kernels":
         if kernel.spec.family in ("linalg", "scan", "conv", "fft"):
             for site in kernel.spec.uses or (kernel.spec.name,):
                 sites[site] = _bound_call(kernel)
+    if "collective" in by_family:
+        fields["collectives"] = _bound_collectives(
+            [k for k in kernels if k.spec.family == "collective"])
     return replace(base, **fields, sites=sites)
+
+
+def _bound_collectives(kernels: list[Any]) -> Collectives:
+    """The plan's collective specs as the sharded step calls them: each recorded
+    site through its spec's per-shard function, each axis by its specs' variant."""
+    from capibara.kernels.collective import VARIANTS
+
+    variants: dict[str, Callable[..., Any]] = {}
+    sites: dict[str, Callable[..., Any]] = {}
+    for kernel in kernels:
+        for axis in kernel.spec.attrs.get("axes", ("data",)):
+            variants.setdefault(axis, VARIANTS[kernel.implementation].fn)
+        for site in kernel.spec.uses or (kernel.spec.name,):
+            sites[site] = _shard_call(kernel)
+    reference = VARIANTS["reference"].fn
+    return Collectives(variants.get("data", reference), variants.get("model", reference), sites)
+
+
+def _shard_call(kernel: Any) -> Callable[..., Any]:
+    """A bound collective's per-shard function (``BoundKernel.shard_fn``), for use
+    inside ``shard_map``: arrays positionally, ``matmul=`` for a collective matmul."""
+    fn = kernel.shard_fn
+
+    def call(*arrays, **keywords):
+        return fn(*arrays, **keywords)
+
+    call.__name__ = f"collective_{kernel.implementation}"
+    call.kernel = kernel  # type: ignore[attr-defined]
+    return call
 
 
 def _variant_call(fn: Callable[..., VQResult], x, codebook, *, threshold, commitment_weight):

@@ -226,7 +226,7 @@ class Network:
         """``log p(target)`` at each position, ``loss_chunk`` tokens at a time when set."""
         chunk = self.loss_chunk
         if chunk is None or chunk >= targets.size:
-            return _log_prob_of(self.logits(params, h), targets)
+            return self.log_probs_of(self.logits(params, h), targets)
         d = h.shape[-1]
         count = targets.size
         pad = (-count) % chunk
@@ -238,9 +238,14 @@ class Network:
         @jax.checkpoint
         def one(chunk_h_t):
             chunk_h, chunk_t = chunk_h_t
-            return _log_prob_of(self.logits(params, chunk_h), chunk_t)
+            return self.log_probs_of(self.logits(params, chunk_h), chunk_t)
 
         return lax.map(one, (flat_h, flat_t)).reshape(-1)[:count].reshape(targets.shape)
+
+    def log_probs_of(self, logits, targets):
+        """``log softmax(logits)`` at ``targets`` (the tensor-parallel network's logits
+        hold only its share of the vocabulary)."""
+        return _log_prob_of(logits, targets)
 
     def forward(self, params, tokens, *, use_vq: bool, threshold: float | None):
         params = self.inference_params(params)

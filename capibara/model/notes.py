@@ -61,9 +61,18 @@ def plan_notes(plan: Any) -> list[str]:
     if plan.precision.loss_scaling:
         notes.append(f"precision.loss_scaling is on ({plan.precision.compute} compute), but the "
                      "training step does not scale the loss: small gradients may underflow")
-    for kernel in plan.kernels:
-        if kernel.family == "collective":
-            notes.append(f"kernel `{kernel.name}` ({kernel.family}/{kernel.implementation}): the "
-                         "model's reductions are the ones XLA inserts for its sharded arrays; "
-                         "the plan's collective kernels run under `capibara run`")
     return notes
+
+
+def sharded_step_notes(spec: Any, mesh: Mesh) -> list[str]:
+    """What the model says about training through the explicit sharded step."""
+    data = mesh.shape["data"]
+    per_shard = [what for what, on in (("routes Rookies with its own tokens' expert capacity",
+                                        spec.use_moe),
+                                       ("averages the VQ terms over its own batch", spec.use_vq))
+                 if on]
+    if data == 1 or not per_shard:
+        return []
+    return [f"the train step is the explicit sharded one: each of the {data} data replicas "
+            f"{' and '.join(per_shard)} (XLA's automatic partitioning would use the global "
+            "batch)"]

@@ -24,7 +24,8 @@ def _plan_paths(plan: Plan) -> dict[str, Any]:
 
 def resolve_path(plan: Plan, path: str) -> str:
     """The canonical path for what a user typed: a config path (``model.hidden_size``),
-    a field's flat name (``hidden_size``) or a plan path (``mesh.shape``).
+    a field's flat name (``hidden_size``), a plan path (``mesh.shape``) or the path
+    of a decision that left no value (``execution.sharded_step``, a dropped kernel).
     Raises ``KeyError`` with near paths as its ``args[1]`` when nothing matches."""
     from capibara.config.fields import FIELD_BY_NAME
 
@@ -36,6 +37,8 @@ def resolve_path(plan: Plan, path: str) -> str:
         return path[7:]
     view = _plan_paths(plan)
     if path in view or any(p.startswith(path + ".") for p in view):
+        return path
+    if any(d.path == path for d in plan.decisions):  # decided, but not a value: a dropped kernel
         return path
     import difflib
 
@@ -50,6 +53,7 @@ _RELATED = (
     ("target", "hardware.device"),
     ("precision.vq_codebook", "vector_quantization.precision"),
     ("execution", "deployment.memory_optimization_level"),
+    ("execution.sharded_step", "tpu_v4_optimizations.sharding_strategy"),
 )
 
 
@@ -75,6 +79,8 @@ def explain_plan(plan: Plan, path: str | None = None) -> str:
         leaves = {p: v for p, v in view.items() if p == key or p.startswith(key + ".")}
         for leaf, value in leaves.items():
             lines.append(f"{leaf} = {show(value)}")
+        if not leaves:
+            lines.append(f"{key}: no value in the plan")
     related = {key, *(b for a, b in _RELATED if a == key or key.startswith(a + ".")),
                *(a for a, b in _RELATED if b == key)}
     touching = [d for d in plan.decisions

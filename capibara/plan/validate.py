@@ -342,7 +342,7 @@ def _arrays(where: str, spec: Any, found: Any) -> Iterator[Problem]:
     """Shapes and dtypes of one spec's arrays against the family's symbolic shapes."""
     expected = found.arguments
     for name in expected:
-        if name not in spec.shapes:
+        if name not in spec.shapes and name not in found.optional:
             yield OUT_OF_DOMAIN, f"{where}.shapes.{name}", f"is missing; a `{spec.family}` call takes " \
                                                            + ", ".join(expected)
     for name in spec.shapes:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 import sys
 import time
@@ -122,6 +123,9 @@ class BoundKernel:
     every input is laid out over the mesh, for a kernel that spans devices.
     ``not_kept``: why the last warm-up could not save the kernel for later
     processes (``None`` when it did, or loaded it, or had no cache).
+    ``shard_fn``: for a collective, the per-shard function the model's
+    explicit sharded step calls inside ``shard_map`` (``fn`` is the jitted
+    function of global arrays ``capibara run`` times).
     """
 
     spec: KernelSpec
@@ -136,6 +140,7 @@ class BoundKernel:
     donates: bool = False
     sharding: Any = None
     not_kept: str | None = None
+    shard_fn: Callable[..., Any] | None = None
 
     def __call__(self, *arrays: Any) -> Any:
         return self.fn(*arrays)
@@ -244,20 +249,7 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
     prepare: Callable[[dict[str, Any]], tuple]
 
     if family == "collective":
-        module = _family_module("collective")
-        axes = tuple(attrs.get("axes", ("data",)))
-        op = attrs.get("op", "all_reduce")
-        # A two-phase all-reduce is only chosen to run in place (optimize.py).
-        in_place = plan.execution.donate and op == "all_reduce" and variant.name == "decomposed"
-        per_call = module.collective(op, mesh, axes, implementation=variant.name, donate=in_place)
-        # Inputs laid out as the kernel takes them (split over every mesh axis), so a
-        # donated buffer is the one the caller passed, not a resharded copy of it.
-        from jax.sharding import NamedSharding, PartitionSpec
-
-        split = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
-        return BoundKernel(spec, per_call, ("x",), lambda a: (jax.device_put(a["x"], split),),
-                           variant.name, notes, fallback_allowed=allow_fallback, donates=in_place,
-                           sharding=split)
+        return _bind_collective(spec, plan, mesh, variant, notes, allow_fallback)
 
     if family == "linalg":
         from capibara.kernels.linalg import quantize_weight
@@ -305,6 +297,42 @@ def bind(spec: KernelSpec, plan: Plan, mesh: Any, platform: str, *,
     donate = (0,) if plan.execution.donate and family in ("scan",) else ()
     return BoundKernel(spec, jax.jit(core, donate_argnums=donate), names, prepare,
                        variant.name, notes, fallback_allowed=allow_fallback, donates=bool(donate))
+
+
+def _bind_collective(spec: KernelSpec, plan: Plan, mesh: Any, variant: Any, notes: list[str],
+                     allow_fallback: bool) -> BoundKernel:
+    """A collective spec: the jitted function of global arrays over the plan's mesh
+    (``fn``), and the per-shard function the model's sharded step calls (``shard_fn``)."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    module = _family_module("collective")
+    axes = tuple(spec.attrs.get("axes", ("data",)))
+    op = spec.attrs.get("op", "all_reduce")
+    # A two-phase all-reduce is only chosen to run in place (optimize.py).
+    in_place = plan.execution.donate and op == "all_reduce" and variant.name == "decomposed"
+    per_call = module.collective(op, mesh, axes, implementation=variant.name, donate=in_place)
+    shard_fn = partial(variant.fn, op=op, axis_name=axes[0] if len(axes) == 1 else axes)
+    if op == "all_gather_matmul":
+        # x [rows, k] split by rows over the axes, w [k, n] by columns: the spec's
+        # per-device shapes, one block per device of the group.
+        group = math.prod(mesh.shape[a] for a in axes)
+        rows, columns = NamedSharding(mesh, PartitionSpec(axes)), \
+            NamedSharding(mesh, PartitionSpec(None, axes))
+
+        def prepare(a):
+            import jax.numpy as jnp
+
+            return (jax.device_put(jnp.tile(a["x"], (group, 1)), rows),
+                    jax.device_put(jnp.tile(a["w"], (1, group)), columns))
+        return BoundKernel(spec, per_call, ("x", "w"), prepare, variant.name, notes,
+                           fallback_allowed=allow_fallback, shard_fn=shard_fn)
+    # Inputs laid out as the kernel takes them (split over every mesh axis), so a
+    # donated buffer is the one the caller passed, not a resharded copy of it.
+    split = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+    return BoundKernel(spec, per_call, ("x",), lambda a: (jax.device_put(a["x"], split),),
+                       variant.name, notes, fallback_allowed=allow_fallback, donates=in_place,
+                       sharding=split, shard_fn=shard_fn)
 
 
 class KernelSet:

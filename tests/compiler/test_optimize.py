@@ -91,7 +91,6 @@ def test_auto_mesh_with_model_parallelism_divides_the_heads() -> None:
     plan = plan_of("tpu_v4-32", model_parallel=True)  # 12 heads: 8 does not divide, 4 does
     assert plan.mesh.shape == (4, 4)
     assert plan.kernel("blocks.attention").shapes["q"][2] == 3  # 12 heads over 4 devices
-    assert any(k.attrs.get("axes") == ["model"] for k in plan.kernels)
 
 
 def test_unused_model_axis_warns() -> None:
@@ -224,21 +223,112 @@ def test_vq_and_moe_selection() -> None:
     assert impl(plan_of(mor_num_experts=2, mor_top_k=2), "moe")[0] == "reference"
 
 
-def test_collectives_by_target_and_size() -> None:
-    cpu = plan_of("cpu-amxx8", hidden_size=256, num_layers=2, model_parallel=True, max_seq_length=256)
-    assert cpu.mesh.shape == (2, 4)
+#: A model the explicit step can split (float block weights; dense MLP unless said).
+SPLITTABLE = dict(hidden_size=256, num_layers=2, max_seq_length=256, model_parallel=True,
+                  use_affine_quantization=False)
+
+
+def collectives(plan) -> dict[str, tuple]:
+    return {k.name: (k.attrs["op"], k.attrs["axes"], k.implementation, tuple(k.uses),
+                     k.calls_per_step) for k in plan.kernels if k.family == "collective"}
+
+
+def step_decision(plan):
+    (decision,) = [d for d in plan.decisions if d.pass_ == "sharded-step"
+                   and d.path == "execution.sharded_step"]
+    return decision
+
+
+def test_the_explicit_step_records_the_collectives_it_calls() -> None:
+    # Optimizer state replicated: the explicit step measured faster on cpu.
+    plan = plan_of("cpu-amxx8", **SPLITTABLE, optimizer_sharding=False, use_sparse=False)
+    assert plan.mesh.shape == (2, 4)
+    assert step_decision(plan).after == "explicit"
+    assert "benchmarks/sharded_step.py" in step_decision(plan).reason
+    found = collectives(plan)
+    assert found["grads.all_reduce"][:2] == ("all_reduce", ["data"])
+    # q, k, v per layer gather the rows into the projection; wo and w_out reduce-scatter
+    assert found["blocks.attention_in"][0::3] == ("all_gather_matmul", ("blocks.attention_in",))
+    assert found["blocks.attention_in"][4] == 3 * 2
+    assert found["blocks.mlp_in"][0::3] == ("all_gather_matmul", ("blocks.mlp_in",))
+    assert found["blocks.attention_out"][0::3] == ("reduce_scatter",
+                                                   ("blocks.attention_out", "blocks.mlp_out"))
+    spec = plan.kernel("blocks.attention_in")
+    rows = plan.batch.per_device * 256 // 4  # tokens per data shard over the 4-way model axis
+    assert dict(spec.shapes) == {"x": (rows, 256), "w": (256, 64)}
+    assert plan.kernel("blocks.attention_out").shapes["x"] == (rows * 4, 256)
+    # Rookies gather the rows for the router instead of the MLP's collective matmul
+    mor = collectives(plan_of("cpu-amxx8", **SPLITTABLE, optimizer_sharding=False))
+    assert "blocks.mlp_in" not in mor and mor["blocks.moe_in"][0] == "all_gather"
+
+
+def test_automatic_partitioning_records_no_collectives() -> None:
+    # ZeRO-1 on cpu: XLA's partitioning reduce-scatters onto the split state (measured).
+    plan = plan_of("cpu-amxx8", **SPLITTABLE)
+    decision = step_decision(plan)
+    assert (decision.before, decision.after) == ("auto", "automatic")
+    assert "optimizer state split over data" in decision.reason
+    assert not collectives(plan)
+    dropped = {d.path for d in plan.decisions if d.pass_ == "sharded-step" and d.after is None}
+    assert {"kernels.grads.all_reduce", "kernels.blocks.attention_in"} <= dropped
+    # not measured on TPU: XLA's partitioning, with the reason
+    tpu = step_decision(plan_of("tpu_v4-32", hidden_size=256, num_layers=2))
+    assert tpu.after == "automatic" and "not measured on TPUs" in tpu.reason
+    # one device: no collective, no choice to make
+    assert not [d for d in plan_of("cpu", hidden_size=256, num_layers=2).decisions
+                if d.pass_ == "sharded-step"]
+
+
+def test_auto_trains_automatically_what_the_explicit_step_cannot_split() -> None:
+    plan = plan_of("cpu-amxx8", **{**SPLITTABLE, "use_affine_quantization": True},
+                   optimizer_sharding=False)
+    assert step_decision(plan).after == "automatic"
+    assert "quantized" in step_decision(plan).reason and not collectives(plan)
+    # data parallelism alone splits nothing: quantized weights train explicitly
+    data_only = plan_of("cpux8", hidden_size=256, num_layers=2, optimizer_sharding=False)
+    assert step_decision(data_only).after == "explicit"
+    assert set(collectives(data_only)) == {"grads.all_reduce"}
+
+
+def test_manual_sharding_asks_for_the_explicit_step() -> None:
+    plan = plan_of("tpu_v4-8", **SPLITTABLE, sharding_strategy="manual", tpu_mesh_shape=[2, 2])
+    assert (step_decision(plan).before, step_decision(plan).after) == ("manual", "explicit")
+    assert {"grads.all_reduce", "blocks.attention_in"} <= set(collectives(plan))
+    refused = compiled("tpu_v4-8", **SPLITTABLE, sharding_strategy="manual",
+                       tpu_mesh_shape=[2, 2], mixers=["attention", "hyena"])
+    assert refused.plan is None
+    assert [d.code for d in refused.diagnostics if d.is_error] == ["O104"]
+
+
+def test_a_config_with_errors_reaches_the_sharded_step_and_is_reported(capsys) -> None:
+    # `capibara check` runs every stage; heads that do not divide the width are V001's
+    # to report, not a crash of the step's choice.
+    status, text = run("check", "--no-env", "--target", "cpux8", "--set", "model.hidden_size=2047",
+                       "--set", "model.num_heads=16", "--set",
+                       "tpu_v4_optimizations.model_parallel=true", "--set",
+                       "tpu_v4_optimizations.optimizer_sharding=false",
+                       "configs/development/development.toml")
+    assert status == 1, text
+    assert "error[V001]" in text + capsys.readouterr().err
+
+
+def test_collective_variants_by_size() -> None:
+    cpu = plan_of("cpu-amxx8", **SPLITTABLE, optimizer_sharding=False, use_sparse=False)
     assert cpu.kernel("grads.all_reduce").implementation == "decomposed"  # megabytes of gradients
-    # 256 tokens x 256 features x 4 B = 256 KiB per sample: one psum beats two phases.
-    assert cpu.kernel("blocks.all_reduce").implementation == "reference"
-    tpu = plan_of("tpu_v4-32", hidden_size=256, num_layers=2)
+    # One sample's rows are kilobytes: the ring does not pay; reduce-scatter is one primitive.
+    assert cpu.kernel("blocks.attention_in").implementation == "reference"
+    assert cpu.kernel("blocks.attention_out").implementation == "reference"
+    tpu = plan_of("tpu_v4-8", **SPLITTABLE, sharding_strategy="manual", tpu_mesh_shape=[2, 2])
     assert tpu.kernel("grads.all_reduce").implementation == "reference"
 
 
 def test_two_phase_all_reduce_only_where_it_runs_in_place() -> None:
-    donating = plan_of("cpux8", hidden_size=256, num_layers=2, memory_optimization_level=1)
+    donating = plan_of("cpux8", hidden_size=256, num_layers=2, memory_optimization_level=1,
+                       optimizer_sharding=False)
     assert donating.execution.donate
     assert donating.kernel("grads.all_reduce").implementation == "decomposed"
-    keeping = compiled("cpux8", hidden_size=256, num_layers=2, memory_optimization_level=0)
+    keeping = compiled("cpux8", hidden_size=256, num_layers=2, memory_optimization_level=0,
+                       optimizer_sharding=False)
     assert not keeping.plan.execution.donate
     assert keeping.plan.kernel("grads.all_reduce").implementation == "reference"
     (why,) = [d.reason for d in keeping.plan.decisions

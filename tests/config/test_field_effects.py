@@ -85,7 +85,7 @@ FLIPS: dict[str, tuple] = {
     "use_bfloat16": (False, {}, "cpu"),
     "mixed_precision": (False, {}, "tpu_v4-8"),
     "async_collective": (False, {}, "tpu_v4-8"),
-    "sharding_strategy": ("disabled", {}, "tpu_v4-8"),
+    "sharding_strategy": ("manual", {"tpu_mesh_shape": [4, 1]}, "tpu_v4-8"),
     "data_parallel": (False, {}, "tpu_v4-8"),
     "model_parallel": (True, {"tpu_mesh_shape": [2, 2]}, "tpu_v4-8"),
     "gradient_checkpointing": (False, {}, "cpu"),

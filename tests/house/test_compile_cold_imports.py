@@ -44,6 +44,7 @@ COMPILE_PATH_MODULES = CHECK_PATH_MODULES | {
     "capibara.compiler.passes.prune_disabled", "capibara.compiler.passes.precision",
     "capibara.compiler.passes.memory_policy", "capibara.compiler.passes.fold_derived",
     "capibara.compiler.passes.select_kernels", "capibara.compiler.passes.resolve_batch",
+    "capibara.compiler.passes.sharded_step",
     "capibara.compiler.passes.dedupe_kernels",
     # the targets and the kernel families' selectors and rankings (no JAX)
     "capibara.targets", "capibara.kernels", "capibara.kernels.specs", "capibara.kernels.selection",

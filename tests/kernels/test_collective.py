@@ -150,6 +150,17 @@ def _main(shape: tuple[int, ...]) -> None:
             assert np.all(np.abs(np.asarray(ga) - g @ w.T) <= 1e-5 * (np.abs(g) @ np.abs(w.T))), (impl, axes)
             assert np.all(np.abs(np.asarray(gw) - a.T @ g) <= 1e-5 * (np.abs(a.T) @ np.abs(g))), (impl, axes)
             checked += 2
+            # The per-device product is the caller's (a model's matmul kernel): the
+            # variant only moves the rows, so a product that doubles doubles the result.
+            from functools import partial
+            from jax.sharding import PartitionSpec as P
+            per_shard = partial(collective.VARIANTS[impl].fn, op="all_gather_matmul",
+                                axis_name=axes[0] if len(axes) == 1 else axes,
+                                matmul=lambda x, y: 2.0 * jnp.matmul(x, y))
+            doubled = jax.shard_map(per_shard, mesh=mesh, in_specs=(P(axes), P(None, axes)),
+                                    out_specs=P(None, axes))(a, w)
+            assert np.all(np.abs(np.asarray(doubled) - 2 * (a.astype(np.float64) @ w)) <= 2 * bound)
+            checked += 1
 
     # donation: the result may reuse the input's buffer; the values must not change
     donated = collective.collective("all_reduce", mesh, MESHES[shape][0], implementation="decomposed",

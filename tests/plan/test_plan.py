@@ -301,6 +301,17 @@ def test_explain_a_resolved_value_shows_its_source_and_decisions(plan: Plan) -> 
     assert "resolve-mesh [tpu_v4_optimizations.mesh_shape]" in mesh
 
 
+def test_explain_the_sharded_step_and_the_collectives_it_dropped(plan: Plan) -> None:
+    # a 16-device plan: XLA's partitioning on TPU, so no gradient all-reduce kernel
+    step = explain_plan(plan, "execution.sharded_step")
+    assert step.startswith("execution.sharded_step: no value in the plan\n  decisions:\n")
+    assert 'sharded-step: "auto" → "automatic" (tpu, ' in step
+    assert explain_plan(plan, "sharding_strategy").count("sharded-step") == 1
+    assert "execution.sharded_step" in explain_plan(plan, "execution")
+    dropped = explain_plan(plan, "kernels.grads.all_reduce")
+    assert "\"grads.all_reduce\" → null (XLA's automatic partitioning" in dropped
+
+
 def test_explain_unknown_path_suggests(plan: Plan) -> None:
     with pytest.raises(KeyError) as caught:
         explain_plan(plan, "model.hiden_size")

@@ -155,8 +155,9 @@ def ir_problems(ir: Lowered, before: Lowered | None, stage: str) -> list[str]:
     size of at least 1 per axis and fits the target; every kernel names a
     known implementation, has calls, and shapes whose dimensions are
     positive integers or known symbols and dtypes that are dtypes or
-    policy placeholders; no call site is lost except by pruning, and
-    merged sites stay listed in ``uses``.
+    policy placeholders; no call site is lost except by pruning (and the
+    collectives ``sharded-step`` drops, each with its decision), and merged
+    sites stay listed in ``uses``.
     """
     problems = []
     if before is not None:
@@ -169,6 +170,11 @@ def ir_problems(ir: Lowered, before: Lowered | None, stage: str) -> list[str]:
                 problems.append(f"{name} was resolved and is not any more")
         sites = {s for u in ir.kernels for s in (u.uses or (u.site,))}
         lost = {s for u in before.kernels for s in (u.uses or (u.site,))} - sites
+        if stage == "sharded-step":  # drops collectives where XLA partitions the step, saying so
+            collective = {s for u in before.kernels if u.family == "collective"
+                          for s in (u.uses or (u.site,))}
+            said = {d.path.removeprefix("kernels.") for d in ir.decisions[len(before.decisions):]}
+            lost -= collective & said
         if lost and stage != "prune-disabled":
             problems.append(f"kernel sites lost: {sorted(lost)}")
     if ir.mesh is not None:

@@ -95,8 +95,11 @@ class PruneDisabled(Pass, frozen=True):
 def _pruned_reason(feature: str, switch: str, config: Any, mesh: Mesh | None) -> str:
     if feature == "data_parallel":
         return "one data-parallel replica: no gradient all-reduce"
-    if feature == "model_parallel":
-        return "no model parallelism: no activation all-reduce"
+    if feature.startswith("model_parallel"):
+        if mesh is not None and mesh.size("model") > 1 or config.model_parallel:
+            return ("Mixture of Rookies replaces the dense MLP" if feature == "model_parallel_mlp"
+                    else "the feed-forward is the dense MLP")
+        return "no model parallelism: no collectives over the model axis"
     if feature == "dense_mlp":
         return "Mixture of Rookies replaces the dense MLP (sparsity.method = \"mor\")"
     if feature == "mor":

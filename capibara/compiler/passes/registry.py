@@ -14,6 +14,8 @@ The default pipeline, in order:
 ``resolve-mesh``    ``"auto"`` mesh → ``[data, model]`` from the device count
 ``prune-disabled``  drop kernels of features that are off; warn about settings
                     that have no effect on this target (``O1xx``)
+``sharded-step``    on several devices: the explicit ``shard_map`` step with the
+                    plan's collective kernels, or XLA's partitioning (no collectives)
 ``precision``       the precision policy the target can run
 ``memory-policy``   ``memory_optimization_level`` and ``compile_mode`` → donation,
                     chunked loss, saved-activation dtype
@@ -39,12 +41,13 @@ from capibara.compiler.passes.prune_disabled import PruneDisabled
 from capibara.compiler.passes.resolve_batch import ResolveBatch, format_gib
 from capibara.compiler.passes.resolve_mesh import ResolveMesh
 from capibara.compiler.passes.select_kernels import SelectKernels
+from capibara.compiler.passes.sharded_step import ShardedStep
 from capibara.diagnostics import Diagnostic
 
 #: Every pass by name (``--print-after`` names them); one line per pass.
 PASSES: dict[str, type[Pass]] = {p.name: p for p in (
-    ResolveMesh, PruneDisabled, PrecisionPolicy, ApplyMemoryPolicy, FoldDerived, SelectKernels,
-    ResolveBatch, DedupeKernels)}
+    ResolveMesh, PruneDisabled, ShardedStep, PrecisionPolicy, ApplyMemoryPolicy, FoldDerived,
+    SelectKernels, ResolveBatch, DedupeKernels)}
 
 #: The order the compiler runs them in.
 DEFAULT_PIPELINE: tuple[Pass, ...] = tuple(cls() for cls in PASSES.values())

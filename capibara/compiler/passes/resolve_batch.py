@@ -87,7 +87,7 @@ class ResolveBatch(Pass, frozen=True):
                            f"({MEMORY_HEADROOM:.0%} of the {format_gib(ir.memory_limit)} limit)")
             reason = "; ".join(why)
             memory = estimate(per_device)
-        kernels = tuple(_bind_batch(use, per_device, ir.model.max_seq_length)
+        kernels = tuple(_bind_batch(use, per_device, ir.model.max_seq_length, ir.model_axis)
                         for use in ir.kernels)
         ir = replace(ir, kernels=kernels, memory=memory)
         return ir.decide(self.name, "deployment.batch_size", config.batch_size, global_size, reason,
@@ -111,9 +111,11 @@ def _mesh_was_auto(ir: Lowered) -> bool:
     return not isinstance(ir.config.tpu_mesh_shape, list) or ir.target.platform != "tpu"
 
 
-def _bind_batch(use: KernelUse, per_device: int, seq: int) -> KernelUse:
-    """Bind the batch symbols: ``B`` samples and ``N = B·S`` tokens per device."""
-    sizes = {"B": per_device, "N": per_device * seq}
+def _bind_batch(use: KernelUse, per_device: int, seq: int, model_axis: int) -> KernelUse:
+    """Bind the batch symbols: ``B`` samples and ``N = B·S`` tokens per device, that
+    padded to a multiple of the model axis (``Nm``) and one device's rows of it (``Nl``)."""
+    rows = -(-per_device * seq // model_axis)
+    sizes = {"B": per_device, "N": per_device * seq, "Nm": rows * model_axis, "Nl": rows}
     return replace(use, shapes={name: tuple(sizes.get(d, d) if isinstance(d, str) else d
                                             for d in shape)
                                 for name, shape in use.shapes.items()})

@@ -20,6 +20,8 @@ variant uses the primitives for them.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -42,7 +44,8 @@ def _two_phase_all_reduce(x: jax.Array, axis_name: AxisName) -> jax.Array:
     return whole.reshape(x.shape)
 
 
-def _ring_all_gather_matmul(x: jax.Array, w: jax.Array, axis_name: AxisName) -> jax.Array:
+def _ring_all_gather_matmul(x: jax.Array, w: jax.Array, axis_name: AxisName,
+                            matmul: Callable[..., jax.Array]) -> jax.Array:
     group = lax.axis_size(axis_name)
     to_next = [(i, (i + 1) % group) for i in range(group)]
     # Each block travels with its owner's index. For a tuple of axes,
@@ -55,23 +58,24 @@ def _ring_all_gather_matmul(x: jax.Array, w: jax.Array, axis_name: AxisName) -> 
     for step in range(group):
         if step + 1 < group:
             arriving = lax.ppermute((in_hand, owner), axis_name, to_next)
-        product = local_matmul(in_hand, w)
+        product = matmul(in_hand, w)
         if out is None:
             out = jnp.zeros((group,) + product.shape, product.dtype)
         out = lax.dynamic_update_index_in_dim(out, product, owner, 0)
         if step + 1 < group:
             in_hand, owner = arriving
-    return out.reshape(group * x.shape[0], w.shape[1])
+    return out.reshape((group * x.shape[0],) + out.shape[2:])
 
 
-def collective_decomposed(*arrays: jax.Array, op: str, axis_name: AxisName) -> jax.Array:
+def collective_decomposed(*arrays: jax.Array, op: str, axis_name: AxisName,
+                          matmul: Callable[..., jax.Array] = local_matmul) -> jax.Array:
     """Run collective ``op`` on this device's block(s); same contract as the reference."""
     if op == "all_reduce":
         (x,) = arrays
         return _two_phase_all_reduce(x, axis_name)
     if op == "all_gather_matmul":
         x, w = arrays
-        return _ring_all_gather_matmul(x, w, axis_name)
+        return _ring_all_gather_matmul(x, w, axis_name, matmul)
     if op not in OPS:
         raise ValueError(f"{op=} is not a collective; expected one of {OPS}")
-    return collective_reference(*arrays, op=op, axis_name=axis_name)
+    return collective_reference(*arrays, op=op, axis_name=axis_name, matmul=matmul)

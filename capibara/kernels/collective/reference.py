@@ -10,13 +10,18 @@ the local block. Every operation works on axis 0 of the block:
 - ``reduce_scatter``: the group's sum, cut into as many pieces as the group
   has devices; device ``i`` keeps piece ``i`` (axis 0 must divide evenly);
 - ``all_gather_matmul``: ``all_gather(x) @ w`` for row blocks ``x [m, k]``
-  and a local weight ``w [k, n]``.
+  and a local weight ``w [k, n]``; ``matmul`` is the per-device product
+  (default :func:`local_matmul`), so a model can multiply with its own
+  matmul kernel (precision policy, tiles) while the variant owns the
+  communication.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from typing import Callable
+
 from jax import lax
 
 __all__ = ["OPS", "collective_reference", "local_matmul"]
@@ -31,7 +36,8 @@ def local_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.matmul(a, b)
 
 
-def collective_reference(*arrays: jax.Array, op: str, axis_name: AxisName) -> jax.Array:
+def collective_reference(*arrays: jax.Array, op: str, axis_name: AxisName,
+                         matmul: Callable[..., jax.Array] = local_matmul) -> jax.Array:
     """Run collective ``op`` on this device's block(s) over ``axis_name``."""
     if op == "all_reduce":
         (x,) = arrays
@@ -44,5 +50,5 @@ def collective_reference(*arrays: jax.Array, op: str, axis_name: AxisName) -> ja
         return lax.psum_scatter(x, axis_name, tiled=True)
     if op == "all_gather_matmul":
         x, w = arrays
-        return local_matmul(lax.all_gather(x, axis_name, tiled=True), w)
+        return matmul(lax.all_gather(x, axis_name, tiled=True), w)
     raise ValueError(f"{op=} is not a collective; expected one of {OPS}")
