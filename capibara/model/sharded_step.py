@@ -45,6 +45,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from capibara.model.kernels import Collectives
 from capibara.model.network import Network
+from capibara.model.training import apply_gradients
 
 __all__ = ["make_explicit_train_step"]
 
@@ -103,13 +104,8 @@ def make_explicit_train_step(net: Network, collectives: Collectives, mesh: Mesh,
         grads, parts = jax.shard_map(
             partial(local, static=static), mesh=mesh, in_specs=(specs, batch_specs),
             out_specs=(specs, P()), check_vma=False)(params, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        if prune is not None:
-            params = prune(params, step_number + 1)
-        metrics = {**parts._asdict(), "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": schedule(step_number)}
-        return params, opt_state, metrics
+        return apply_gradients(params, opt_state, grads, parts, step_number, optimizer,
+                               schedule, prune)
 
     return step
 

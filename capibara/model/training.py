@@ -86,12 +86,21 @@ def make_train_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransf
             return parts.total, parts
 
         (_, parts), grads = jax.value_and_grad(total, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        if prune is not None:
-            params = prune(params, step_number + 1)
-        metrics = {**parts._asdict(), "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": schedule(step_number)}
-        return params, opt_state, metrics
+        return apply_gradients(params, opt_state, grads, parts, step_number, optimizer,
+                               schedule, prune)
 
     return step
+
+
+def apply_gradients(params: Any, opt_state: Any, grads: Any, parts: Any, step_number: Any,
+                    optimizer: optax.GradientTransformation, schedule: optax.Schedule,
+                    prune: Callable[[Any, Any], Any] | None = None) -> tuple[Any, Any, dict]:
+    """The end of every train step (the jitted and the ``shard_map`` one): the optimizer
+    update, pruning, and the metrics (loss parts, gradient norm, learning rate)."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    if prune is not None:
+        params = prune(params, step_number + 1)
+    metrics = {**parts._asdict(), "grad_norm": optax.tree.norm(grads),
+               "learning_rate": schedule(step_number)}
+    return params, opt_state, metrics
