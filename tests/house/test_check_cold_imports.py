@@ -15,10 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCRIPT = """
-import io, sys
-import capibara.cli.app as cli
-status = cli.main(["check", "--no-env", "configs/production/tpu_v4.toml"], out=io.StringIO())
+#: Prints ``status`` and every dataclass the capibara modules loaded so far define.
+DATACLASS_SCAN = """
 found = sorted(
     f"{name}.{attr}" for name, module in list(sys.modules.items())
     if name.startswith("capibara") for attr, value in vars(module).items()
@@ -26,6 +24,12 @@ found = sorted(
     and "__dataclass_fields__" in vars(value))
 print(status, " ".join(found))
 """
+
+SCRIPT = """
+import io, sys
+import capibara.cli.app as cli
+status = cli.main(["check", "--no-env", "configs/production/tpu_v4.toml"], out=io.StringIO())
+""" + DATACLASS_SCAN
 
 #: The dataclasses a check may define: the diagnostics and their one subclass.
 ALLOWED = {"capibara.diagnostics.Span", "capibara.diagnostics.Label",

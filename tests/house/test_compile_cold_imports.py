@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.house.test_check_cold_imports import CHECK_PATH_MODULES
+from tests.house.test_check_cold_imports import CHECK_PATH_MODULES, DATACLASS_SCAN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,13 +95,7 @@ class Output(io.StringIO):
 
 status = cli.main(["compile", "--no-env", "configs/production/tpu_v4.toml", "--target", "cpu",
                    "-o", "-"], out=Output())
-found = sorted(
-    f"{name}.{attr}" for name, module in list(sys.modules.items())
-    if name.startswith("capibara") for attr, value in vars(module).items()
-    if isinstance(value, type) and value.__module__ == name
-    and "__dataclass_fields__" in vars(value))
-print(status, " ".join(found))
-"""
+""" + DATACLASS_SCAN
 
 #: The dataclasses a compile may define: the diagnostics (see the check's test) and
 #: the target, whose users call ``dataclasses.replace`` on it. Creating a dataclass

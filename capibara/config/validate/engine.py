@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import msgspec
 
 from capibara.config.decode import ALIAS_CONFLICT
-from capibara.config.fieldtypes import format_value
+from capibara.config.fieldtypes import format_value, join_words
 from capibara.config.values import NOT_RUNTIME_MUTABLE
 from capibara.diagnostics import Severity
 
@@ -137,12 +137,6 @@ def assignment_text(name: str, value: Any) -> str:
 
 def field_names(names: Sequence[str]) -> str:
     return join_words([f"`{n}`" for n in names])
-
-
-def join_words(items: Sequence[str]) -> str:
-    if len(items) <= 2:
-        return " and ".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def verb_are(names: Sequence[str]) -> str:
